@@ -1,0 +1,61 @@
+"""Tasks: deterministic batches of (tokens[B, T], targets[B, T]); targets are -100 where
+nothing is scored.
+
+A batch is a pure function of (task config, seed, split, index): the training stream position
+is just the step number, so two models see the same examples in the same order and a resumed
+run continues exactly where it stopped. Each task subclass implements ``_generate(gen, n, split)``
+returning ``n`` examples of ``split`` as (tokens[n, T], targets[n, T]).
+
+``n_train`` (C7, data efficiency) restricts training to a finite pool of unique examples:
+example j of the pool is fixed by the seed, and each batch draws its rows from the pool.
+"""
+
+import hashlib
+
+import torch
+
+IGNORE = -100
+SPLITS = {"train": 0, "val": 1, "pool": 2}
+POOL_CHUNK = 256
+
+
+def seeded(*parts) -> torch.Generator:
+    """A CPU generator whose seed is a stable hash of ``parts`` (no Python hash salt)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class Task:
+    vocab_size: int
+    seq_len: int
+
+    def __init__(self, seed: int = 0, n_train: int | None = None):
+        if n_train is not None and n_train < 1:
+            raise ValueError(f"data.n_train={n_train} must be a positive integer or null")
+        self.seed, self.n_train = seed, n_train
+        self._chunks = {}
+
+    def batch(self, split: str, index: int, batch_size: int):
+        """The ``index``-th batch of ``split`` ('train' or 'val'): (tokens, targets) [B, T]."""
+        if split == "train" and self.n_train is not None:
+            rows = torch.randint(self.n_train, (batch_size,), generator=seeded(
+                self.seed, "pick", index))
+            pairs = [self._pool_example(int(j)) for j in rows]
+            return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        return self._generate(seeded(self.seed, SPLITS[split], index), batch_size, split)
+
+    def _pool_example(self, j: int):
+        chunk = j // POOL_CHUNK
+        if chunk not in self._chunks:
+            self._chunks[chunk] = self._generate(seeded(self.seed, SPLITS["pool"], chunk),
+                                                 POOL_CHUNK, "train")
+        tokens, targets = self._chunks[chunk]
+        return tokens[j % POOL_CHUNK], targets[j % POOL_CHUNK]
+
+    def _generate(self, gen: torch.Generator, n: int, split: str):
+        raise NotImplementedError  # each task defines how one batch of examples is drawn
+
+    def fingerprint(self) -> dict:
+        """What identifies the data a run saw (recorded in run.json)."""
+        return {"task": type(self).__name__, "vocab_size": self.vocab_size,
+                "seq_len": self.seq_len, "seed": self.seed, "n_train": self.n_train}

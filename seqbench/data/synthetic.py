@@ -1,0 +1,124 @@
+"""Synthetic probes of memory: lag_recall, mqar and copy.
+
+Token ranges are disjoint by construction so that a correct answer can only come from memory,
+never from the local context. Each generator is vectorised over the batch.
+"""
+
+import torch
+
+from seqbench.data import IGNORE, Task
+
+
+def _check(cond, key, value, allowed):
+    if not cond:
+        raise ValueError(f"{key}={value} is not allowed: {allowed}")
+
+
+class LagRecall(Task):
+    """One key-value pair, then distractors, then the key again: answer with the value.
+
+        ... k v  d d d ... d  k -> v        (query k sits exactly ``distance`` tokens after v)
+
+    Keys are tokens [0, n_keys), values [n_keys, 2 n_keys), distractors [2 n_keys, vocab_size).
+    Only the answer (the target at the query position) is scored; chance is 1 / n_keys.
+    """
+
+    def __init__(self, seq_len=64, distance=16, vocab_size=64, n_keys=16, seed=0, n_train=None):
+        super().__init__(seed, n_train)
+        _check(seq_len >= 3, "data.seq_len", seq_len, "an integer >= 3")
+        _check(1 <= distance <= seq_len - 2, "data.distance", distance,
+               f"1 <= distance <= seq_len - 2 = {seq_len - 2}")
+        _check(n_keys >= 2, "data.n_keys", n_keys, "an integer >= 2")
+        _check(vocab_size >= 2 * n_keys + 1, "data.vocab_size", vocab_size,
+               f">= 2 * n_keys + 1 = {2 * n_keys + 1} (keys, values and distractors)")
+        self.seq_len, self.distance, self.vocab_size, self.n_keys = (
+            seq_len, distance, vocab_size, n_keys)
+
+    def _generate(self, gen, n, split):
+        T, d, K = self.seq_len, self.distance, self.n_keys
+        seq = torch.randint(2 * K, self.vocab_size, (n, T + 1), generator=gen)  # distractors
+        key = torch.randint(0, K, (n,), generator=gen)
+        value = torch.randint(K, 2 * K, (n,), generator=gen)
+        pair = torch.randint(0, T - 1 - d, (n,), generator=gen)  # key position p, value at p+1
+        query = pair + 1 + d  # the query key; its target (the value) is seq[query + 1]
+        rows = torch.arange(n)
+        seq[rows, pair], seq[rows, pair + 1] = key, value
+        seq[rows, query] = key
+        seq[rows, query + 1] = value
+        targets = torch.full((n, T), IGNORE)
+        targets[rows, query] = value
+        return seq[:, :T], targets
+
+    def fingerprint(self):
+        return super().fingerprint() | {"distance": self.distance, "n_keys": self.n_keys}
+
+
+class MQAR(Task):
+    """Multi-query associative recall (Arora et al. 2023, Zoology).
+
+    ``num_kv_pairs`` key-value pairs open the sequence; keys come from [1, V/2) and values
+    from [V/2, V), keys unique within an example. Every key is then queried once, at a
+    position whose gap from the context follows a power law (Zoology's ``power_a``); the query
+    token is the key, the scored target is its value, which also follows as the next input.
+    Token 0 fills the unqueried positions.
+    """
+
+    def __init__(self, seq_len=64, num_kv_pairs=4, vocab_size=256, power_a=0.01, seed=0,
+                 n_train=None):
+        super().__init__(seed, n_train)
+        _check(num_kv_pairs >= 1, "data.num_kv_pairs", num_kv_pairs, "an integer >= 1")
+        _check(seq_len >= 4 * num_kv_pairs, "data.num_kv_pairs", num_kv_pairs,
+               f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus queries)")
+        _check(vocab_size // 2 - 1 >= num_kv_pairs, "data.vocab_size", vocab_size,
+               f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (unique keys)")
+        _check(0 < power_a <= 1, "data.power_a", power_a, "0 < power_a <= 1")
+        self.seq_len, self.num_kv_pairs, self.vocab_size, self.power_a = (
+            seq_len, num_kv_pairs, vocab_size, power_a)
+
+    def _generate(self, gen, n, split):
+        T, P, half = self.seq_len, self.num_kv_pairs, self.vocab_size // 2
+        keys = torch.rand(n, half - 1, generator=gen).argsort(dim=1)[:, :P] + 1  # unique
+        values = torch.randint(half, self.vocab_size, (n, P), generator=gen)
+        seq = torch.zeros(n, T + 1, dtype=torch.long)
+        seq[:, 0:2 * P:2], seq[:, 1:2 * P:2] = keys, values
+        # query slots: even offsets after the context; slot gap g drawn with p(g) ~ g^(a-1)
+        slots = (T + 1 - 2 * P) // 2
+        gaps = torch.arange(1, slots + 1, dtype=torch.float)
+        weights = (self.power_a * gaps ** (self.power_a - 1)).expand(n, slots)
+        chosen = torch.multinomial(weights, P, replacement=False, generator=gen)  # [n, P]
+        positions = 2 * P + 2 * chosen  # query position, the value follows at +1
+        order = torch.rand(n, P, generator=gen).argsort(dim=1)  # which key each slot asks
+        asked = keys.gather(1, order)
+        answer = values.gather(1, order)
+        seq.scatter_(1, positions, asked)
+        seq.scatter_(1, positions + 1, answer)
+        targets = torch.full((n, T), IGNORE)
+        targets.scatter_(1, positions, answer)
+        return seq[:, :T], targets
+
+    def fingerprint(self):
+        return super().fingerprint() | {"num_kv_pairs": self.num_kv_pairs,
+                                        "power_a": self.power_a}
+
+
+class Copy(Task):
+    """A random segment, a delimiter, then the segment again: ``s_1..s_n | s_1..s_n``.
+
+    seq_len = 2n; tokens come from [1, vocab_size), 0 is the delimiter; the n positions that
+    must reproduce the segment are scored. Order decides everything here (C6).
+    """
+
+    def __init__(self, seq_len=32, vocab_size=16, seed=0, n_train=None):
+        super().__init__(seed, n_train)
+        _check(seq_len >= 2 and seq_len % 2 == 0, "data.seq_len", seq_len,
+               "an even integer >= 2 (segment, delimiter, segment)")
+        _check(vocab_size >= 3, "data.vocab_size", vocab_size, "an integer >= 3")
+        self.seq_len, self.vocab_size = seq_len, vocab_size
+
+    def _generate(self, gen, n, split):
+        half = self.seq_len // 2
+        seg = torch.randint(1, self.vocab_size, (n, half), generator=gen)
+        seq = torch.cat([seg, torch.zeros(n, 1, dtype=torch.long), seg], dim=1)  # [n, 2h+1]
+        targets = torch.full((n, self.seq_len), IGNORE)
+        targets[:, half:] = seq[:, half + 1:]
+        return seq[:, :-1], targets

@@ -1,0 +1,42 @@
+"""Sequence models behind one contract.
+
+Every model is an ``nn.Module`` built by Hydra from ``conf/model/<name>.yaml`` (``_target_``)
+with ``vocab_size`` supplied by the task, and implements
+
+    forward(tokens[B, T], state=None) -> (logits[B, T, V], state)
+
+``state`` is whatever the model carries between calls: the recurrent hidden state, or the
+Transformer's KV cache. One call therefore serves training (whole sequence, ``state=None``)
+and generation (one token at a time, feeding the returned state back in). No caller ever
+branches on the model family.
+
+Parameter naming convention, used for the fairness figures: token embeddings live in
+``embed``, learned positions in ``pos_embed`` and the output projection in ``head``; those
+count as *embedding* parameters, everything else as *non-embedding* (Kaplan et al. 2020).
+"""
+
+import torch.nn as nn
+
+EMBEDDING_PREFIXES = ("embed.", "pos_embed.", "head.")
+
+
+def param_counts(model: nn.Module) -> dict:
+    """Total / embedding / non-embedding parameter counts (tied weights counted once)."""
+    seen, total, emb = set(), 0, 0
+    for name, p in model.named_parameters():  # named_parameters already skips tied duplicates
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if name.startswith(EMBEDDING_PREFIXES):
+            emb += p.numel()
+    return {"params_total": total, "params_embedding": emb, "params_non_embedding": total - emb}
+
+
+def resolve_size(size: str, presets: dict, **explicit) -> dict:
+    """Preset (d_model, n_layers, ...) for ``size``, with any explicitly given value winning."""
+    if size not in presets:
+        raise ValueError(f"model.size={size!r} is not one of {sorted(presets)}")
+    out = dict(presets[size])
+    out.update({k: v for k, v in explicit.items() if v is not None})
+    return out

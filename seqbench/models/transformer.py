@@ -1,0 +1,118 @@
+"""Decoder-only Transformer (Vaswani et al. 2017; GPT-2's pre-LN arrangement, Radford 2019).
+
+    x = embed(tokens) [+ positions]
+    per block:  x = x + Attn(LN(x)),  x = x + MLP(LN(x))
+    Attn(x) = softmax(Q K^T / sqrt(d_head) + causal mask) V      (F.scaled_dot_product_attention)
+
+Positional encoding (C6): ``sinusoidal`` (Vaswani), ``learned`` (GPT-2), ``rope`` (Su et al.
+2021, rotates Q and K) or ``none`` (Haviv et al. 2022: a causal model can still infer order).
+``causal=False`` gives the bidirectional encoder used for the masked objective (C8) and the
+permutation-equivariance check.
+
+The state is the KV cache: a list with one (K, V) pair per layer, each [B, H, T_past, d_head].
+Feeding tokens together with a cache continues the sequence at position T_past.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from seqbench.models import resolve_size
+
+PRESETS = {"xs": dict(d_model=64, n_layers=2), "s": dict(d_model=128, n_layers=2),
+           "m": dict(d_model=192, n_layers=4)}
+POSITIONS = ("sinusoidal", "learned", "rope", "none")
+
+
+class Transformer(nn.Module):
+    def __init__(self, vocab_size, size="xs", d_model=None, n_layers=None, n_heads=4,
+                 pos="sinusoidal", max_len=1024, causal=True, dropout=0.0, tie_weights=False):
+        super().__init__()
+        hp = resolve_size(size, PRESETS, d_model=d_model, n_layers=n_layers)
+        self.d_model, self.n_layers = hp["d_model"], hp["n_layers"]
+        if self.d_model % n_heads:
+            raise ValueError(f"model.d_model={self.d_model} is not divisible by "
+                             f"model.n_heads={n_heads}")
+        if pos not in POSITIONS:
+            raise ValueError(f"model.pos={pos!r} is not one of {list(POSITIONS)}")
+        self.pos, self.max_len, self.causal = pos, max_len, causal
+        self.embed = nn.Embedding(vocab_size, self.d_model)
+        if pos == "learned":
+            self.pos_embed = nn.Embedding(max_len, self.d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(self.d_model, n_heads, dropout, rope=(pos == "rope")) for _ in range(self.n_layers))
+        self.ln_f = nn.LayerNorm(self.d_model)
+        self.head = nn.Linear(self.d_model, vocab_size, bias=False)
+        if tie_weights:
+            self.head.weight = self.embed.weight
+
+    def forward(self, tokens, state=None):
+        B, T = tokens.shape
+        past = 0 if state is None else state[0][0].size(2)
+        positions = torch.arange(past, past + T, device=tokens.device)  # [T]
+        x = self.embed(tokens)  # [B, T, D]
+        if self.pos == "learned":
+            if past + T > self.max_len:
+                raise ValueError(f"position {past + T - 1} exceeds model.max_len={self.max_len}")
+            x = x + self.pos_embed(positions)
+        elif self.pos == "sinusoidal":
+            x = x + sinusoidal(positions, self.d_model).to(x.dtype)
+        x = self.drop(x)
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, positions, None if state is None else state[i], self.causal)
+            cache.append(kv)
+        return self.head(self.ln_f(x)), cache  # [B, T, V]
+
+
+class Block(nn.Module):
+    def __init__(self, d, n_heads, dropout, rope):
+        super().__init__()
+        self.n_heads, self.rope = n_heads, rope
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(dropout)
+        self.p_attn = dropout
+
+    def forward(self, x, positions, kv, causal):
+        B, T, D = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+        q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))  # [B, H, T, dh]
+        if self.rope:
+            q, k = rotate(q, positions), rotate(k, positions)
+        if kv is not None:  # continue after a cached prefix
+            k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)  # [B, H, S, dh]
+        S = k.size(2)
+        mask, is_causal = None, causal and S > 1
+        if causal and S != T:  # query i sits at absolute position S - T + i
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+            is_causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.p_attn if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, D)  # [B, T, D]
+        x = x + self.drop(self.proj(y))
+        x = x + self.drop(self.mlp(self.ln2(x)))
+        return x, (k, v)
+
+
+def sinusoidal(positions, d):
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...)  ->  [T, d]"""
+    freqs = torch.exp(torch.arange(0, d, 2, device=positions.device) * (-math.log(10000.0) / d))
+    angles = positions.float()[:, None] * freqs[None]  # [T, d/2]
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # [T, d]
+
+
+def rotate(x, positions):
+    """RoPE: rotate channel pairs of x [B, H, T, dh] by angle p * theta_i."""
+    dh = x.size(-1)
+    theta = torch.exp(torch.arange(0, dh, 2, device=x.device) * (-math.log(10000.0) / dh))
+    angles = positions.float()[:, None] * theta[None]  # [T, dh/2]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # [B, H, T, dh/2] each
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
