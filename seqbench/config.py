@@ -234,3 +234,30 @@ class _without_hydra:
 
     def __exit__(self, *exc):
         return False
+
+
+def model_configs() -> dict[str, DictConfig]:
+    """Every conf/model/*.yaml, loaded on its own (interpolations into other groups dropped)."""
+    out = {}
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        for k in list(node.keys()):
+            if OmegaConf.is_interpolation(node, k):
+                del node[k]  # e.g. max_len: ${data.seq_len}; the class default serves here
+        out[path.stem] = node
+    return out
+
+
+def param_table(vocab_size: int = 64, sizes=("xs", "s", "m")) -> list[dict]:
+    """Parameter counts of every model file at every size preset, built on the meta device."""
+    from seqbench.models import param_counts
+
+    rows = []
+    for name, node in model_configs().items():
+        for size in sizes:
+            if "size" not in node:
+                continue
+            model = build_model(OmegaConf.merge(node, {"size": size}), vocab_size)
+            hp = {k: getattr(model, k) for k in ("d_model", "n_layers") if hasattr(model, k)}
+            rows.append({"model": name, "size": size, **hp, **param_counts(model)})
+    return rows

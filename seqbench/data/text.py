@@ -79,6 +79,11 @@ class Text(Task):
                              f"{shortest} tokens per split; need seq_len + 2 or more")
         self.seq_len, self.tokenizer, self.vocab_size = seq_len, tokenizer, len(self.itos)
         self.unk_rate = float((ids == 0).float().mean())
+        # what a model that ignores all context can reach: val cross-entropy under the
+        # (add-one smoothed) unigram distribution of the training split
+        counts = torch.bincount(self.streams["train"], minlength=self.vocab_size).double() + 1
+        logp = (counts / counts.sum()).log()
+        self.unigram_xent = float(-logp[self.streams["val"]].mean())
 
     def _generate(self, gen, n, split):
         stream = self.streams[split]
@@ -93,4 +98,5 @@ class Text(Task):
     def fingerprint(self):
         return super().fingerprint() | self.corpus | {
             "tokenizer": self.tokenizer, "unk_rate": round(self.unk_rate, 5),
+            "unigram_xent": round(self.unigram_xent, 5),
             "train_tokens": len(self.streams["train"]), "val_tokens": len(self.streams["val"])}
