@@ -162,10 +162,10 @@ def _group_choice_error(overrides: list[str]) -> None:
                 _need(v in options, key, v, f"choose one of {', '.join(options)}")
 
 
-def _explain_compose_error(overrides, err) -> str:
+def _explain_compose_error(config_name, overrides, err) -> str:
     from hydra import compose
 
-    base = compose("config", overrides=[o for o in overrides if o.split("=")[0] in GROUPS
+    base = compose(config_name, overrides=[o for o in overrides if o.split("=")[0] in GROUPS
                                         or o.startswith("+experiment")])
     for o in overrides:
         key, _, value = o.partition("=")
@@ -179,7 +179,7 @@ def _explain_compose_error(overrides, err) -> str:
     return str(err).strip().splitlines()[0]
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str], config_name: str = "config") -> None:
     """Validate every job a command line would launch; exit 2 with one line on the first
     bad value. Hydra's own flags (--cfg, --help, -m ...) pass through untouched."""
     from hydra import compose, initialize_config_dir
@@ -197,12 +197,12 @@ def preflight(argv: list[str]) -> None:
         with initialize_config_dir(str(CONF_DIR), version_base=None):
             for combo in combos:
                 try:
-                    cfg = compose("config", overrides=combo, return_hydra_config=True)
+                    cfg = compose(config_name, overrides=combo, return_hydra_config=True)
                 except Exception as e:
-                    raise ConfigError(_explain_compose_error(combo, e)) from None
+                    raise ConfigError(_explain_compose_error(config_name, combo, e)) from None
                 swept = _experiment_sweeps(cfg, combo) if multirun else [combo]
                 for job in swept:
-                    job_cfg = compose("config", overrides=job) if job is not combo else cfg
+                    job_cfg = compose(config_name, overrides=job) if job is not combo else cfg
                     with _without_hydra(job_cfg):
                         validate(job_cfg)
     except ConfigError as e:

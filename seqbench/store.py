@@ -4,6 +4,7 @@ A run directory holds
     run.json      config, environment, fairness figures, status, summary (replaced atomically)
     metrics.csv   one whole line per logged step, appended; a torn last line is ignored
     ckpt.pt       model/optimiser/scheduler/RNG state at a step boundary (replaced atomically)
+    model.pt      the final weights (state_dict) of a complete run
     lock          held (flock) while a process works in the directory
 
 so a run killed at any instant, even by SIGKILL, leaves files the report can read and the

@@ -69,7 +69,7 @@ def train(cfg: DictConfig) -> dict:
     try:
         record = store.read_json(run_dir / "run.json")
         if cfg.fresh:
-            for f in ("run.json", "metrics.csv", "ckpt.pt", "position_loss.csv"):
+            for f in ("run.json", "metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv"):
                 (run_dir / f).unlink(missing_ok=True)
         elif record and record.get("status") == "complete":
             return record["summary"] | {"executed_steps": 0}
@@ -190,6 +190,8 @@ class Run:
         bar.close()
         if self.stop_signal:
             self.save()
+        else:  # the trained weights, for generation and measurements on trained models
+            store.atomic_torch_save(self.model.state_dict(), self.dir / "model.pt")
 
     @torch.no_grad()
     def evaluate(self, final=False) -> dict:
