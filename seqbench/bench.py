@@ -37,8 +37,11 @@ def profile_jobs(profile: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seqbench.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m seqbench.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--runs", default=None, help="run directory root (default runs/bench-PROFILE)")
     ap.add_argument("--results", default="results")
@@ -46,8 +49,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated job names to run")
     args = ap.parse_args(argv)
     if args.profile not in profiles():
-        print(f"seqbench: error: PROFILE={args.profile} is not allowed: choose one of "
-              f"{', '.join(profiles())}", file=sys.stderr)
+        print(
+            f"seqbench: error: PROFILE={args.profile} is not allowed: choose one of "
+            f"{', '.join(profiles())}",
+            file=sys.stderr,
+        )
         return 2
     runs = Path(args.runs or f"runs/bench-{args.profile}")
     runs.mkdir(parents=True, exist_ok=True)
@@ -62,8 +68,14 @@ def main(argv=None) -> int:
         print(f"\n== {job['name']}: {shlex.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.run(cmd).returncode
-        log.append({"job": job["name"], "returncode": rc,
-                    "seconds": round(time.perf_counter() - t0, 1), "command": shlex.join(cmd[2:])})
+        log.append(
+            {
+                "job": job["name"],
+                "returncode": rc,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "command": shlex.join(cmd[2:]),
+            }
+        )
         print(f"== {job['name']}: exit {rc} after {log[-1]['seconds']} s", flush=True)
     with open(runs / "bench_jobs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["job", "returncode", "seconds", "command"])
@@ -72,8 +84,10 @@ def main(argv=None) -> int:
     print(f"\nseqbench: wrote {write_report(runs, args.results)}")
     total = sum(r["seconds"] for r in log)
     failed = [r["job"] for r in log if r["returncode"] != 0]
-    print(f"seqbench: bench profile {args.profile}: {len(log)} jobs, {total:.0f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"seqbench: bench profile {args.profile}: {len(log)} jobs, {total:.0f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -46,36 +46,62 @@ def check_device(device: str) -> None:
     kind = device.split(":")[0]
     _need(kind in ("auto", "cpu", "cuda", "mps"), "device", device, DEVICES)
     if kind == "cuda":
-        _need(torch.cuda.is_available(), "device", device, "no CUDA GPU is visible here; "
-              "use device=cpu or device=auto")
+        _need(
+            torch.cuda.is_available(),
+            "device",
+            device,
+            "no CUDA GPU is visible here; use device=cpu or device=auto",
+        )
         if ":" in device:
             idx = device.split(":")[1]
-            _need(idx.isdigit() and int(idx) < torch.cuda.device_count(), "device", device,
-                  f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+            _need(
+                idx.isdigit() and int(idx) < torch.cuda.device_count(),
+                "device",
+                device,
+                f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}",
+            )
     if kind == "mps":
         _need(torch.backends.mps.is_available(), "device", device, "MPS is not available here")
 
 
 def check_train(t: DictConfig) -> None:
-    positive_ints = ("steps", "batch_size", "log_every", "eval_every", "eval_batches",
-                     "ckpt_every")
+    positive_ints = ("steps", "batch_size", "log_every", "eval_every", "eval_batches", "ckpt_every")
     for k in positive_ints:
         _need(_int(t[k]) and t[k] > 0, f"train.{k}", t[k], "a positive integer")
     _need(_int(t.warmup) and t.warmup >= 0, "train.warmup", t.warmup, "an integer >= 0")
     _need(_number(t.lr) and t.lr > 0, "train.lr", t.lr, "a finite number > 0")
-    _need(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay",
-          t.weight_decay, "a finite number >= 0")
-    _need(_number(t.min_lr_frac) and 0 <= t.min_lr_frac <= 1, "train.min_lr_frac",
-          t.min_lr_frac, "a number in [0, 1]")
-    _need(t.grad_clip is None or (_number(t.grad_clip) and t.grad_clip > 0), "train.grad_clip",
-          t.grad_clip, "null or a number > 0")
-    _need(t.threads is None or (_int(t.threads) and t.threads > 0), "train.threads",
-          t.threads, "null (torch's default) or a positive integer")
-    _need(t.progress in ("auto", True, False), "train.progress", t.progress,
-          "auto, true or false")
+    _need(
+        _number(t.weight_decay) and t.weight_decay >= 0,
+        "train.weight_decay",
+        t.weight_decay,
+        "a finite number >= 0",
+    )
+    _need(
+        _number(t.min_lr_frac) and 0 <= t.min_lr_frac <= 1,
+        "train.min_lr_frac",
+        t.min_lr_frac,
+        "a number in [0, 1]",
+    )
+    _need(
+        t.grad_clip is None or (_number(t.grad_clip) and t.grad_clip > 0),
+        "train.grad_clip",
+        t.grad_clip,
+        "null or a number > 0",
+    )
+    _need(
+        t.threads is None or (_int(t.threads) and t.threads > 0),
+        "train.threads",
+        t.threads,
+        "null (torch's default) or a positive integer",
+    )
+    _need(t.progress in ("auto", True, False), "train.progress", t.progress, "auto, true or false")
     betas = list(t.betas)
-    _need(len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas), "train.betas",
-          betas, "two numbers in [0, 1)")
+    _need(
+        len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas),
+        "train.betas",
+        betas,
+        "two numbers in [0, 1)",
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -121,10 +147,26 @@ def _check_keys(group: str, node: DictConfig) -> None:
     for k, v in node.items():
         if k.startswith("_"):
             continue
-        _need(k in allowed, f"{group}.{k}", v, f"not a parameter of {target} "
-              f"(parameters: {', '.join(allowed)})")
-        if k in ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "distance",
-                 "num_kv_pairs", "max_len") and v is not None:
+        _need(
+            k in allowed,
+            f"{group}.{k}",
+            v,
+            f"not a parameter of {target} (parameters: {', '.join(allowed)})",
+        )
+        if (
+            k
+            in (
+                "d_model",
+                "n_layers",
+                "n_heads",
+                "seq_len",
+                "vocab_size",
+                "distance",
+                "num_kv_pairs",
+                "max_len",
+            )
+            and v is not None
+        ):
             _need(_int(v) and v > 0, f"{group}.{k}", v, "a positive integer")
 
 
@@ -165,8 +207,12 @@ def _group_choice_error(overrides: list[str]) -> None:
 def _explain_compose_error(config_name, overrides, err) -> str:
     from hydra import compose
 
-    base = compose(config_name, overrides=[o for o in overrides if o.split("=")[0] in GROUPS
-                                        or o.startswith("+experiment")])
+    base = compose(
+        config_name,
+        overrides=[
+            o for o in overrides if o.split("=")[0] in GROUPS or o.startswith("+experiment")
+        ],
+    )
     for o in overrides:
         key, _, value = o.partition("=")
         if key.startswith(("+", "~", "hydra")) or key in GROUPS:
@@ -185,11 +231,18 @@ def preflight(argv: list[str], config_name: str = "config") -> None:
     from hydra import compose, initialize_config_dir
 
     flags = {"-m", "--multirun"}
-    if any(a.startswith(("--help", "-h", "--cfg", "-c", "--info", "--hydra-help",
-                         "--shell-completion", "-sc")) for a in argv):
+    if any(
+        a.startswith(
+            ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help", "--shell-completion", "-sc")
+        )
+        for a in argv
+    ):
         return
-    overrides = [a for a in argv if a not in flags and not a.startswith("-")
-                 and not a.startswith(("hydra.", "hydra/"))]
+    overrides = [
+        a
+        for a in argv
+        if a not in flags and not a.startswith("-") and not a.startswith(("hydra.", "hydra/"))
+    ]
     multirun = any(a in flags for a in argv)
     try:
         _group_choice_error(overrides)

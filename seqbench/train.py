@@ -32,8 +32,18 @@ from seqbench.config import ConfigError, build_model, preflight, validate
 from seqbench.data import IGNORE
 from seqbench.models import param_counts
 
-COLUMNS = ("step", "tokens_seen", "wall_s", "train_loss", "lr", "grad_norm", "tokens_per_s",
-           "val_loss", "val_acc", "val_ppl")
+COLUMNS = (
+    "step",
+    "tokens_seen",
+    "wall_s",
+    "train_loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "val_loss",
+    "val_acc",
+    "val_ppl",
+)
 TIMING_COLUMNS = ("wall_s", "tokens_per_s")  # the only columns allowed to differ between reruns
 
 
@@ -64,8 +74,12 @@ def train(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = store.RunLock(run_dir)
     if not lock.acquire():
-        return {"status": "skipped", "reason": "another process holds this run",
-                "run_dir": str(run_dir), "executed_steps": 0}
+        return {
+            "status": "skipped",
+            "reason": "another process holds this run",
+            "run_dir": str(run_dir),
+            "executed_steps": 0,
+        }
     try:
         record = store.read_json(run_dir / "run.json")
         if cfg.fresh:
@@ -96,9 +110,13 @@ class Run:
         torch.manual_seed(self.cfg.seed)  # model init; the data has its own data.seed
         self.model = build_model(self.cfg.model, self.task.vocab_size, self.device)
         fused = self.device.type == "cuda"
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.t.lr,
-                                     betas=tuple(self.t.betas), weight_decay=self.t.weight_decay,
-                                     fused=fused or None)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=self.t.lr,
+            betas=tuple(self.t.betas),
+            weight_decay=self.t.weight_decay,
+            fused=fused or None,
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
         self.forward = torch.compile(self.model) if self.t.compile else self.model
         self.step, self.tokens_seen, self.wall_before = 0, 0, 0.0
@@ -125,8 +143,9 @@ class Run:
             self.write_record("running")
             with self.signals():
                 self.loop()
-            status, error = ("interrupted", self.stop_signal) if self.stop_signal else (
-                "complete", None)
+            status, error = (
+                ("interrupted", self.stop_signal) if self.stop_signal else ("complete", None)
+            )
         except Diverged as e:
             status, error = "diverged", str(e)
         except torch.OutOfMemoryError as e:
@@ -134,17 +153,26 @@ class Run:
         except ConfigError:
             raise
         except Exception as e:  # contained: the sweep goes on, the reason is recorded
-            status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            status, error = (
+                "failed",
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            )
         return self.write_record(status, error)
 
     def loop(self):
         t, task, device = self.t, self.task, self.device
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                    else nullcontext())
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        )
         tokens_per_step = t.batch_size * task.seq_len
         first_bad = torch.tensor(-1, device=device)  # checked lazily: no sync every step
-        bar = tqdm(total=t.steps, initial=self.step, disable=not _show_progress(t.progress),
-                   desc=self.dir.name, leave=False)
+        bar = tqdm(
+            total=t.steps,
+            initial=self.step,
+            disable=not _show_progress(t.progress),
+            desc=self.dir.name,
+            leave=False,
+        )
         clock, span_tokens = time.perf_counter(), 0
         self.model.train()
         while self.step < t.steps and not self.stop_signal:
@@ -152,8 +180,9 @@ class Run:
             tokens, targets = tokens.to(device), targets.to(device)
             with autocast:
                 logits, _ = self.forward(tokens)  # [B, T, V]
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                                       ignore_index=IGNORE)
+                loss = F.cross_entropy(
+                    logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+                )
             if t.inject_nan_at is not None and self.step == t.inject_nan_at:
                 loss = loss * float("nan")  # fault-injection hook for the reliability tests
             self.opt.zero_grad(set_to_none=True)
@@ -175,10 +204,14 @@ class Run:
             if int(first_bad) >= 0:
                 raise Diverged(f"non-finite loss or gradient at step {int(first_bad)}")
             now = time.perf_counter()
-            row = {"step": self.step, "tokens_seen": self.tokens_seen,
-                   "train_loss": loss.item(), "lr": self.sched.get_last_lr()[0],
-                   "grad_norm": grad_norm.item(),
-                   "tokens_per_s": span_tokens / max(now - clock, 1e-9)}
+            row = {
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "train_loss": loss.item(),
+                "lr": self.sched.get_last_lr()[0],
+                "grad_norm": grad_norm.item(),
+                "tokens_per_s": span_tokens / max(now - clock, 1e-9),
+            }
             if eval_now:
                 row |= self.evaluate(final=self.step == t.steps)
             row["wall_s"] = self.wall_before + time.perf_counter() - self.started_loop
@@ -206,8 +239,9 @@ class Run:
             tokens, targets = tokens.to(self.device), targets.to(self.device)
             logits, _ = self.model(tokens)  # [B, T, V]
             scored = targets != IGNORE  # [B, T]
-            losses = F.cross_entropy(logits.float().transpose(1, 2), targets,
-                                     ignore_index=IGNORE, reduction="none")  # [B, T]
+            losses = F.cross_entropy(
+                logits.float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+            )  # [B, T]
             loss_sum += float(losses[scored].sum())
             correct += int((logits.argmax(-1) == targets)[scored].sum())
             count += int(scored.sum())
@@ -216,23 +250,34 @@ class Run:
         self.model.train()
         if final:
             seen = pos_count > 0
-            lines = ["position,loss,count"] + [f"{p},{float(pos_loss[p] / pos_count[p])!r},"
-                                               f"{int(pos_count[p])}"
-                                               for p in range(T) if seen[p]]
+            lines = ["position,loss,count"] + [
+                f"{p},{float(pos_loss[p] / pos_count[p])!r},{int(pos_count[p])}"
+                for p in range(T)
+                if seen[p]
+            ]
             store.atomic_write_text(self.dir / "position_loss.csv", "\n".join(lines) + "\n")
         val_loss = loss_sum / max(count, 1)
-        return {"val_loss": val_loss, "val_acc": correct / max(count, 1),
-                "val_ppl": math.exp(min(val_loss, 50.0))}
+        return {
+            "val_loss": val_loss,
+            "val_acc": correct / max(count, 1),
+            "val_ppl": math.exp(min(val_loss, 50.0)),
+        }
 
     # --- checkpoints and records -------------------------------------------------------
     def save(self):
-        store.atomic_torch_save({
-            "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-            "sched": self.sched.state_dict(), "step": self.step,
-            "tokens_seen": self.tokens_seen, "wall_s": self.wall_now(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }, self.dir / "ckpt.pt")
+        store.atomic_torch_save(
+            {
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "wall_s": self.wall_now(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            self.dir / "ckpt.pt",
+        )
 
     def load(self, path):
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
@@ -240,7 +285,10 @@ class Run:
         self.opt.load_state_dict(ckpt["opt"])
         self.sched.load_state_dict(ckpt["sched"])
         self.step, self.tokens_seen, self.wall_before = (
-            ckpt["step"], ckpt["tokens_seen"], ckpt["wall_s"])
+            ckpt["step"],
+            ckpt["tokens_seen"],
+            ckpt["wall_s"],
+        )
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
@@ -254,23 +302,31 @@ class Run:
         last = rows[-1] if rows else {}
         evals = [r for r in rows if r.get("val_loss")]
         summary = {
-            "status": status, "error": error, "key": self.key, "run_dir": str(self.dir),
-            "study": self.cfg.study, "step": getattr(self, "step", 0),
+            "status": status,
+            "error": error,
+            "key": self.key,
+            "run_dir": str(self.dir),
+            "study": self.cfg.study,
+            "step": getattr(self, "step", 0),
             "executed_steps": getattr(self, "step", 0) - getattr(self, "resumed_from", 0),
             "resumed_from": getattr(self, "resumed_from", None),
             "train_loss": _num(last.get("train_loss")),
-            "wall_s": _num(last.get("wall_s")), "torn_metric_lines": torn,
+            "wall_s": _num(last.get("wall_s")),
+            "torn_metric_lines": torn,
         }
         if evals:
             summary |= {k: _num(evals[-1][k]) for k in ("val_loss", "val_acc", "val_ppl")}
         record = {
-            "status": status, "key": self.key, "summary": summary,
+            "status": status,
+            "key": self.key,
+            "summary": summary,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "model_hparams": _model_hparams(getattr(self, "model", None)),
             "params": param_counts(self.model) if hasattr(self, "model") else None,
             "data": self.task.fingerprint(),
             "env": environment(self.device),
-            "started": self.started, "finished": time.time() if status != "running" else None,
+            "started": self.started,
+            "finished": time.time() if status != "running" else None,
         }
         store.atomic_write_json(self.dir / "run.json", record)
         return summary
@@ -316,13 +372,27 @@ def set_deterministic():
 
 def environment(device) -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.TimeoutExpired):
         commit = None
-    env = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-           "platform": platform.platform(), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
-           "git_commit": commit}
+    env = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "git_commit": commit,
+    }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -356,7 +426,10 @@ def _show_progress(setting):
 @hydra.main(config_path="../conf", config_name="config", version_base=None)
 def _hydra_main(cfg: DictConfig) -> dict:
     summary = train(cfg)
-    line = {k: summary.get(k) for k in ("status", "step", "val_loss", "val_acc", "run_dir")}
+    line = {
+        k: summary.get(k)
+        for k in ("status", "step", "executed_steps", "val_loss", "val_acc", "run_dir")
+    }
     print(f"seqbench: {line}", flush=True)
     return summary
 

@@ -38,8 +38,9 @@ class Task:
     def batch(self, split: str, index: int, batch_size: int):
         """The ``index``-th batch of ``split`` ('train' or 'val'): (tokens, targets) [B, T]."""
         if split == "train" and self.n_train is not None:
-            rows = torch.randint(self.n_train, (batch_size,), generator=seeded(
-                self.seed, "pick", index))
+            rows = torch.randint(
+                self.n_train, (batch_size,), generator=seeded(self.seed, "pick", index)
+            )
             pairs = [self._pool_example(int(j)) for j in rows]
             return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
         return self._generate(seeded(self.seed, SPLITS[split], index), batch_size, split)
@@ -47,8 +48,9 @@ class Task:
     def _pool_example(self, j: int):
         chunk = j // POOL_CHUNK
         if chunk not in self._chunks:
-            self._chunks[chunk] = self._generate(seeded(self.seed, SPLITS["pool"], chunk),
-                                                 POOL_CHUNK, "train")
+            self._chunks[chunk] = self._generate(
+                seeded(self.seed, SPLITS["pool"], chunk), POOL_CHUNK, "train"
+            )
         tokens, targets = self._chunks[chunk]
         return tokens[j % POOL_CHUNK], targets[j % POOL_CHUNK]
 
@@ -57,5 +59,10 @@ class Task:
 
     def fingerprint(self) -> dict:
         """What identifies the data a run saw (recorded in run.json)."""
-        return {"task": type(self).__name__, "vocab_size": self.vocab_size,
-                "seq_len": self.seq_len, "seed": self.seed, "n_train": self.n_train}
+        return {
+            "task": type(self).__name__,
+            "vocab_size": self.vocab_size,
+            "seq_len": self.seq_len,
+            "seed": self.seed,
+            "n_train": self.n_train,
+        }

@@ -26,13 +26,25 @@ class LagRecall(Task):
     def __init__(self, seq_len=64, distance=16, vocab_size=64, n_keys=16, seed=0, n_train=None):
         super().__init__(seed, n_train)
         _check(seq_len >= 3, "data.seq_len", seq_len, "an integer >= 3")
-        _check(1 <= distance <= seq_len - 2, "data.distance", distance,
-               f"1 <= distance <= seq_len - 2 = {seq_len - 2}")
+        _check(
+            1 <= distance <= seq_len - 2,
+            "data.distance",
+            distance,
+            f"1 <= distance <= seq_len - 2 = {seq_len - 2}",
+        )
         _check(n_keys >= 2, "data.n_keys", n_keys, "an integer >= 2")
-        _check(vocab_size >= 2 * n_keys + 1, "data.vocab_size", vocab_size,
-               f">= 2 * n_keys + 1 = {2 * n_keys + 1} (keys, values and distractors)")
+        _check(
+            vocab_size >= 2 * n_keys + 1,
+            "data.vocab_size",
+            vocab_size,
+            f">= 2 * n_keys + 1 = {2 * n_keys + 1} (keys, values and distractors)",
+        )
         self.seq_len, self.distance, self.vocab_size, self.n_keys = (
-            seq_len, distance, vocab_size, n_keys)
+            seq_len,
+            distance,
+            vocab_size,
+            n_keys,
+        )
 
     def _generate(self, gen, n, split):
         T, d, K = self.seq_len, self.distance, self.n_keys
@@ -63,24 +75,37 @@ class MQAR(Task):
     Token 0 fills the unqueried positions.
     """
 
-    def __init__(self, seq_len=64, num_kv_pairs=4, vocab_size=256, power_a=0.01, seed=0,
-                 n_train=None):
+    def __init__(
+        self, seq_len=64, num_kv_pairs=4, vocab_size=256, power_a=0.01, seed=0, n_train=None
+    ):
         super().__init__(seed, n_train)
         _check(num_kv_pairs >= 1, "data.num_kv_pairs", num_kv_pairs, "an integer >= 1")
-        _check(seq_len >= 4 * num_kv_pairs, "data.num_kv_pairs", num_kv_pairs,
-               f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus queries)")
-        _check(vocab_size // 2 - 1 >= num_kv_pairs, "data.vocab_size", vocab_size,
-               f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (unique keys)")
+        _check(
+            seq_len >= 4 * num_kv_pairs,
+            "data.num_kv_pairs",
+            num_kv_pairs,
+            f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus queries)",
+        )
+        _check(
+            vocab_size // 2 - 1 >= num_kv_pairs,
+            "data.vocab_size",
+            vocab_size,
+            f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (unique keys)",
+        )
         _check(0 < power_a <= 1, "data.power_a", power_a, "0 < power_a <= 1")
         self.seq_len, self.num_kv_pairs, self.vocab_size, self.power_a = (
-            seq_len, num_kv_pairs, vocab_size, power_a)
+            seq_len,
+            num_kv_pairs,
+            vocab_size,
+            power_a,
+        )
 
     def _generate(self, gen, n, split):
         T, P, half = self.seq_len, self.num_kv_pairs, self.vocab_size // 2
         keys = torch.rand(n, half - 1, generator=gen).argsort(dim=1)[:, :P] + 1  # unique
         values = torch.randint(half, self.vocab_size, (n, P), generator=gen)
         seq = torch.zeros(n, T + 1, dtype=torch.long)
-        seq[:, 0:2 * P:2], seq[:, 1:2 * P:2] = keys, values
+        seq[:, 0 : 2 * P : 2], seq[:, 1 : 2 * P : 2] = keys, values
         # query slots: even offsets after the context; slot gap g drawn with p(g) ~ g^(a-1)
         slots = (T + 1 - 2 * P) // 2
         gaps = torch.arange(1, slots + 1, dtype=torch.float)
@@ -97,8 +122,7 @@ class MQAR(Task):
         return seq[:, :T], targets
 
     def fingerprint(self):
-        return super().fingerprint() | {"num_kv_pairs": self.num_kv_pairs,
-                                        "power_a": self.power_a}
+        return super().fingerprint() | {"num_kv_pairs": self.num_kv_pairs, "power_a": self.power_a}
 
 
 class Copy(Task):
@@ -110,8 +134,12 @@ class Copy(Task):
 
     def __init__(self, seq_len=32, vocab_size=16, seed=0, n_train=None):
         super().__init__(seed, n_train)
-        _check(seq_len >= 2 and seq_len % 2 == 0, "data.seq_len", seq_len,
-               "an even integer >= 2 (segment, delimiter, segment)")
+        _check(
+            seq_len >= 2 and seq_len % 2 == 0,
+            "data.seq_len",
+            seq_len,
+            "an even integer >= 2 (segment, delimiter, segment)",
+        )
         _check(vocab_size >= 3, "data.vocab_size", vocab_size, "an integer >= 3")
         self.seq_len, self.vocab_size = seq_len, vocab_size
 
@@ -120,5 +148,5 @@ class Copy(Task):
         seg = torch.randint(1, self.vocab_size, (n, half), generator=gen)
         seq = torch.cat([seg, torch.zeros(n, 1, dtype=torch.long), seg], dim=1)  # [n, 2h+1]
         targets = torch.full((n, self.seq_len), IGNORE)
-        targets[:, half:] = seq[:, half + 1:]
+        targets[:, half:] = seq[:, half + 1 :]
         return seq[:, :-1], targets

@@ -17,11 +17,28 @@ import torch
 
 from seqbench.data import Task
 
-STDLIB_FILES = ("textwrap.py", "argparse.py", "difflib.py", "pydoc.py", "inspect.py",
-                "typing.py", "dataclasses.py", "functools.py", "random.py", "statistics.py",
-                "fractions.py", "calendar.py", "shutil.py", "tarfile.py", "zipfile.py",
-                "json/decoder.py", "json/encoder.py", "logging/__init__.py",
-                "email/message.py", "http/client.py")
+STDLIB_FILES = (
+    "textwrap.py",
+    "argparse.py",
+    "difflib.py",
+    "pydoc.py",
+    "inspect.py",
+    "typing.py",
+    "dataclasses.py",
+    "functools.py",
+    "random.py",
+    "statistics.py",
+    "fractions.py",
+    "calendar.py",
+    "shutil.py",
+    "tarfile.py",
+    "zipfile.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "logging/__init__.py",
+    "email/message.py",
+    "http/client.py",
+)
 TOKENIZERS = ("char", "word")
 WORD = re.compile(r"\w+|[^\w\s]|\n")
 UNK = "<unk>"
@@ -48,18 +65,32 @@ def load_corpus(path: str | None) -> tuple[str, dict]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"data.path={path} is not allowed: not UTF-8 text ({e.reason} "
-                         f"at byte {e.start})") from None
-    return text, {"corpus": source, "corpus_sha256": hashlib.sha256(raw).hexdigest(),
-                  "corpus_bytes": len(raw)}
+        raise ValueError(
+            f"data.path={path} is not allowed: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+    return text, {
+        "corpus": source,
+        "corpus_sha256": hashlib.sha256(raw).hexdigest(),
+        "corpus_bytes": len(raw),
+    }
 
 
 class Text(Task):
-    def __init__(self, seq_len=128, tokenizer="char", vocab_size=2048, path=None,
-                 val_frac=0.1, seed=0, n_train=None):
+    def __init__(
+        self,
+        seq_len=128,
+        tokenizer="char",
+        vocab_size=2048,
+        path=None,
+        val_frac=0.1,
+        seed=0,
+        n_train=None,
+    ):
         super().__init__(seed, n_train)
         if tokenizer not in TOKENIZERS:
-            raise ValueError(f"data.tokenizer={tokenizer!r} is not one of {list(TOKENIZERS)}")
+            raise ValueError(
+                f"data.tokenizer={tokenizer!r} is not allowed: one of {list(TOKENIZERS)}"
+            )
         if not 0 < val_frac < 1:
             raise ValueError(f"data.val_frac={val_frac} is not allowed: 0 < val_frac < 1")
         if vocab_size < 2:
@@ -75,8 +106,10 @@ class Text(Task):
         self.streams = {"train": ids[:-n_val], "val": ids[-n_val:]}
         shortest = min(len(s) for s in self.streams.values())
         if shortest <= seq_len + 1:
-            raise ValueError(f"data.seq_len={seq_len} is not allowed: the corpus gives only "
-                             f"{shortest} tokens per split; need seq_len + 2 or more")
+            raise ValueError(
+                f"data.seq_len={seq_len} is not allowed: the corpus gives only "
+                f"{shortest} tokens per split; need seq_len + 2 or more"
+            )
         self.seq_len, self.tokenizer, self.vocab_size = seq_len, tokenizer, len(self.itos)
         self.unk_rate = float((ids == 0).float().mean())
         # what a model that ignores all context can reach: val cross-entropy under the
@@ -88,7 +121,7 @@ class Text(Task):
     def _generate(self, gen, n, split):
         stream = self.streams[split]
         starts = torch.randint(0, len(stream) - self.seq_len - 1, (n,), generator=gen)
-        windows = torch.stack([stream[s:s + self.seq_len + 1] for s in starts.tolist()])
+        windows = torch.stack([stream[s : s + self.seq_len + 1] for s in starts.tolist()])
         return windows[:, :-1], windows[:, 1:]  # every position is scored
 
     def decode(self, ids) -> str:
@@ -96,7 +129,14 @@ class Text(Task):
         return sep.join(self.itos[i] for i in ids)
 
     def fingerprint(self):
-        return super().fingerprint() | self.corpus | {
-            "tokenizer": self.tokenizer, "unk_rate": round(self.unk_rate, 5),
-            "unigram_xent": round(self.unigram_xent, 5),
-            "train_tokens": len(self.streams["train"]), "val_tokens": len(self.streams["val"])}
+        return (
+            super().fingerprint()
+            | self.corpus
+            | {
+                "tokenizer": self.tokenizer,
+                "unk_rate": round(self.unk_rate, 5),
+                "unigram_xent": round(self.unigram_xent, 5),
+                "train_tokens": len(self.streams["train"]),
+                "val_tokens": len(self.streams["val"]),
+            }
+        )

@@ -36,7 +36,7 @@ def param_counts(model: nn.Module) -> dict:
 def resolve_size(size: str, presets: dict, **explicit) -> dict:
     """Preset (d_model, n_layers, ...) for ``size``, with any explicitly given value winning."""
     if size not in presets:
-        raise ValueError(f"model.size={size!r} is not one of {sorted(presets)}")
+        raise ValueError(f"model.size={size!r} is not allowed: one of {sorted(presets)}")
     out = dict(presets[size])
     out.update({k: v for k, v in explicit.items() if v is not None})
     return out

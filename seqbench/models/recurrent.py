@@ -26,11 +26,19 @@ class Recurrent(nn.Module):
     # width per preset, chosen so non-embedding parameters match the Transformer's within 10%
     presets: dict = {}
 
-    def __init__(self, vocab_size, size="xs", d_model=None, n_layers=None, impl="fused",
-                 dropout=0.0, tie_weights=False):
+    def __init__(
+        self,
+        vocab_size,
+        size="xs",
+        d_model=None,
+        n_layers=None,
+        impl="fused",
+        dropout=0.0,
+        tie_weights=False,
+    ):
         super().__init__()
         if impl not in ("fused", "unrolled"):
-            raise ValueError(f"model.impl={impl!r} is not one of ['fused', 'unrolled']")
+            raise ValueError(f"model.impl={impl!r} is not allowed: one of ['fused', 'unrolled']")
         hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
         self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
         self.embed = nn.Embedding(vocab_size, self.d_model)
@@ -62,8 +70,9 @@ class Recurrent(nn.Module):
         return torch.stack(outputs, dim=1), _merge(layers)  # [B, T, D]
 
     def layer_weights(self, i):
-        return tuple(getattr(self.rnn, f"{n}_l{i}") for n in
-                     ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
+        return tuple(
+            getattr(self.rnn, f"{n}_l{i}") for n in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
+        )
 
     def zero_state(self, B, like):
         return like.new_zeros(self.n_layers, B, self.d_model)  # [L, B, D]
@@ -74,8 +83,11 @@ class Recurrent(nn.Module):
 
 class RNN(Recurrent):
     fused_cls = nn.RNN
-    presets = {"xs": dict(d_model=158, n_layers=2), "s": dict(d_model=316, n_layers=2),
-               "m": dict(d_model=472, n_layers=4)}
+    presets = {
+        "xs": dict(d_model=158, n_layers=2),
+        "s": dict(d_model=316, n_layers=2),
+        "m": dict(d_model=472, n_layers=4),
+    }
 
     def step(self, x, h, w_ih, b_ih, w_hh, b_hh):
         h = torch.tanh(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh))
@@ -84,8 +96,11 @@ class RNN(Recurrent):
 
 class GRU(Recurrent):
     fused_cls = nn.GRU
-    presets = {"xs": dict(d_model=90, n_layers=2), "s": dict(d_model=182, n_layers=2),
-               "m": dict(d_model=272, n_layers=4)}
+    presets = {
+        "xs": dict(d_model=90, n_layers=2),
+        "s": dict(d_model=182, n_layers=2),
+        "m": dict(d_model=272, n_layers=4),
+    }
 
     def step(self, x, h, w_ih, b_ih, w_hh, b_hh):
         ir, iz, i_n = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)  # 3 x [B, D]
@@ -98,8 +113,11 @@ class GRU(Recurrent):
 
 class LSTM(Recurrent):
     fused_cls = nn.LSTM
-    presets = {"xs": dict(d_model=80, n_layers=2), "s": dict(d_model=158, n_layers=2),
-               "m": dict(d_model=236, n_layers=4)}
+    presets = {
+        "xs": dict(d_model=80, n_layers=2),
+        "s": dict(d_model=158, n_layers=2),
+        "m": dict(d_model=236, n_layers=4),
+    }
 
     def zero_state(self, B, like):
         h = like.new_zeros(self.n_layers, B, self.d_model)  # [L, B, D]

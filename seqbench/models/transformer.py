@@ -21,29 +21,47 @@ import torch.nn.functional as F
 
 from seqbench.models import resolve_size
 
-PRESETS = {"xs": dict(d_model=64, n_layers=2), "s": dict(d_model=128, n_layers=2),
-           "m": dict(d_model=192, n_layers=4)}
+PRESETS = {
+    "xs": dict(d_model=64, n_layers=2),
+    "s": dict(d_model=128, n_layers=2),
+    "m": dict(d_model=192, n_layers=4),
+}
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 
 
 class Transformer(nn.Module):
-    def __init__(self, vocab_size, size="xs", d_model=None, n_layers=None, n_heads=4,
-                 pos="sinusoidal", max_len=1024, causal=True, dropout=0.0, tie_weights=False):
+    def __init__(
+        self,
+        vocab_size,
+        size="xs",
+        d_model=None,
+        n_layers=None,
+        n_heads=4,
+        pos="sinusoidal",
+        max_len=1024,
+        causal=True,
+        dropout=0.0,
+        tie_weights=False,
+    ):
         super().__init__()
         hp = resolve_size(size, PRESETS, d_model=d_model, n_layers=n_layers)
         self.d_model, self.n_layers = hp["d_model"], hp["n_layers"]
         if self.d_model % n_heads:
-            raise ValueError(f"model.d_model={self.d_model} is not divisible by "
-                             f"model.n_heads={n_heads}")
+            raise ValueError(
+                f"model.n_heads={n_heads} is not allowed: it must divide "
+                f"model.d_model={self.d_model}"
+            )
         if pos not in POSITIONS:
-            raise ValueError(f"model.pos={pos!r} is not one of {list(POSITIONS)}")
+            raise ValueError(f"model.pos={pos!r} is not allowed: one of {list(POSITIONS)}")
         self.pos, self.max_len, self.causal = pos, max_len, causal
         self.embed = nn.Embedding(vocab_size, self.d_model)
         if pos == "learned":
             self.pos_embed = nn.Embedding(max_len, self.d_model)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(self.d_model, n_heads, dropout, rope=(pos == "rope")) for _ in range(self.n_layers))
+            Block(self.d_model, n_heads, dropout, rope=(pos == "rope"))
+            for _ in range(self.n_layers)
+        )
         self.ln_f = nn.LayerNorm(self.d_model)
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
         if tie_weights:
@@ -93,8 +111,14 @@ class Block(nn.Module):
         if causal and S != T:  # query i sits at absolute position S - T + i
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
             is_causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                           dropout_p=self.p_attn if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=is_causal,
+            dropout_p=self.p_attn if self.training else 0.0,
+        )
         y = y.transpose(1, 2).reshape(B, T, D)  # [B, T, D]
         x = x + self.drop(self.proj(y))
         x = x + self.drop(self.mlp(self.ln2(x)))

@@ -17,10 +17,18 @@ import pandas as pd
 from seqbench import store
 
 CONFIG_COLUMNS = {  # flattened config keys worth a column of their own
-    "seed": "seed", "model.size": "size", "model.impl": "impl", "model.pos": "pos",
-    "model.causal": "causal", "data.seq_len": "seq_len", "data.distance": "distance",
-    "data.num_kv_pairs": "num_kv_pairs", "data.n_train": "n_train",
-    "data.tokenizer": "tokenizer", "train.steps": "steps", "train.batch_size": "batch_size",
+    "seed": "seed",
+    "model.size": "size",
+    "model.impl": "impl",
+    "model.pos": "pos",
+    "model.causal": "causal",
+    "data.seq_len": "seq_len",
+    "data.distance": "distance",
+    "data.num_kv_pairs": "num_kv_pairs",
+    "data.n_train": "n_train",
+    "data.tokenizer": "tokenizer",
+    "train.steps": "steps",
+    "train.batch_size": "batch_size",
     "model.d_model": "d_model_override",
 }
 
@@ -48,9 +56,13 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
             continue
         d = run_json.parent
         cfg = _flat(record.get("config", {}))
-        base = {"run": d.name, "study": cfg.get("study"), "status": record.get("status"),
-                "model": short_name(cfg.get("model._target_", "?")),
-                "task": short_name(cfg.get("data._target_", "?"))}
+        base = {
+            "run": d.name,
+            "study": cfg.get("study"),
+            "status": record.get("status"),
+            "model": short_name(cfg.get("model._target_", "?")),
+            "task": short_name(cfg.get("data._target_", "?")),
+        }
         if record.get("kind") == "measure":
             rows = _read_rows(d / "rows.csv")
             if rows is not None:
@@ -64,12 +76,27 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
         row |= record.get("params") or {}
         row |= {f"hp_{k}": v for k, v in (record.get("model_hparams") or {}).items()}
         summary = record.get("summary") or {}
-        row |= {k: summary.get(k) for k in ("step", "val_loss", "val_acc", "val_ppl",
-                                            "train_loss", "wall_s", "error",
-                                            "torn_metric_lines")}
+        row |= {
+            k: summary.get(k)
+            for k in (
+                "step",
+                "val_loss",
+                "val_acc",
+                "val_ppl",
+                "train_loss",
+                "wall_s",
+                "error",
+                "torn_metric_lines",
+            )
+        }
         env = record.get("env") or {}
-        row |= {"device": env.get("device"), "cpu": env.get("cpu"), "gpu": env.get("gpu"),
-                "threads": env.get("threads"), "torch": env.get("torch")}
+        row |= {
+            "device": env.get("device"),
+            "cpu": env.get("cpu"),
+            "gpu": env.get("gpu"),
+            "threads": env.get("threads"),
+            "torch": env.get("torch"),
+        }
         runs.append(row)
         rows, _ = store.read_metrics_rows(d / "metrics.csv")
         if rows:
@@ -78,10 +105,11 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
         pos = _read_rows(d / "position_loss.csv")
         if pos is not None:
             positions.append(pos.assign(run=d.name))
-    tables = {"runs": pd.DataFrame(runs),
-              "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
-              "positions": (pd.concat(positions, ignore_index=True) if positions
-                            else pd.DataFrame())}
+    tables = {
+        "runs": pd.DataFrame(runs),
+        "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        "positions": (pd.concat(positions, ignore_index=True) if positions else pd.DataFrame()),
+    }
     tables |= {name: pd.concat(parts, ignore_index=True) for name, parts in measured.items()}
     jobs = Path(runs_root) / "bench_jobs.csv"
     if jobs.exists():

@@ -5,8 +5,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 # one colour per model family, stable across figures
-COLORS = {"rnn": "tab:red", "lstm": "tab:orange", "gru": "tab:olive", "transformer": "tab:blue",
-          "mingru": "tab:green", "minlstm": "tab:cyan", "bagofwords": "tab:gray"}
+COLORS = {
+    "rnn": "tab:red",
+    "lstm": "tab:orange",
+    "gru": "tab:olive",
+    "transformer": "tab:blue",
+    "mingru": "tab:green",
+    "minlstm": "tab:cyan",
+    "bagofwords": "tab:gray",
+}
 
 
 def color(model: str):
@@ -28,10 +35,12 @@ def save(fig, out: Path, name: str) -> str:
 
 def md_table(df, floatfmt=".3g") -> str:
     """A DataFrame as a GitHub markdown table (no tabulate dependency)."""
+
     def fmt(v):
         if isinstance(v, float):
             return format(v, floatfmt)
         return str(v)
+
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]

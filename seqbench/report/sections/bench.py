@@ -11,5 +11,7 @@ def render(tables, out) -> str:
     if jobs is None or jobs.empty:
         return ""
     total = jobs.seconds.sum()
-    return (f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
-            "of wall-clock time on the hardware above.\n\n" + md_table(jobs))
+    return (
+        f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
+        "of wall-clock time on the hardware above.\n\n" + md_table(jobs)
+    )

@@ -14,5 +14,7 @@ def render(tables, out) -> str:
     if bad.empty:
         return f"All {len(runs)} training runs completed."
     cols = [c for c in ("study", "model", "task", "status", "step", "error", "run") if c in bad]
-    return (f"{len(bad)} of {len(runs)} training runs did not complete; figures and verdicts "
-            "above leave them out.\n\n" + md_table(bad[cols]))
+    return (
+        f"{len(bad)} of {len(runs)} training runs did not complete; figures and verdicts "
+        "above leave them out.\n\n" + md_table(bad[cols])
+    )

@@ -1,0 +1,1 @@
+"""seqbench: measure why Transformers replaced RNNs, and where that story is wrong."""

@@ -1,0 +1,31 @@
+"""Shared test helpers: compose real configs from conf/ and shrink them to CPU size."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from seqbench.config import CONF_DIR
+
+TINY = [
+    "device=cpu",
+    "train.threads=1",
+    "train.log_every=5",
+    "train.eval_every=20",
+    "train.eval_batches=2",
+    "train.batch_size=8",
+    "train.warmup=5",
+]
+
+
+def compose_cfg(overrides=(), config_name="config"):
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose(config_name, overrides=list(overrides))
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """make_cfg(*overrides) -> a tiny composed config writing under tmp_path/runs."""
+
+    def make(*overrides):
+        return compose_cfg([*TINY, f"out_dir={tmp_path / 'runs'}", *overrides])
+
+    return make

@@ -1,0 +1,103 @@
+"""Data invariants: what is scored, exact distances, disjoint vocabularies, determinism."""
+
+import pytest
+import torch
+
+from seqbench.data import IGNORE
+from seqbench.data.synthetic import MQAR, Copy, LagRecall
+from seqbench.data.text import Text, load_corpus
+
+
+@pytest.mark.parametrize("distance", [1, 7, 30, 62])
+def test_lag_recall_query_is_exactly_distance_after_the_pair(distance):
+    task = LagRecall(seq_len=64, distance=distance, vocab_size=64, n_keys=16)
+    tokens, targets = task.batch("train", 3, 64)
+    K = task.n_keys
+    for x, y in zip(tokens, targets):
+        scored = (y != IGNORE).nonzero().flatten()
+        assert len(scored) == 1  # only the answer is scored
+        q = int(scored[0])
+        keys = (x < K).nonzero().flatten()  # the key appears twice: in the pair and as query
+        assert len(keys) == 2 and int(keys[1]) == q
+        p = int(keys[0])
+        assert q - (p + 1) == distance
+        assert K <= int(x[p + 1]) < 2 * K and int(y[q]) == int(x[p + 1])  # answer = value
+        others = torch.ones_like(x, dtype=torch.bool)
+        others[[p, p + 1, q]] = False
+        if q + 1 < len(x):  # the answer also follows the query as the next input token
+            assert x[q + 1] == y[q]
+            others[q + 1] = False
+        assert (x[others] >= 2 * K).all()  # everything else is a distractor
+
+
+def test_mqar_keys_values_disjoint_unique_and_only_answers_scored():
+    task = MQAR(seq_len=128, num_kv_pairs=8, vocab_size=256)
+    tokens, targets = task.batch("train", 0, 32)
+    half, P = 128, 8
+    for x, y in zip(tokens, targets):
+        keys, values = x[0 : 2 * P : 2], x[1 : 2 * P : 2]
+        assert ((keys >= 1) & (keys < half)).all() and (values >= half).all()
+        assert len(set(keys.tolist())) == P  # unique keys
+        scored = (y != IGNORE).nonzero().flatten()
+        assert len(scored) == P and (scored >= 2 * P).all()
+        lookup = dict(zip(keys.tolist(), values.tolist()))
+        for q in scored.tolist():
+            assert y[q] == lookup[int(x[q])]  # the answer is the value bound to the queried key
+        assert sorted(x[scored].tolist()) == sorted(keys.tolist())  # each key asked once
+
+
+def test_mqar_gaps_follow_a_decreasing_power_law():
+    task = MQAR(seq_len=256, num_kv_pairs=4, vocab_size=256, power_a=0.01)
+    _, targets = task.batch("train", 0, 2000)
+    first = (targets != IGNORE).float().argmax(1) - 8  # offset of the earliest query
+    near, far = (first < 40).float().mean(), ((first >= 200) & (first < 240)).float().mean()
+    assert near > 2 * far
+
+
+def test_copy_scores_exactly_the_second_half():
+    task = Copy(seq_len=20, vocab_size=10)
+    tokens, targets = task.batch("val", 0, 16)
+    assert (tokens[:, 10] == 0).all()  # the delimiter
+    assert (targets[:, :10] == IGNORE).all()
+    assert torch.equal(targets[:, 10:], tokens[:, :10])
+
+
+def test_batches_are_a_pure_function_of_seed_split_and_index():
+    task = LagRecall(seq_len=32, distance=8)
+    a, b = task.batch("train", 5, 8), task.batch("train", 5, 8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(task.batch("train", 6, 8)[0], a[0])
+    assert not torch.equal(task.batch("val", 5, 8)[0], a[0])
+    other_seed = LagRecall(seq_len=32, distance=8, seed=1)
+    assert not torch.equal(other_seed.batch("train", 5, 8)[0], a[0])
+
+
+def test_n_train_limits_training_to_a_pool_of_unique_examples():
+    task = Copy(seq_len=16, vocab_size=12, n_train=5)
+    seen = {tuple(x.tolist()) for i in range(40) for x in task.batch("train", i, 8)[0]}
+    assert len(seen) == 5
+    fresh = Copy(seq_len=16, vocab_size=12)
+    assert len({tuple(x.tolist()) for x in fresh.batch("train", 0, 64)[0]}) == 64
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_text_windows_are_next_token_pairs_and_vocab_is_capped(tokenizer):
+    task = Text(seq_len=32, tokenizer=tokenizer, vocab_size=300)
+    tokens, targets = task.batch("train", 0, 4)
+    assert torch.equal(tokens[:, 1:], targets[:, :-1])  # targets are the next tokens
+    assert task.vocab_size <= 300 and int(tokens.max()) < task.vocab_size
+    fp = task.fingerprint()
+    assert len(fp["corpus_sha256"]) == 64 and fp["corpus_bytes"] > 100_000
+    assert 0 < fp["unigram_xent"] < 10
+
+
+def test_text_rejects_empty_binary_and_non_utf8_files(tmp_path):
+    cases = {
+        "empty.txt": b"  \n",
+        "bin.dat": b"\x7fELF\x00\x01\x02",
+        "latin1.txt": b"caf\xe9 " * 50,
+    }
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ValueError, match="data.path="):
+            load_corpus(str(tmp_path / name))

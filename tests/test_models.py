@@ -1,0 +1,96 @@
+"""Model contract: causality, fused == unrolled, stepping == full forward, matched sizes."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from seqbench.config import build_model, model_configs, param_table
+
+V, B, T = 23, 3, 12
+RECURRENT = ["rnn", "lstm", "gru"]
+# every model file, plus the Transformer's positional variants and the unrolled recurrences
+VARIANTS = (
+    [(name, {}) for name in model_configs()]
+    + [("transformer", {"pos": p}) for p in ("learned", "rope", "none")]
+    + [(name, {"impl": "unrolled"}) for name in RECURRENT]
+)
+
+
+def make(name, **overrides):
+    node = OmegaConf.merge(
+        model_configs()[name], {"max_len": 64} if name == "transformer" else {}, overrides
+    )
+    torch.manual_seed(0)
+    return build_model(node, V, device="cpu").eval()
+
+
+def ids(v):
+    return f"{v[0]}-{'-'.join(map(str, v[1].values()))}" if v[1] else v[0]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=ids)
+def test_causal(variant):
+    """Changing token t+k never changes the logits at positions <= t."""
+    model = make(variant[0], **variant[1])
+    tokens = torch.randint(V, (B, T))
+    logits, _ = model(tokens)
+    for t in (0, 5, T - 2):
+        changed = tokens.clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] + 1 + torch.randint(V - 1, (1,))) % V
+        after, _ = model(changed)
+        torch.testing.assert_close(after[:, : t + 1], logits[:, : t + 1], rtol=0, atol=1e-5)
+        assert not torch.allclose(after[:, t + 1 :], logits[:, t + 1 :]), "later logits must move"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=ids)
+def test_stepping_with_state_equals_full_forward(variant):
+    model = make(variant[0], **variant[1])
+    tokens = torch.randint(V, (B, T))
+    full, _ = model(tokens)
+    state, steps = None, []
+    for t in range(T):  # one token at a time
+        out, state = model(tokens[:, t : t + 1], state)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    # and a prefix in one call, the rest continued with the state
+    head, state = model(tokens[:, :7])
+    tail, _ = model(tokens[:, 7:], state)
+    torch.testing.assert_close(torch.cat([head, tail], 1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_fused_and_unrolled_agree_in_outputs_and_gradients(name):
+    fused = make(name)
+    unrolled = make(name, impl="unrolled")
+    unrolled.load_state_dict(fused.state_dict())
+    tokens = torch.randint(V, (B, T))
+    outs = []
+    for model in (fused, unrolled):
+        logits, state = model(tokens)
+        logits.square().mean().backward()
+        outs.append((logits, state, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lf, sf, gf), (lu, su, gu) = outs
+    torch.testing.assert_close(lu, lf, rtol=0, atol=1e-5)
+    torch.testing.assert_close(su, sf, rtol=0, atol=1e-5)
+    assert gf.keys() == gu.keys()
+    for n in gf:
+        torch.testing.assert_close(gu[n], gf[n], rtol=0, atol=1e-5, msg=f"gradient of {n}")
+
+
+def test_size_presets_match_non_embedding_params_within_10_percent():
+    rows = [r for r in param_table() if r["model"] != "bow"]
+    for size in ("xs", "s", "m"):
+        counts = {r["model"]: r["params_non_embedding"] for r in rows if r["size"] == size}
+        assert {"rnn", "lstm", "gru", "transformer"} <= counts.keys()
+        ref = counts["transformer"]
+        for model, n in counts.items():
+            assert abs(n / ref - 1) <= 0.10, f"{model} at {size}: {n} vs transformer {ref}"
+
+
+def test_tied_weights_share_one_tensor_and_count_once():
+    from seqbench.models import param_counts
+
+    untied, tied = make("lstm"), make("lstm", tie_weights=True)
+    assert tied.head.weight is tied.embed.weight
+    diff = param_counts(untied)["params_total"] - param_counts(tied)["params_total"]
+    assert diff == tied.head.weight.numel()
