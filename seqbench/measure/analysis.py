@@ -1,0 +1,70 @@
+"""Small computations the report sections share: log-log slopes and value lookups.
+
+A power law y = a T^k is a straight line of slope k on log-log axes; the least-squares slope
+of log y on log T is what the report quotes as "time grows as T^k" (k = 1: linear, k = 2:
+quadratic). Every number a section writes comes through here from the measured tables.
+"""
+
+import numpy as np
+import pandas as pd
+
+RECURRENT = ("rnn", "lstm", "gru")  # the lecture's recurrent family (C3, C5, C9)
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x over the finite, positive points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def value_at(df: pd.DataFrame, x: str, at, y: str) -> float:
+    """Median of ``y`` over the rows where ``x == at`` (nan when there are none)."""
+    sel = df.loc[df[x] == at, y]
+    sel = pd.to_numeric(sel, errors="coerce").dropna()
+    return float(sel.median()) if len(sel) else float("nan")
+
+
+def ratio(a, b) -> float:
+    """a / b without warnings: inf when only b is 0 (e.g. a gradient that underflowed)."""
+    a, b = float(a), float(b)
+    if np.isnan(a) or np.isnan(b) or (a == 0 and b == 0):
+        return float("nan")
+    return a / b if b != 0 else float("inf")
+
+
+def common_values(df: pd.DataFrame, x: str, by: str) -> list:
+    """The values of ``x`` present for every group of ``by``, sorted."""
+    sets = [set(g[x].dropna()) for _, g in df.groupby(by)]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def fmt(v, digits=3) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "n/a"
+    if isinstance(v, float) and np.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return f"{v:.{digits}g}"
+
+
+def only_complete(tables: dict, name: str, study: str | None = None) -> pd.DataFrame:
+    """Complete rows of a measurement table (optionally of one study); empty if absent."""
+    df = tables.get(name)
+    if df is None or df.empty or "status" not in df:
+        return pd.DataFrame()
+    df = df[df.status == "complete"]
+    if study is not None and "study" in df:
+        df = df[df.study == study]
+    return df.copy()
+
+
+def length_ticks(ax, values) -> None:
+    """Label a log x-axis at the measured lengths (16, 32, ...), without minor-tick clutter."""
+    from matplotlib.ticker import NullFormatter
+
+    values = sorted({int(v) for v in values if np.isfinite(v)})
+    if values:
+        ax.set_xticks(values, [str(v) for v in values], fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())

@@ -1,0 +1,211 @@
+"""what=timing: wall-clock of a forward pass and of a full training step versus length (C4).
+
+For each execution path in ``what.impls`` (recurrent models: ``fused`` cuDNN/oneDNN kernel
+and ``unrolled`` per-step loop, as separate rows), each batching mode
+
+    fixed_batch   B = what.batch_size at every T           (work grows with T)
+    fixed_tokens  B = max(1, what.tokens_per_batch // T)   (about constant tokens per step)
+
+and each T, time ``forward`` (no grad) and ``train_step`` (forward, cross-entropy, backward,
+AdamW step, as in seqbench.train) with ``torch.utils.benchmark.Timer``: ``num_threads`` =
+the threads torch really uses, ``what.warmup`` untimed calls, CUDA synchronised by the
+Timer's clock, at least ``what.min_blocks`` timed blocks; rows carry the median and the
+inter-quartile range per call. On CUDA the same bf16 autocast as training is used.
+
+Budget guards, so one slow path cannot eat a profile: a series (model, impl, mode, step)
+stops growing T once the median call takes more than ``what.max_call_s``, runs out of memory,
+or passes ``what.unrolled_max_len`` on the unrolled path; the skipped points are logged with
+a ``note`` and no time.
+"""
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Measurement, Timer
+from torch.utils.benchmark.utils.timer import timer as clock
+
+from seqbench.measure.common import (
+    build_variant,
+    check_variants,
+    choice_list,
+    impl_of,
+    int_list,
+    model_name,
+    positive_int,
+    positive_number,
+    random_tokens,
+    sync,
+)
+from seqbench.train import pick_device
+
+MODES = ("fixed_batch", "fixed_tokens")
+STEPS = ("forward", "train_step")
+COLUMNS = (
+    "model",
+    "impl",
+    "mode",
+    "step",
+    "T",
+    "batch_size",
+    "tokens",
+    "median_s",
+    "iqr_s",
+    "blocks",
+    "calls_per_block",
+    "tokens_per_s",
+    "threads",
+    "device",
+    "dtype",
+    "d_model",
+    "n_layers",
+    "note",
+)
+
+
+def check(cfg, task) -> None:
+    w = cfg.what
+    int_list(w, "lengths")
+    choice_list(w, "modes", MODES)
+    choice_list(w, "steps", STEPS)
+    for k in ("batch_size", "tokens_per_batch", "warmup", "min_blocks", "unrolled_max_len"):
+        positive_int(w, k)
+    positive_number(w, "min_run_time")
+    positive_number(w, "max_call_s")
+    check_variants(cfg, task.vocab_size, impl=_impls(cfg))
+
+
+def _impls(cfg):
+    """The execution paths to time: what.impls for models that have an impl, else one."""
+    if "impl" not in cfg.model or cfg.what.impls is None:
+        return [cfg.model.get("impl")]
+    return list(cfg.what.impls)
+
+
+def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
+    """Median and IQR seconds per call of ``fn`` with torch.utils.benchmark.Timer."""
+    threads = torch.get_num_threads()
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label)
+    first = float("inf")
+    for _ in range(max(1, warmup)):  # allocator, autotuning, lazy init; sizes the blocks
+        start = clock()
+        fn()
+        first = min(first, clock() - start)  # the clock synchronises CUDA
+    # enough time for min_blocks blocks even when one call is slow; top up if blocks are long
+    budget = max(min_run_time, min_blocks * 1.05 * first)
+    parts = [timer.blocked_autorange(min_run_time=budget)]
+    while sum(len(p.raw_times) for p in parts) < min_blocks:
+        parts.append(timer.blocked_autorange(min_run_time=budget / 2))
+    m = Measurement.merge(parts)[0] if len(parts) > 1 else parts[0]
+    return {
+        "median_s": m.median,
+        "iqr_s": m.iqr,
+        "blocks": len(m.raw_times),
+        "calls_per_block": parts[0].number_per_run,
+        "threads": threads,
+        "first_call_s": first,
+    }
+
+
+def _autocast(device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16), "bf16-autocast"
+    return nullcontext(), "fp32"
+
+
+def _forward_fn(model, tokens, device):
+    autocast, _ = _autocast(device)
+
+    def fn():
+        with torch.no_grad(), autocast:
+            model(tokens)
+
+    return fn
+
+
+def _train_fn(model, tokens, device, t):
+    autocast, _ = _autocast(device)
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=t.lr,
+        betas=tuple(t.betas),
+        weight_decay=t.weight_decay,
+        fused=device.type == "cuda" or None,
+    )
+    targets = tokens.roll(-1, dims=1)
+
+    def fn():
+        with autocast:
+            logits, _ = model(tokens)  # [B, T, V]
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return fn
+
+
+def measure(cfg, task, log) -> dict:
+    w, device = cfg.what, pick_device(cfg.device)
+    _, dtype = _autocast(device)
+    n = 0
+    for impl in _impls(cfg):
+        model, node = build_variant(cfg, task.vocab_size, device, max_len=max(w.lengths), impl=impl)
+        base = {
+            "model": model_name(cfg),
+            "impl": impl_of(node),
+            "device": str(device),
+            "dtype": dtype,
+            "d_model": getattr(model, "d_model", None),
+            "n_layers": getattr(model, "n_layers", None),
+        }
+        for mode in w.modes:
+            for step in w.steps:
+                stop = None  # why this series stopped growing T
+                for T in sorted(w.lengths):
+                    B = w.batch_size if mode == "fixed_batch" else max(1, w.tokens_per_batch // T)
+                    row = base | {
+                        "mode": mode,
+                        "step": step,
+                        "T": T,
+                        "batch_size": B,
+                        "tokens": B * T,
+                    }
+                    if stop is None and impl == "unrolled" and T > w.unrolled_max_len:
+                        stop = f"skipped: T > what.unrolled_max_len={w.unrolled_max_len}"
+                    if stop is not None:
+                        log(row | {"note": stop, "threads": torch.get_num_threads()})
+                        continue
+                    result = _time_point(model, step, B, T, cfg, task, device)
+                    if "note" in result:
+                        stop = result["note"]
+                    elif result["median_s"] > w.max_call_s:
+                        stop = f"skipped: a call took > what.max_call_s={w.max_call_s} s"
+                    result.pop("first_call_s", None)
+                    if "median_s" in result:
+                        result["tokens_per_s"] = B * T / result["median_s"]
+                    log(row | result)
+                    n += 1
+        del model
+    return {"points": n}
+
+
+def _time_point(model, step, B, T, cfg, task, device) -> dict:
+    w = cfg.what
+    tokens = random_tokens(task.vocab_size, B, T, cfg.seed, device)
+    if step == "forward":
+        model.eval()
+        fn = _forward_fn(model, tokens, device)
+    else:
+        model.train()
+        fn = _train_fn(model, tokens, device, cfg.train)
+    try:
+        return time_call(fn, w.warmup, w.min_blocks, w.min_run_time, label=f"{step} T={T}")
+    except torch.OutOfMemoryError:
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"note": f"out of memory at T={T}, B={B}", "threads": torch.get_num_threads()}
+    finally:
+        model.zero_grad(set_to_none=True)
+        sync(device)

@@ -1,0 +1,271 @@
+"""Measurement runs: durable run dirs, timer fields, decode memory, influence, report sections.
+
+No test asserts a duration: these machines are shared and noisy. Timing rows are checked for
+the fields they must carry, never for their values.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import compose_cfg
+
+from seqbench import store
+from seqbench.measure.influence import training_config
+from seqbench.measure.run import run_measurement
+from seqbench.measure.timing import time_call
+from seqbench.report import VERDICTS
+from seqbench.report.collect import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["device=cpu", "train.threads=1", "data.seq_len=16", "data.distance=4"]
+SMALL = {
+    "span": ["what=span", "what.lengths=[4,8,12]", "what.layers=[1,2]"],
+    "timing": [
+        "what=timing",
+        "what.lengths=[8,16]",
+        "what.impls=[fused,unrolled]",
+        "what.batch_size=2",
+        "what.tokens_per_batch=32",
+        "what.min_run_time=0.001",
+        "what.min_blocks=2",
+        "what.warmup=1",
+    ],
+    "decode": [
+        "what=decode",
+        "what.contexts=[4,8]",
+        "what.new_tokens=2",
+        "what.min_run_time=0.001",
+        "what.min_blocks=2",
+        "what.warmup=1",
+    ],
+    "influence": [
+        "what=influence",
+        "what.batch_size=8",
+        "train.steps=4",
+        "train.warmup=1",
+        "train.eval_every=4",
+        "train.eval_batches=1",
+        "train.batch_size=4",
+    ],
+}
+
+
+def _run(tmp_path, what, *overrides):
+    cfg = compose_cfg(
+        [*BASE, f"out_dir={tmp_path / 'runs'}", *SMALL[what], *overrides], config_name="measure"
+    )
+    return run_measurement(cfg)
+
+
+def _rows(summary):
+    return pd.read_csv(Path(summary["run_dir"]) / "rows.csv")
+
+
+def test_timer_results_carry_median_iqr_threads():
+    x = torch.randn(32, 32)
+    r = time_call(lambda: x @ x, warmup=1, min_blocks=3, min_run_time=0.001)
+    assert {"median_s", "iqr_s", "blocks", "threads"} <= set(r)
+    assert r["blocks"] >= 3 and r["median_s"] > 0 and r["iqr_s"] >= 0
+    assert r["threads"] == torch.get_num_threads()
+
+
+def test_cli_run_writes_rows_and_run_json_and_a_rerun_skips(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqbench.measure",
+        "what=span",
+        "model=rnn",
+        "what.lengths=[4,8]",
+        "what.layers=[1]",
+        "what.passes=[forward]",
+        f"out_dir={tmp_path}",
+        "device=cpu",
+        "hydra.run.dir=" + str(tmp_path / "h"),
+    ]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = [p for p in tmp_path.glob("adhoc-span-rnn-lagrecall-*")] or [None]
+    assert run_dir is None  # study defaults to "measure"
+    (run_dir,) = list(tmp_path.glob("measure-span-rnn-lagrecall-*"))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert (record["kind"], record["table"], record["status"]) == ("measure", "span", "complete")
+    rows = pd.read_csv(run_dir / "rows.csv")
+    assert list(rows["T"]) == [4, 8] and set(rows.impl) == {"unrolled"}
+    before = (run_dir / "rows.csv").read_text()
+    # the same command line composed in-process has the same content key: skipped
+    again = run_measurement(compose_cfg(cmd[3:-1], config_name="measure"))
+    assert again["skipped"] is True and again["run_dir"] == str(run_dir)
+    assert (run_dir / "rows.csv").read_text() == before
+
+
+def test_bad_what_value_stops_before_work_with_one_line(tmp_path, monkeypatch, capsys):
+    from seqbench.measure.__main__ import main
+
+    argv = [
+        "seqbench.measure",
+        "-m",
+        "what=span",
+        "model=rnn,lstm",
+        "what.lengths=[0,8]",
+        f"out_dir={tmp_path}",
+        "device=cpu",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "seqbench: error: what.lengths=[0, 8] is not allowed: a non-empty list of integers >= 1"
+    ]
+    assert not list(tmp_path.glob("*-span-*"))
+
+
+def test_span_rows_trace_the_unrolled_path_and_grow_linearly(tmp_path):
+    s = _run(tmp_path, "span", "model=lstm")
+    assert s["status"] == "complete" and s["rows"] == 12
+    rows = _rows(s)
+    assert set(rows.impl) == {"unrolled"} and set(rows.n_layers) == {1, 2}
+    fwd = rows[(rows["pass"] == "forward") & (rows.n_layers == 1)].sort_values("T")
+    assert fwd.span_ops.diff().dropna().nunique() == 1  # equal steps: linear in T
+    assert (rows.unseen_writes == 0).all()
+    assert (rows.flops_per_step == rows.work_flops / rows.span_ops).all()
+    assert _run(tmp_path, "span", "model=lstm")["skipped"] is True
+
+
+def test_timing_rows_carry_median_iqr_threads_device_and_path(tmp_path):
+    s = _run(tmp_path, "timing", "model=gru")
+    rows = _rows(s)
+    assert set(rows.impl) == {"fused", "unrolled"}
+    assert set(rows["mode"]) == {"fixed_batch", "fixed_tokens"}
+    assert set(rows.step) == {"forward", "train_step"}
+    assert rows.median_s.notna().all() and (rows.iqr_s >= 0).all()
+    assert set(rows.threads) == {1} and set(rows.device) == {"cpu"}
+    fixed = rows[rows["mode"] == "fixed_tokens"]
+    assert set(fixed.tokens) == {32}  # B = tokens_per_batch // T
+
+
+def test_decode_state_memory_is_constant_for_a_recurrence_and_grows_for_the_cache(tmp_path):
+    bytes_at = {}
+    for model in ("lstm", "transformer"):
+        rows = _rows(_run(tmp_path, "decode", f"model={model}"))
+        assert set(rows["mode"]) == {"state", "recompute", "teacher_forced"}
+        assert rows.tokens_per_s.notna().all()
+        st = rows[rows["mode"] == "state"].set_index("context").state_bytes
+        bytes_at[model] = (st[4], st[8])
+    assert bytes_at["lstm"][0] == bytes_at["lstm"][1] > 0
+    assert bytes_at["transformer"][1] == 2 * bytes_at["transformer"][0]
+
+
+def test_influence_trains_through_the_harness_and_reuses_its_run(tmp_path):
+    s = _run(tmp_path, "influence", "model=rnn")
+    assert s["status"] == "complete", s
+    rows = _rows(s)
+    assert set(rows.trained) == {False, True}
+    assert rows.grad_norm.gt(0).all() and rows.d.min() == 0
+    # the training run is an ordinary harness run, same key as the equivalent train command
+    cfg = compose_cfg(
+        [*BASE, f"out_dir={tmp_path / 'runs'}", *SMALL["influence"], "model=rnn"],
+        config_name="measure",
+    )
+    plain = compose_cfg(
+        [
+            *BASE,
+            f"out_dir={tmp_path / 'runs'}",
+            *SMALL["influence"][2:],
+            "model=rnn",
+            "study=path_length_train",
+        ]
+    )
+    assert store.content_key(training_config(cfg)) == store.content_key(plain)
+    assert len(list((tmp_path / "runs").glob("path_length_train-rnn-*/model.pt"))) == 1
+
+
+def test_a_failing_measurement_is_recorded_and_returns(tmp_path):
+    s = _run(tmp_path, "influence", "model=rnn", "train.inject_nan_at=1")
+    assert s["status"] == "failed" and "diverged" in s["error"]
+    record = json.loads((Path(s["run_dir"]) / "run.json").read_text())
+    assert record["status"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def run_tree(tmp_path_factory):
+    """A tiny run tree: every measurement for lstm and the Transformer, under the studies
+    the report sections read."""
+    tmp = tmp_path_factory.mktemp("tree")
+    studies = {
+        "span": "span_vs_length",
+        "timing": "time_vs_length",
+        "decode": "decode_cost",
+        "influence": "path_length",
+    }
+    for what, study in studies.items():
+        for model in ("lstm", "transformer"):
+            extra = ["what.impls=[fused]"] if what == "timing" else []
+            s = _run(tmp, what, f"model={model}", f"study={study}", *extra)
+            assert s["status"] == "complete", s
+    return tmp / "runs"
+
+
+@pytest.mark.parametrize("name", ["measure_span", "measure_time", "measure_decode", "measure_path"])
+def test_report_sections_render_figures_and_compute_verdicts(run_tree, tmp_path, name):
+    import importlib
+
+    section = importlib.import_module(f"seqbench.report.sections.{name}")
+    tables = collect(run_tree)
+    md = section.render(tables, tmp_path)
+    assert "**Reading.**" in md and "nan" not in md.split("**Reading.**")[1][:400]
+    for png in [p.split("(")[1].rstrip(")") for p in md.split("![")[1:]]:
+        assert (tmp_path / png.split(")")[0]).exists()
+    for claim in section.claims(tables):
+        assert claim.verdict in VERDICTS and claim.rule
+
+
+def test_span_claims_follow_the_data():
+    """Verdicts come from the rows: a recurrent span that stopped growing flips C3."""
+    from seqbench.report.sections import measure_span
+
+    def table(rec_span):
+        rows = []
+        for T in (64, 128, 1024):
+            for L in (1, 4):
+                rows.append(
+                    dict(model="lstm", impl="unrolled", n_layers=L, T=T, span_ops=rec_span(T, L))
+                )
+                rows.append(
+                    dict(model="transformer", impl="-", n_layers=L, T=T, span_ops=10 * L + 9)
+                )
+        df = pd.DataFrame(rows).assign(
+            status="complete",
+            study="span_vs_length",
+            **{"pass": "forward"},
+            work_ops=1,
+            work_flops=1,
+            parallelism=1.0,
+            attention_flops=0,
+        )
+        return {"span": df}
+
+    good = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 7 * (T + L)))}
+    assert good == {"C3": "supported", "C4": "supported"}
+    flat = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 50 * L))}
+    assert flat["C3"] == "not supported"
+    product = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 7 * T * L))}
+    assert product["C3"] == "nuanced"  # linear in T but not a wavefront
+
+
+def test_unknown_measurement_name_lists_the_choices(monkeypatch, capsys):
+    from seqbench.measure.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["seqbench.measure", "what=spn"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("seqbench: error: what='spn' is not allowed: choose one of ")
+    assert "span" in line and "timing" in line
