@@ -431,6 +431,10 @@ def _hydra_main(cfg: DictConfig) -> dict:
         for k in ("status", "step", "executed_steps", "val_loss", "val_acc", "run_dir")
     }
     print(f"seqbench: {line}", flush=True)
+    if summary["status"] == "interrupted":
+        # the run is checkpointed; a signal to the sweep stops the sweep, not just this job
+        sig = signal.SIGTERM if "SIGTERM" in (summary.get("error") or "") else signal.SIGINT
+        sys.exit(128 + sig)
     return summary
 
 
