@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import hydra
 import torch
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from seqbench import store
-from seqbench.config import ConfigError, build_model, preflight, validate
+from seqbench.config import CONF_DIR, ConfigError, build_model, preflight, validate
 from seqbench.data import IGNORE
 from seqbench.models import param_counts
 
@@ -97,7 +98,9 @@ class Run:
 
     def __init__(self, cfg, task, key, run_dir):
         self.cfg, self.task, self.key, self.dir = cfg, task, key, Path(run_dir)
-        self.t = cfg.train
+        # a plain namespace: reading a DictConfig attribute costs ~10 us and the loop reads
+        # about a dozen per step (see the _tiny rows of python -m seqbench.perf)
+        self.t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
         self.device = pick_device(cfg.device)
         self.stop_signal = None
 
@@ -119,6 +122,12 @@ class Run:
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
         self.forward = torch.compile(self.model) if self.t.compile else self.model
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else nullcontext()
+        )
+        self.first_bad = torch.tensor(-1, device=self.device)  # checked lazily: no sync a step
         self.step, self.tokens_seen, self.wall_before = 0, 0, 0.0
         ckpt = self.dir / "ckpt.pt"
         if ckpt.exists():
@@ -161,11 +170,7 @@ class Run:
 
     def loop(self):
         t, task, device = self.t, self.task, self.device
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-        )
         tokens_per_step = t.batch_size * task.seq_len
-        first_bad = torch.tensor(-1, device=device)  # checked lazily: no sync every step
         bar = tqdm(
             total=t.steps,
             initial=self.step,
@@ -177,23 +182,7 @@ class Run:
         self.model.train()
         while self.step < t.steps and not self.stop_signal:
             tokens, targets = task.batch("train", self.step, t.batch_size)
-            tokens, targets = tokens.to(device), targets.to(device)
-            with autocast:
-                logits, _ = self.forward(tokens)  # [B, T, V]
-                loss = F.cross_entropy(
-                    logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-                )
-            if t.inject_nan_at is not None and self.step == t.inject_nan_at:
-                loss = loss * float("nan")  # fault-injection hook for the reliability tests
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip = t.grad_clip if t.grad_clip else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-            first_bad = torch.where((first_bad < 0) & ~finite, self.step, first_bad)
-            self.opt.step()
-            self.sched.step()
-            self.step += 1
+            loss, grad_norm = self.train_step(tokens.to(device), targets.to(device))
             self.tokens_seen += tokens_per_step
             span_tokens += tokens_per_step
             bar.update()
@@ -201,8 +190,8 @@ class Run:
             eval_now = self.step % t.eval_every == 0 or self.step == t.steps
             if not (log_now or eval_now or self.step % t.ckpt_every == 0):
                 continue
-            if int(first_bad) >= 0:
-                raise Diverged(f"non-finite loss or gradient at step {int(first_bad)}")
+            if int(self.first_bad) >= 0:
+                raise Diverged(f"non-finite loss or gradient at step {int(self.first_bad)}")
             now = time.perf_counter()
             row = {
                 "step": self.step,
@@ -225,6 +214,29 @@ class Run:
             self.save()
         else:  # the trained weights, for generation and measurements on trained models
             store.atomic_torch_save(self.model.state_dict(), self.dir / "model.pt")
+
+    def train_step(self, tokens, targets):
+        """One optimisation step on one batch -> (loss, grad_norm), both left on the device;
+        a non-finite value is recorded in self.first_bad without a host sync (the loop reads
+        it when it logs). seqbench.perf times exactly this against a bare PyTorch loop."""
+        t = self.t
+        with self.autocast:
+            logits, _ = self.forward(tokens)  # [B, T, V]
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+            )
+        if t.inject_nan_at is not None and self.step == t.inject_nan_at:
+            loss = loss * float("nan")  # fault-injection hook for the reliability tests
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = t.grad_clip if t.grad_clip else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self.first_bad = torch.where((self.first_bad < 0) & ~finite, self.step, self.first_bad)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return loss, grad_norm
 
     @torch.no_grad()
     def evaluate(self, final=False) -> dict:
@@ -345,7 +357,9 @@ class _StopOnSignal:
     def __enter__(self):
         self.run.started_loop = time.perf_counter()
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # SIGUSR2: what SLURM/submitit send before a time limit or on preemption;
+            # seqbench.launch.LaunchCallback hands it back to submitit once ckpt.pt is written
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
                 self.saved[sig] = signal.signal(sig, self.handle)
 
     def handle(self, signum, frame):
@@ -423,7 +437,7 @@ def _show_progress(setting):
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base=None)
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 def _hydra_main(cfg: DictConfig) -> dict:
     summary = train(cfg)
     line = {
@@ -431,10 +445,11 @@ def _hydra_main(cfg: DictConfig) -> dict:
         for k in ("status", "step", "executed_steps", "val_loss", "val_acc", "run_dir")
     }
     print(f"seqbench: {line}", flush=True)
-    if summary["status"] == "interrupted":
-        # the run is checkpointed; a signal to the sweep stops the sweep, not just this job
-        sig = signal.SIGTERM if "SIGTERM" in (summary.get("error") or "") else signal.SIGINT
-        sys.exit(128 + sig)
+    reason = summary.get("error") or ""
+    if summary["status"] == "interrupted" and ("SIGINT" in reason or "SIGTERM" in reason):
+        # the run is checkpointed; Ctrl-C or a kill stops the sweep, not just this job.
+        # (SIGUSR2, a cluster's preemption notice, returns: seqbench.launch requeues the job)
+        sys.exit(128 + (signal.SIGTERM if "SIGTERM" in reason else signal.SIGINT))
     return summary
 
 
@@ -444,4 +459,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module, not __main__: the joblib and submitit launchers pickle the
+    # task function, and a function of __main__ is pickled by value with all it reaches
+    # (torch.backends is not picklable: "cannot pickle 'GenericModule' object").
+    from seqbench.train import main as _main
+
+    _main()

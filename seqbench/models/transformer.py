@@ -57,6 +57,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, self.d_model)
         if pos == "learned":
             self.pos_embed = nn.Embedding(max_len, self.d_model)
+        if pos == "sinusoidal":  # the table once, not ~10 small ops every call (seqbench.perf)
+            table = sinusoidal(torch.arange(max_len), self.d_model)  # [max_len, D]
+            self.register_buffer("pe", table, persistent=False)  # not in the state_dict
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(self.d_model, n_heads, dropout, rope=(pos == "rope"))
@@ -77,7 +80,9 @@ class Transformer(nn.Module):
                 raise ValueError(f"position {past + T - 1} exceeds model.max_len={self.max_len}")
             x = x + self.pos_embed(positions)
         elif self.pos == "sinusoidal":
-            x = x + sinusoidal(positions, self.d_model).to(x.dtype)
+            fits = past + T <= self.pe.size(0)
+            pe = self.pe[past : past + T] if fits else sinusoidal(positions, self.d_model)
+            x = x + pe.to(x.dtype)
         x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):
