@@ -171,7 +171,8 @@ def measure(cfg, task, log) -> dict:
                         "batch_size": B,
                         "tokens": B * T,
                     }
-                    if stop is None and impl == "unrolled" and T > w.unrolled_max_len:
+                    per_step = impl in ("unrolled", "sequential")  # Python loops over time
+                    if stop is None and per_step and T > w.unrolled_max_len:
                         stop = f"skipped: T > what.unrolled_max_len={w.unrolled_max_len}"
                     if stop is not None:
                         log(row | {"note": stop, "threads": torch.get_num_threads()})

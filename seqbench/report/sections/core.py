@@ -13,7 +13,7 @@ from seqbench.report.collect import complete
 from seqbench.report.plot import color, figure, md_table, save
 
 ORDER = 10
-TITLE = "Core study: one harness, four models, three tasks"
+TITLE = "Core study: one harness, six models, three tasks"
 STUDY = "core"
 
 
