@@ -1,0 +1,90 @@
+"""seqbench's side of every comparison, and the clock that times both sides.
+
+The seqbench side is the harness itself: ``seqbench.train.Run`` built from the main config
+(conf/config.yaml with perf's data, size, threads and compile), and one step of it is
+``Run.train_step`` (AdamW, clipping, schedule, non-finite check), exactly what the training
+loop calls.
+
+Timing is interleaved: each side's block runs in turn, A B, B A, A B, ... so neither side
+always runs first and a change in machine load hits both alike. A statistic is reported as
+its median and quartiles over blocks (never the mean: one preempted block would move it).
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from seqbench.config import CONF_DIR
+from seqbench.measure.common import sync
+from seqbench.train import Run
+
+
+def harness(tcfg, task, directory) -> Run:
+    """seqbench's own model, optimiser and schedule, built by the harness (Run.build)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    run = Run(tcfg, task, "perf", directory)
+    run.build()
+    return run
+
+
+def train_cfg(cfg, model, seq_len, batch_size, **train):
+    """The main config (conf/config.yaml) for one model, with perf's data, size and threads."""
+    overrides = [f"model={model}"]
+    if GlobalHydra.instance().is_initialized():
+        tcfg = compose("config", overrides=overrides)
+    else:
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            tcfg = compose("config", overrides=overrides)
+    tcfg.data = OmegaConf.merge(cfg.data, {"seq_len": seq_len})
+    tcfg.model.size = cfg.size
+    for k, v in {"seed": cfg.seed, "device": cfg.device, "study": cfg.study}.items():
+        tcfg[k] = v
+    for k, v in {
+        "threads": cfg.threads,
+        "batch_size": batch_size,
+        "compile": cfg.compile,
+        **train,
+    }.items():
+        tcfg.train[k] = v
+    return tcfg
+
+
+def interleave(sides: dict, repeats: int, warmup: int, device) -> dict:
+    """Time each side's block in turn, A B, B A, A B, ... (so neither side always runs first);
+    returns seconds per block per side."""
+    for _ in range(warmup):
+        for fn in sides.values():
+            fn()
+            sync(device)
+    times = {name: [] for name in sides}
+    for r in range(repeats):
+        for name in list(sides)[:: 1 if r % 2 == 0 else -1]:
+            sync(device)
+            start = time.perf_counter()
+            sides[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def quartiles(x) -> tuple[float, float, float]:
+    q25, q50, q75 = np.percentile(np.asarray(x, dtype=float), [25, 50, 75])
+    return float(q25), float(q50), float(q75)
+
+
+def device_name(device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def stamp(cfg, device) -> dict:
+    """The columns that say where and how a row was timed."""
+    return {
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "compile": int(bool(cfg.compile)),
+    }

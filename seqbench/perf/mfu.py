@@ -1,0 +1,160 @@
+"""FLOP/s and model FLOPs utilisation (table ``mfu``), per model and length (Chowdhery et al.
+2022, "PaLM", App. B):
+
+    FLOPs/step = matmul FLOPs of forward + backward, counted by torch.utils.flop_counter with
+                 the formulas of seqbench.measure.trace (element-wise ops count 0; causal
+                 attention is counted in full, T^2; CPU flash attention as SDPA);
+    achieved   = FLOPs/step / median step time of seqbench's training step (Run.train_step);
+    MFU        = achieved / peak, with peak (a) measured here: an n x n x n matmul, fp32 on CPU
+                 (same thread count), bf16 on CUDA; (b) the device's nominal dense peak where
+                 known (H100/H200 989, A100 312 TFLOP/s bf16).
+
+Fused RNN kernels are opaque to the counter, so recurrent models are counted on their
+``unrolled`` path (tests/test_models.py proves both paths equal); a recurrence's count is
+affine in T, so long sequences are counted on two short prefixes and extrapolated.
+"""
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from seqbench.config import build_task
+from seqbench.data import IGNORE
+from seqbench.measure.common import OPAQUE_IMPL
+from seqbench.measure.trace import FLOP_FORMULAS
+from seqbench.perf.harness import (
+    device_name,
+    harness,
+    interleave,
+    quartiles,
+    train_cfg,
+)
+
+RECURRENT_COUNT_LEN = 128  # recurrent FLOPs are counted on this prefix and scaled to T
+NOMINAL_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
+MFU_COLUMNS = tuple(
+    (
+        "model impl flops_counted_on size seq_len batch_size flops_per_step step_s_median"
+        " step_s_iqr tokens_per_s flops_per_s peak_measured_flops_per_s peak_measured_how"
+        " mfu_measured peak_nominal_flops_per_s mfu_nominal device dtype threads"
+    ).split()
+)
+
+
+def _raw(formula):
+    """trace.FLOP_FORMULAS take tensors and ``out_val`` (flop_counter's "raw" convention);
+    marked so, FlopCounterMode calls them as they are instead of wrapping them again."""
+
+    def counted(*args, **kwargs):
+        return formula(*args, **kwargs)
+
+    counted._get_raw = True
+    return counted
+
+
+# what the tracer adds to flop_counter's registry: CPU flash attention, forward and backward
+EXTRA_FORMULAS = {op: _raw(f) for op, f in FLOP_FORMULAS.items() if op not in flop_registry}
+
+
+def count_flops(model, tokens, targets, autocast=None) -> int:
+    """Matmul FLOPs of one forward + backward (the optimiser's element-wise work counts 0)."""
+    with autocast or contextlib.nullcontext():
+        with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
+            logits, _ = model(tokens)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+            )
+            loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def recurrent_flops(model, tokens, targets, autocast=None, n=RECURRENT_COUNT_LEN):
+    """A recurrence costs the same matmul FLOPs at every position except a fixed boundary term
+    (step 0 has no gradient into the zero initial state), so its count is affine in T: count
+    at n and 2n and extrapolate, exactly (tests/test_perf.py). The unrolled loop at T=8192
+    under the counter would take minutes. None when T <= 2n: count it whole."""
+    T = tokens.size(1)
+    if T <= 2 * n:
+        return None
+    f1, f2 = (count_flops(model, tokens[:, :k], targets[:, :k], autocast) for k in (n, 2 * n))
+    return f1 + (f2 - f1) * (T - n) // n
+
+
+def measured_peak(device, n) -> tuple[float, str]:
+    """Median FLOP/s of an n x n x n matmul: fp32 on CPU, bf16 on CUDA."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    times = interleave({"mm": lambda: a @ b}, repeats=7, warmup=2, device=device)["mm"]
+    how = f"{str(dtype).removeprefix('torch.')} matmul {n}^3, threads={torch.get_num_threads()}"
+    return 2 * n**3 / quartiles(times)[1], how
+
+
+def nominal_peak(device) -> float | None:
+    if device.type != "cuda":
+        return None  # no table of CPU peaks: the measured peak serves
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in NOMINAL_BF16.items() if k in name), None)
+
+
+def mfu(cfg, device, log, tmp):
+    peak, how = measured_peak(device, cfg.mfu.peak_matmul_n)
+    nominal = nominal_peak(device)
+    for name in cfg.mfu.models:
+        for T in cfg.mfu.seq_lens:
+            row = _mfu_point(cfg, name, T, device, tmp / f"mfu-{name}-{T}")
+            achieved = row["flops_per_s"]
+            log(
+                row
+                | {
+                    "peak_measured_flops_per_s": peak,
+                    "peak_measured_how": how,
+                    "mfu_measured": achieved / peak,
+                    "peak_nominal_flops_per_s": nominal,
+                    "mfu_nominal": achieved / nominal if nominal else None,
+                }
+            )
+
+
+def _mfu_point(cfg, name, T, device, tmp) -> dict:
+    m = cfg.mfu
+    B = max(1, m.tokens_per_batch // T)
+    tcfg = train_cfg(cfg, name, T, B)
+    task = build_task(tcfg.data)
+    run = harness(tcfg, task, tmp)
+    tokens, targets = (x.to(device) for x in task.batch("train", 0, B))
+    impl = getattr(run.model, "impl", None)
+    counted = run.model
+    if impl in OPAQUE_IMPL:  # the counter cannot see inside the fused kernel
+        ucfg = OmegaConf.merge(tcfg, {"model": {"impl": OPAQUE_IMPL[impl]}})
+        counted = harness(ucfg, task, tmp / "unrolled").model
+    flops = recurrent_flops(counted, tokens, targets, run.autocast) if impl else None
+    if flops is None:  # attention's FLOPs grow with T^2: count the Transformer at full length
+        flops = count_flops(counted, tokens, targets, run.autocast)
+
+    def block():
+        for _ in range(m.steps):
+            run.train_step(tokens, targets)
+
+    times = interleave({"step": block}, m.repeats, 1, device)["step"]
+    q25, med, q75 = quartiles(np.asarray(times) / m.steps)
+    return {
+        "model": name,
+        "impl": impl,
+        "flops_counted_on": getattr(counted, "impl", impl),
+        "size": cfg.size,
+        "seq_len": T,
+        "batch_size": B,
+        "flops_per_step": flops,
+        "step_s_median": med,
+        "step_s_iqr": q75 - q25,
+        "tokens_per_s": B * T / med,
+        "flops_per_s": flops / med,
+        "device": device_name(device),
+        "dtype": "bf16 autocast" if device.type == "cuda" else "fp32",
+        "threads": torch.get_num_threads(),
+    }
