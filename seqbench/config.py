@@ -198,7 +198,7 @@ def _combinations(overrides: list[str]) -> list[list[str]]:
 def _group_choice_error(overrides: list[str]) -> None:
     for o in overrides:
         key, _, value = o.lstrip("+~").partition("=")
-        if key in GROUPS and value:
+        if key in GROUPS and value and not value.startswith("{"):  # {k: v} merges into it
             options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
             for v in value.split(","):
                 _need(v in options, key, v, f"choose one of {', '.join(options)}")

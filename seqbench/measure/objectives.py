@@ -1,0 +1,233 @@
+"""Causal versus masked objective at equal, counted compute (C8).
+
+The same Transformer is trained twice on the same text with the same optimiser and step budget:
+(a) causally, next-token prediction at every position (Radford et al. 2018), and (b) as a
+bidirectional encoder on 15%-masked-token prediction (Devlin et al. 2019, BERT;
+:class:`seqbench.data.masked.MaskedText`). Three things are measured, none estimated:
+
+- **supervised targets per pass**: the exact number of scored positions in the training
+  batches, summed over the whole run (B T per batch for (a), ~0.15 B T for (b));
+- **FLOPs per training step**: forward + loss + backward of one training batch counted with
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmul and attention formulas; the CPU flash
+  attention kernel gets the library's own SDPA formulas, which PyTorch does not register for
+  it). Training compute = steps x FLOPs per step. The optimiser update is elementwise and
+  uncounted by the counter, and identical for both objectives;
+- **next word from the prefix**: on held-out windows x_1..x_T and a prefix length p, the
+  cross-entropy of x_{p+1} given x_1..x_p. The causal model reads the prefix and predicts at
+  its last position; the masked model reads ``x_1..x_p [MASK]`` and fills the mask. This is
+  the generation use the lecture talks about.
+
+``measure`` is the ``what=prefix_eval`` measurement: for the budget ``cfg.train.steps`` it
+gets both trained models from ``seqbench.train.train`` (which skips complete runs) and logs
+one row per (objective, prefix length).
+"""
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from seqbench.config import ConfigError, build_model, build_task
+from seqbench.data import IGNORE
+from seqbench.train import pick_device, train
+
+aten = torch.ops.aten
+COLUMNS = (
+    "objective",
+    "steps",
+    "prefix_len",
+    "prefix_loss",
+    "prefix_acc",
+    "n_eval",
+    "flops_per_step",
+    "train_flops",
+    "targets_total",
+    "targets_per_pass",
+    "targets_per_seq",
+    "tokens_per_pass",
+    "val_loss",
+    "params_total",
+    "train_run",
+)
+OBJECTIVES = ("causal", "masked")
+
+
+def _cpu_flash(q, k, v, *args, out_shape=None, **kwargs):
+    return sdpa_flop_count(q, k, v)
+
+
+def _cpu_flash_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs):
+    return sdpa_backward_flop_count(grad_out, q, k, v)
+
+
+# shapes in, FLOPs out (FlopCounterMode wraps these to receive shapes instead of tensors)
+CPU_ATTENTION = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward,
+}
+
+
+def count_flops(fn) -> int:
+    """FLOPs of everything ``fn()`` runs, counted op by op (FlopCounterMode)."""
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def train_step_flops(model, task, batch_size: int, device) -> int:
+    """FLOPs of one training step's forward + loss + backward on the first training batch."""
+    tokens, targets = (t.to(device) for t in task.batch("train", 0, batch_size))
+
+    def step():
+        logits, _ = model(tokens)  # [B, T, V]
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE).backward()
+
+    flops = count_flops(step)
+    model.zero_grad(set_to_none=True)
+    return flops
+
+
+def supervised_targets(task, steps: int, batch_size: int) -> dict:
+    """Exact count of scored positions over the training batches of a run of ``steps``."""
+    total = sum(int((task.batch("train", i, batch_size)[1] != IGNORE).sum()) for i in range(steps))
+    return {
+        "targets_total": total,
+        "targets_per_pass": total / steps,
+        "targets_per_seq": total / (steps * batch_size),
+        "tokens_per_pass": batch_size * task.seq_len,
+    }
+
+
+def default_prefixes(seq_len: int) -> list[int]:
+    """4, 8, 16, ... below seq_len, and seq_len - 1 (the longest prefix that fits)."""
+    out, p = [], 4
+    while p < seq_len - 1:
+        out.append(p)
+        p *= 2
+    return out + [seq_len - 1]
+
+
+@torch.no_grad()
+def prefix_loss(
+    model,
+    task,
+    prefix_len: int,
+    n_batches: int,
+    batch_size: int,
+    device,
+    mask_id: int | None = None,
+) -> tuple[float, float, int]:
+    """(mean loss, accuracy, count) of predicting x_{p+1} from x_1..x_p on held-out windows.
+
+    ``mask_id=None``: a causal model, read the logits at the prefix's last position;
+    otherwise append [MASK] and read the logits there (the masked model fills it)."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for i in range(n_batches):
+        tokens, _ = task.batch("val", i, batch_size)  # [B, T]; text windows
+        prefix, nxt = tokens[:, :prefix_len].to(device), tokens[:, prefix_len].to(device)
+        if mask_id is not None:
+            prefix = F.pad(prefix, (0, 1), value=mask_id)  # [B, p + 1]
+        logits, _ = model(prefix)
+        last = logits[:, -1].float()  # [B, V]
+        if mask_id is not None:
+            last = last[:, :mask_id]  # the answer is a text token, never [MASK] itself
+        loss_sum += float(F.cross_entropy(last, nxt, reduction="sum"))
+        correct += int((last.argmax(-1) == nxt).sum())
+        count += len(nxt)
+    model.train()
+    return loss_sum / count, correct / count, count
+
+
+# --- the what=prefix_eval measurement ------------------------------------------------------
+def training_config(cfg: DictConfig, objective: str) -> DictConfig:
+    """The training run of ``objective``: cfg without its ``what`` node; the masked one swaps
+    the text task for MaskedText on the same text and makes the Transformer bidirectional."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    mask_rate = tree.pop("what")["mask_rate"]
+    tree["model"]["causal"] = objective == "causal"
+    if objective == "masked":
+        tree["data"] = tree["data"] | {
+            "_target_": "seqbench.data.masked.MaskedText",
+            "mask_rate": mask_rate,
+        }
+    return OmegaConf.create(tree)
+
+
+def check(cfg: DictConfig, task) -> None:
+    w = cfg.what
+    if not str(cfg.model._target_).endswith(".Transformer"):
+        raise ConfigError(
+            f"model._target_={cfg.model._target_!r} is not allowed: prefix_eval "
+            "compares objectives of one Transformer (model=transformer)"
+        )
+    if cfg.data._target_ != "seqbench.data.text.Text":
+        raise ConfigError(
+            f"data._target_={cfg.data._target_!r} is not allowed: prefix_eval "
+            "needs data=text (the masked task is derived from it)"
+        )
+    rate = w.get("mask_rate")
+    if not (isinstance(rate, int | float) and 0 < rate < 1):
+        raise ConfigError(f"what.mask_rate={rate!r} is not allowed: a number in (0, 1)")
+    for p in prefixes_of(cfg):
+        if not (isinstance(p, int) and 1 <= p <= task.seq_len - 1):
+            raise ConfigError(
+                f"what.prefixes={list(w.prefixes)} is not allowed: integers in "
+                f"[1, data.seq_len - 1 = {task.seq_len - 1}]"
+            )
+    for k in ("eval_batches", "batch_size"):
+        if not (isinstance(w.get(k), int) and w.get(k) > 0):
+            raise ConfigError(f"what.{k}={w.get(k)!r} is not allowed: a positive integer")
+
+
+def prefixes_of(cfg) -> list[int]:
+    given = cfg.what.get("prefixes")
+    return list(given) if given is not None else default_prefixes(cfg.data.seq_len)
+
+
+def measure(cfg: DictConfig, task, log) -> dict:
+    device, w = pick_device(cfg.device), cfg.what
+    summary = {}
+    for objective in OBJECTIVES:
+        tcfg = training_config(cfg, objective)
+        result = train(tcfg)  # skipped when this run is already complete
+        if result["status"] != "complete":
+            raise RuntimeError(
+                f"training run {result.get('run_dir')} ended {result['status']}"
+                f": {result.get('error') or result.get('reason')}"
+            )
+        otask = build_task(tcfg.data)
+        model = build_model(tcfg.model, otask.vocab_size, device)
+        state = torch.load(
+            Path(result["run_dir"]) / "model.pt", map_location=device, weights_only=True
+        )
+        model.load_state_dict(state)
+        # counted on a CPU copy: FLOPs do not depend on the device, and the CPU attention
+        # kernel is the one whose formula we register (CUDA's fused kernels vary by build)
+        flops = train_step_flops(copy.deepcopy(model).cpu(), otask, tcfg.train.batch_size, "cpu")
+        steps = tcfg.train.steps
+        fixed = {
+            "objective": objective,
+            "steps": steps,
+            "flops_per_step": flops,
+            "train_flops": flops * steps,
+            "val_loss": result.get("val_loss"),
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "train_run": Path(result["run_dir"]).name,
+        }
+        fixed |= supervised_targets(otask, steps, tcfg.train.batch_size)
+        mask_id = getattr(otask, "mask_id", None)
+        losses = []
+        for p in prefixes_of(cfg):
+            loss, acc, n = prefix_loss(
+                model, task, p, w.eval_batches, w.batch_size, device, mask_id
+            )
+            log(fixed | {"prefix_len": p, "prefix_loss": loss, "prefix_acc": acc, "n_eval": n})
+            losses.append(loss)
+        summary[f"{objective}_prefix_loss"] = sum(losses) / len(losses)
+        summary[f"{objective}_targets_per_pass"] = fixed["targets_per_pass"]
+        summary[f"{objective}_train_flops"] = fixed["train_flops"]
+    return summary
