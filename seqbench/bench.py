@@ -13,6 +13,7 @@ non-zero at the end if any did.
 
 import argparse
 import csv
+import io
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from seqbench import store
 from seqbench.config import CONF_DIR
 from seqbench.report.__main__ import write_report
 
@@ -34,6 +36,21 @@ def profile_jobs(profile: str) -> list[dict]:
     for path in sorted((CONF_DIR / "bench" / profile).glob("*.yaml")):
         jobs += OmegaConf.to_container(OmegaConf.load(path))["jobs"]
     return jobs
+
+
+def _record_jobs(path: Path, log: list[dict]) -> None:
+    """Merge this invocation's job timings into path (a job run again replaces its row), so
+    a bench resumed with --only keeps the timings of the jobs it did not rerun."""
+    rows = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = {r["job"]: r for r in csv.DictReader(f)}
+    rows |= {r["job"]: r for r in log}
+    text = io.StringIO()
+    w = csv.DictWriter(text, ["job", "returncode", "seconds", "command"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows.values())
+    store.atomic_write_text(path, text.getvalue())
 
 
 def main(argv=None) -> int:
@@ -77,10 +94,7 @@ def main(argv=None) -> int:
             }
         )
         print(f"== {job['name']}: exit {rc} after {log[-1]['seconds']} s", flush=True)
-    with open(runs / "bench_jobs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["job", "returncode", "seconds", "command"])
-        w.writeheader()
-        w.writerows(log)
+    _record_jobs(runs / "bench_jobs.csv", log)
     print(f"\nseqbench: wrote {write_report(runs, args.results)}")
     total = sum(r["seconds"] for r in log)
     failed = [r["job"] for r in log if r["returncode"] != 0]
