@@ -200,8 +200,12 @@ def test_deterministic_flag_sets_torch_state(make_cfg):
 
 def test_two_processes_on_the_same_run_train_it_once(tmp_path):
     args = [PY, "-m", "seqbench.train", *RUN, "train.steps=150", f"out_dir={tmp_path}"]
-    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     executed = [int(o.split("'executed_steps': ")[1].split(",")[0]) for o in outs]
