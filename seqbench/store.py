@@ -18,6 +18,7 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -135,6 +136,33 @@ def _fmt(v):
     if isinstance(v, float):
         return repr(v)  # exact round trip: determinism tests compare these strings
     return v
+
+
+def previous_summary(run_dir, fresh: bool) -> dict | None:
+    """The stored summary of a complete run in run_dir (None if incomplete, absent or fresh)."""
+    record = read_json(Path(run_dir) / "run.json")
+    if record and record.get("status") == "complete" and not fresh:
+        return record["summary"]
+    return None
+
+
+@contextmanager
+def claimed(run_dir):
+    """Hold run_dir's lock for the block. Yields None when we hold it, or the summary to
+    return instead ("skipped") when another process is working in that directory."""
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        yield {
+            "status": "skipped",
+            "reason": "another process holds this run",
+            "run_dir": str(run_dir),
+            "executed_steps": 0,
+        }
+        return
+    try:
+        yield None
+    finally:
+        lock.release()
 
 
 class RunLock:

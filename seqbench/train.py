@@ -73,24 +73,16 @@ def train(cfg: DictConfig) -> dict:
     key = store.content_key(cfg)
     run_dir = Path(cfg.out_dir) / run_name(cfg, key)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = store.RunLock(run_dir)
-    if not lock.acquire():
-        return {
-            "status": "skipped",
-            "reason": "another process holds this run",
-            "run_dir": str(run_dir),
-            "executed_steps": 0,
-        }
-    try:
-        record = store.read_json(run_dir / "run.json")
+    with store.claimed(run_dir) as busy:
+        if busy:
+            return busy
+        done = store.previous_summary(run_dir, cfg.fresh)
+        if done:
+            return done | {"executed_steps": 0}
         if cfg.fresh:
             for f in ("run.json", "metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv"):
                 (run_dir / f).unlink(missing_ok=True)
-        elif record and record.get("status") == "complete":
-            return record["summary"] | {"executed_steps": 0}
         return Run(cfg, task, key, run_dir).execute()
-    finally:
-        lock.release()
 
 
 class Run:

@@ -66,21 +66,14 @@ def run_measurement(cfg: DictConfig) -> dict:
     key = store.content_key(cfg)
     run_dir = run_dir_for(cfg, task, key)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = store.RunLock(run_dir)
-    if not lock.acquire():
-        return {
-            "status": "skipped",
-            "reason": "another process holds this run",
-            "run_dir": str(run_dir),
-        }
-    try:
-        record = store.read_json(run_dir / "run.json")
-        if record and record.get("status") == "complete" and not cfg.fresh:
-            return record["summary"] | {"skipped": True}
+    with store.claimed(run_dir) as busy:
+        if busy:
+            return busy
+        done = store.previous_summary(run_dir, cfg.fresh)
+        if done:
+            return done | {"skipped": True}
         (run_dir / "rows.csv").unlink(missing_ok=True)  # incomplete or fresh: start over
         return _execute(cfg, task, fn, module, key, run_dir)
-    finally:
-        lock.release()
 
 
 def _execute(cfg, task, fn, module, key, run_dir) -> dict:

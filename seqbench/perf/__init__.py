@@ -106,19 +106,16 @@ def measurement(cfg, table, device) -> dict:
     task = cfg.data._target_.rsplit(".", 1)[-1].lower()
     run_dir = Path(cfg.out_dir) / f"{cfg.study}-{table}-all-{task}-{key[:12]}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = store.RunLock(run_dir)
-    if not lock.acquire():
-        return {"status": "skipped", "reason": "another process holds this run", "skipped": True}
-    try:
+    with store.claimed(run_dir) as busy:
+        if busy:
+            return busy | {"skipped": True}
         return _measure_into(cfg, table, device, run_dir, key)
-    finally:
-        lock.release()
 
 
 def _measure_into(cfg, table, device, run_dir, key) -> dict:
-    record = store.read_json(run_dir / "run.json")
-    if record and record.get("status") == "complete" and not cfg.fresh:
-        return record["summary"] | {"skipped": True}
+    done = store.previous_summary(run_dir, cfg.fresh)
+    if done:
+        return done | {"skipped": True}
     (run_dir / "rows.csv").unlink(missing_ok=True)
     columns, parts = TABLES[table]
     log = store.MetricsLog(run_dir / "rows.csv", columns)
