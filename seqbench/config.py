@@ -238,10 +238,14 @@ def preflight(argv: list[str], config_name: str = "config") -> None:
         for a in argv
     ):
         return
+    # launcher choices and settings do not change a job; sweeper params (a sweep given on
+    # the command line in place of an experiment's own) do, so those are kept
     overrides = [
         a
         for a in argv
-        if a not in flags and not a.startswith("-") and not a.startswith(("hydra.", "hydra/"))
+        if a not in flags
+        and not a.startswith("-")
+        and (not a.startswith(("hydra.", "hydra/")) or a.startswith("hydra.sweeper.params."))
     ]
     multirun = any(a in flags for a in argv)
     try:
@@ -253,14 +257,17 @@ def preflight(argv: list[str], config_name: str = "config") -> None:
                     cfg = compose(config_name, overrides=combo, return_hydra_config=True)
                 except Exception as e:
                     raise ConfigError(_explain_compose_error(config_name, combo, e)) from None
-                swept = _experiment_sweeps(cfg, combo) if multirun else [combo]
-                for job in swept:
-                    job_cfg = compose(config_name, overrides=job) if job is not combo else cfg
-                    with _without_hydra(job_cfg):
-                        validate(job_cfg)
+                jobs = _experiment_sweeps(cfg, combo) if multirun else [_job_keys(combo)]
+                for job in jobs:
+                    validate(compose(config_name, overrides=job))
     except ConfigError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _job_keys(overrides):
+    """The overrides a job's own config sees (hydra.* ones were read by the sweep already)."""
+    return [o for o in overrides if not o.startswith("hydra.")]
 
 
 def _experiment_sweeps(cfg, combo):
@@ -268,25 +275,10 @@ def _experiment_sweeps(cfg, combo):
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     given = {o.lstrip("+").split("=")[0] for o in combo}
     extra = [f"{k}={v}" for k, v in params.items() if k not in given]
+    combo = _job_keys(combo)
     if not extra:
         return [combo]
     return [combo + c for c in _combinations(extra)]
-
-
-class _without_hydra:
-    """validate() reads only the job's own keys; drop the hydra node while it runs."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def __enter__(self):
-        with_flag = OmegaConf.is_struct(self.cfg)
-        OmegaConf.set_struct(self.cfg, False)
-        self.cfg.pop("hydra", None)
-        OmegaConf.set_struct(self.cfg, with_flag)
-
-    def __exit__(self, *exc):
-        return False
 
 
 def model_configs() -> dict[str, DictConfig]:

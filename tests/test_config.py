@@ -23,6 +23,14 @@ BAD = [  # (command line, the key the message must name)
     (["model=transformer", "model.n_heads=3"], "model.n_heads"),
     (["data.distance=70"], "data.distance"),
     (["-m", "data.distance=8,500"], "data.distance"),
+    (
+        [
+            "-m",
+            "+experiment=recall_vs_distance",
+            "hydra.sweeper.params.data='{distance:8,seq_len:16},{distance:300,seq_len:24}'",
+        ],
+        "data.distance",
+    ),
     (["data=mqar", "data.num_kv_pairs=40"], "data.num_kv_pairs"),
     (["data.vocab_size=10"], "data.vocab_size"),
     (["data=mqar", "data.vocab_size=8"], "data.vocab_size"),
