@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import resolve_size
+from seqbench.models import dropout_layer, resolve_size
 
 IMPLS = ("sequential", "scan")
 
@@ -109,7 +109,7 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.cell = cell_cls(d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def scan(self, x, h0):
         """Whole sequence at once. x: [B, T, D]; h0: [B, D] or None -> (x, h_T)."""
@@ -150,7 +150,7 @@ class MinRNN(nn.Module):
         hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
         self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
         self.embed = nn.Embedding(vocab_size, self.d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.blocks = nn.ModuleList(
             Block(self.cell_cls, self.d_model, dropout) for _ in range(self.n_layers)
         )

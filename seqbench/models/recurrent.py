@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import resolve_size
+from seqbench.models import dropout_layer, resolve_size
 
 
 class Recurrent(nn.Module):
@@ -43,7 +43,7 @@ class Recurrent(nn.Module):
         self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
         self.embed = nn.Embedding(vocab_size, self.d_model)
         self.rnn = self.fused_cls(self.d_model, self.d_model, self.n_layers, batch_first=True)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight

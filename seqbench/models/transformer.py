@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import resolve_size
+from seqbench.models import dropout_layer, resolve_size
 
 PRESETS = {
     "xs": dict(d_model=64, n_layers=2),
@@ -60,7 +60,7 @@ class Transformer(nn.Module):
         if pos == "sinusoidal":  # the table once, not ~10 small ops every call (seqbench.perf)
             table = sinusoidal(torch.arange(max_len), self.d_model)  # [max_len, D]
             self.register_buffer("pe", table, persistent=False)  # not in the state_dict
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.blocks = nn.ModuleList(
             Block(self.d_model, n_heads, dropout, rope=(pos == "rope"))
             for _ in range(self.n_layers)
@@ -99,14 +99,14 @@ class Block(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.p_attn = dropout
 
     def forward(self, x, positions, kv, causal):
         B, T, D = x.shape
         H = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-        q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))  # [B, H, T, dh]
+        qkv = self.qkv(self.ln1(x)).view(B, T, 3, H, D // H)  # [B, T, 3, H, dh]
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x [B, H, T, dh], views
         if self.rope:
             q, k = rotate(q, positions), rotate(k, positions)
         if kv is not None:  # continue after a cached prefix

@@ -8,8 +8,11 @@ loop calls.
 Timing is interleaved: each side's block runs in turn, A B, B A, A B, ... so neither side
 always runs first and a change in machine load hits both alike. A statistic is reported as
 its median and quartiles over blocks (never the mean: one preempted block would move it).
+As in ``timeit``, the garbage collector is off inside a timed block (and run between blocks),
+so a collection triggered by one side's allocations is not charged to whichever runs next.
 """
 
+import gc
 import time
 from pathlib import Path
 
@@ -64,11 +67,16 @@ def interleave(sides: dict, repeats: int, warmup: int, device) -> dict:
     times = {name: [] for name in sides}
     for r in range(repeats):
         for name in list(sides)[:: 1 if r % 2 == 0 else -1]:
+            gc.collect()
             sync(device)
-            start = time.perf_counter()
-            sides[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                sides[name]()
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+            finally:
+                gc.enable()
     return times
 
 

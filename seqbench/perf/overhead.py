@@ -140,7 +140,8 @@ def train_overhead(cfg, device, log, tmp):
 
 def _train_pair(cfg, name, device, tmp) -> dict:
     o, tl = cfg.overhead, cfg.train_loop
-    tcfg = train_cfg(cfg, name, o.seq_len, o.batch_size, steps=tl.steps, progress=True)
+    cadence = {k: tl[k] for k in ("steps", "log_every", "eval_every", "ckpt_every")}
+    tcfg = train_cfg(cfg, name, o.seq_len, o.batch_size, progress=True, **cadence)
     task = build_task(tcfg.data)
     dims = harness(tcfg, task, tmp / "dims").model
     bare_autocast, clip = autocast(device), tcfg.train.grad_clip or float("inf")
