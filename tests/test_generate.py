@@ -76,3 +76,30 @@ def test_bad_sampling_settings_are_refused(bad):
     model = _build(model_configs()["lstm"])
     with pytest.raises(ConfigError, match=next(iter(bad))):
         generate(model, torch.zeros(1, 2, dtype=torch.long), 3, **bad)
+
+
+def test_cuda_graph_needs_a_cuda_device_and_the_cache():
+    model = _build(model_configs()["rnn"])
+    prompt = torch.randint(0, V, (2, 4))
+    with pytest.raises(ConfigError, match="cuda_graph=True is not allowed on device 'cpu'"):
+        generate(model, prompt, 3, cuda_graph=True)
+    with pytest.raises(ConfigError, match="use_cache=False"):
+        generate(model, prompt, 3, cuda_graph=True, use_cache=False)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+@CUDA
+@pytest.mark.parametrize("node", _models())
+def test_cuda_graph_decoding_equals_eager_or_refuses_a_growing_state(node):
+    torch.manual_seed(0)
+    model = build_model(node, V, "cuda").double().eval()
+    prompt = torch.randint(0, V, (3, 5), device="cuda")
+    eager = generate(model, prompt, 12)
+    try:
+        graphed = generate(model, prompt, 12, cuda_graph=True)
+    except ConfigError as e:  # the Transformer's KV cache grows: said in one line
+        assert "changes shape every step" in str(e)
+        return
+    assert torch.equal(graphed, eager)

@@ -43,6 +43,14 @@ SMALL = {
         "what.min_blocks=2",
         "what.warmup=1",
     ],
+    "kernels": [
+        "what=kernels",
+        "what.context=8",
+        "what.steps=3",
+        "what.min_run_time=0.001",
+        "what.min_blocks=2",
+        "what.warmup=1",
+    ],
     "influence": [
         "what=influence",
         "what.batch_size=8",
@@ -162,6 +170,36 @@ def test_decode_state_memory_is_constant_for_a_recurrence_and_grows_for_the_cach
     assert bytes_at["transformer"][1] == 2 * bytes_at["transformer"][0]
 
 
+def test_kernel_counts_come_from_the_profile_and_grow_with_depth(tmp_path):
+    per_step = {}
+    for layers in (1, 3):
+        rows = _rows(_run(tmp_path, "kernels", "model=rnn", f"model.n_layers={layers}"))
+        eager = rows[rows.path == "eager"].iloc[0]
+        assert eager.s_per_step > 0 and eager.us_per_op > 0
+        per_step[layers] = eager.ops_per_step
+        graph = rows[rows.path == "cuda_graph"].iloc[0]  # CPU here: skipped, with the reason
+        assert pd.isna(graph.ops_per_step) and "CUDA graphs need a CUDA device" in graph.note
+    # each extra layer adds its own matmuls and nonlinearity to every step
+    assert per_step[3] >= per_step[1] + 2 * 2
+
+
+def test_count_events_counts_kernels_not_views_or_composites():
+    from torch.profiler import profile
+
+    from seqbench.measure.kernels import count_events
+
+    x, w = torch.randn(8, 8), torch.randn(8, 8)
+    cases = {
+        0: lambda: x.view(64).view(8, 8).t(),  # views: no kernel
+        1: lambda: torch.nn.functional.linear(x, w),  # composite linear -> one mm
+        2: lambda: (torch.tanh(x), torch.tanh(x)),
+    }
+    for expected, fn in cases.items():
+        with profile() as prof:
+            fn()
+        assert count_events(prof.events())["ops"] == expected, expected
+
+
 def test_influence_trains_through_the_harness_and_reuses_its_run(tmp_path):
     s = _run(tmp_path, "influence", "model=rnn")
     assert s["status"] == "complete", s
@@ -203,6 +241,7 @@ def run_tree(tmp_path_factory):
         "timing": "time_vs_length",
         "decode": "decode_cost",
         "influence": "path_length",
+        "kernels": "kernels",
     }
     for what, study in studies.items():
         for model in ("lstm", "transformer"):
@@ -224,6 +263,18 @@ def test_report_sections_render_figures_and_compute_verdicts(run_tree, tmp_path,
         assert (tmp_path / png.split(")")[0]).exists()
     for claim in section.claims(tables):
         assert claim.verdict in VERDICTS and claim.rule
+
+
+def test_kernels_section_quotes_the_measured_counts(run_tree, tmp_path):
+    from seqbench.report.sections import measure_kernels
+
+    tables = collect(run_tree)
+    md = measure_kernels.render(tables, tmp_path)
+    rows = tables["kernels"]
+    ops = rows[(rows.model == "lstm") & (rows.path == "eager")].ops_per_step.iloc[0]
+    assert "| lstm | fused | eager |" in md and f"{ops:.3g}" in md
+    assert "Not measured" in md and "CUDA graphs need a CUDA device" in md
+    assert (tmp_path / "measure_kernels.png").exists()
 
 
 def test_span_claims_follow_the_data():

@@ -112,8 +112,9 @@ class Block(nn.Module):
         if kv is not None:  # continue after a cached prefix
             k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)  # [B, H, S, dh]
         S = k.size(2)
-        mask, is_causal = None, causal and S > 1
-        if causal and S != T:  # query i sits at absolute position S - T + i
+        # one new query (a decoding step) sees every cached position: no mask at all
+        mask, is_causal = None, causal and T > 1
+        if is_causal and S != T:  # query i sits at absolute position S - T + i
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
             is_causal = False
         y = F.scaled_dot_product_attention(
