@@ -95,13 +95,21 @@ class GraphedStep:
 
     def __init__(self, model, state, batch_size):
         device = _first_tensor(state).device
+        self.tok = torch.zeros(batch_size, dtype=torch.long, device=device)  # [B]
+        self.state = _clone(state)
+        with torch.no_grad():  # one eager step: does the state keep its shapes?
+            _, new = model(self.tok[:, None], _clone(self.state))
+        if _shapes(new) != _shapes(self.state):
+            raise ConfigError(
+                f"cuda_graph=True is not allowed for {type(model).__name__}: its state changes "
+                f"shape every step (first tensor {_shapes(self.state)[0]} -> {_shapes(new)[0]}, "
+                "e.g. a growing KV cache) and a CUDA graph replays fixed shapes"
+            )
         if device.type != "cuda":
             raise ConfigError(
                 f"cuda_graph=True is not allowed on device {device.type!r}: CUDA graphs need "
                 "a CUDA device"
             )
-        self.tok = torch.zeros(batch_size, dtype=torch.long, device=device)  # [B]
-        self.state = _clone(state)
         # the caller's autocast, without its weight-cast cache (cached casts made during a
         # capture would be freed under the graph's feet)
         amp = torch.autocast(
@@ -114,14 +122,8 @@ class GraphedStep:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), torch.no_grad(), amp:
             for _ in range(3):
-                _, new = model(self.tok[:, None], _clone(self.state))
+                model(self.tok[:, None], _clone(self.state))
         torch.cuda.current_stream(device).wait_stream(side)
-        if _shapes(new) != _shapes(self.state):
-            raise ConfigError(
-                f"cuda_graph=True is not allowed for {type(model).__name__}: its state changes "
-                f"shape every step ({_shapes(self.state)} -> {_shapes(new)}, e.g. a growing KV "
-                "cache) and a CUDA graph replays fixed shapes"
-            )
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), torch.no_grad(), amp:
             logits, new = model(self.tok[:, None], self.state)  # [B, 1, V]

@@ -87,6 +87,19 @@ def test_cuda_graph_needs_a_cuda_device_and_the_cache():
         generate(model, prompt, 3, cuda_graph=True, use_cache=False)
 
 
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "mingru", "minlstm", "transformer"])
+def test_graphed_step_checks_the_state_shape_then_the_device(name):
+    """A recurrent state keeps its shapes (only the device stops it here); the Transformer's
+    KV cache grows a position per step, so it can never be replayed at fixed shapes."""
+    from seqbench.generate import GraphedStep, prefill
+
+    model = _build(model_configs()[name])
+    _, state = prefill(model, torch.randint(0, V, (2, 5)))
+    reason = "changes shape every step" if name == "transformer" else "need a CUDA device"
+    with pytest.raises(ConfigError, match=reason):
+        GraphedStep(model, state, 2)
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
 

@@ -92,7 +92,10 @@ def _overhead(df, out) -> str:
         "`train_loop` compares the whole `train()` (validation, run directory, logging, "
         "evaluation and checkpoint cadence, progress bar, final weights) with a bare loop "
         "of as many steps over the same batches, so evaluation work counts as overhead "
-        "there (experiments/harness_overhead/README.md).\n\n" + md_table(df.assign(**show)[cols]) + "\n\n" + save(fig, out, "perf_overhead")
+        "there (experiments/harness_overhead/README.md).\n\n"
+        + md_table(df.assign(**show)[cols])
+        + "\n\n"
+        + save(fig, out, "perf_overhead")
     )
 
 
