@@ -38,8 +38,8 @@ def render(tables, out) -> str:
     done, skipped = df[df.measured], df[~df.measured]
     if done.empty:
         return "_No kernels row was measured._"
-    fig, axes = figure(ncols=2, width=5.0)
     labels = list(dict.fromkeys(f"{r.model}\n{r.impl}" for r in done.itertuples()))
+    fig, axes = figure(ncols=2, width=max(5.0, 0.6 * len(labels)), height=4.0)
     paths = list(dict.fromkeys(done.path))
     w = 0.8 / len(paths)
     for i, path in enumerate(paths):
@@ -51,7 +51,7 @@ def render(tables, out) -> str:
         axes[1].bar(x, d.s_per_step * 1e6, w, edgecolor="white", **bars)
     ticks = np.arange(len(labels)) + w * (len(paths) - 1) / 2
     for ax in axes:
-        ax.set_xticks(ticks, labels, fontsize=7)
+        ax.set_xticks(ticks, labels, fontsize=7, rotation=45, ha="right")
     on = ", ".join(sorted({f"{r.device}, {int(r.threads)} thread(s)" for r in done.itertuples()}))
     axes[0].set(ylabel="kernels (GPU) / ops (CPU) per token", title=f"one decoding step, {on}")
     axes[1].set(ylabel="microseconds per token", title="time of that step (median)")
