@@ -102,3 +102,31 @@ def test_every_experiment_file_composes():
         cfg = compose_cfg([f"+experiment={path.stem}"], config_name=primary)
         task = build_task(cfg.data)
         assert cfg.study and build_model(cfg.model, task.vocab_size) is not None, path.name
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_the_eager_run(tmp_path):
+    """train.compile=true (torch.compile, inductor on CPU) trains the same model: the same
+    losses at every logged step up to kernel rounding."""
+    losses = {}
+    for compiled in (False, True):
+        cfg = compose_cfg(
+            [
+                "model=transformer",
+                "data.seq_len=16",
+                "data.distance=4",
+                "train.steps=8",
+                "train.log_every=2",
+                "train.eval_every=8",
+                "train.eval_batches=1",
+                "train.batch_size=4",
+                "train.progress=false",
+                f"train.compile={str(compiled).lower()}",
+                f"out_dir={tmp_path / str(compiled)}",
+            ]
+        )
+        summary = train(cfg)
+        assert summary["status"] == "complete", summary
+        losses[compiled] = [float(r["train_loss"]) for r in metrics(summary["run_dir"])]
+    assert len(losses[True]) == len(losses[False]) == 4
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
