@@ -163,6 +163,13 @@ def measure(cfg, task, log) -> dict:
                 except ConfigError as e:  # not CUDA, or a state that grows: said in the row
                     log(base | {"path": path, "note": f"skipped: {e}"})
                     continue
+                except RuntimeError as e:  # an op that cannot be captured: the eager rows stay
+                    first = str(e).splitlines()[0] if str(e) else ""
+                    log(
+                        base
+                        | {"path": path, "note": f"capture failed: {type(e).__name__}: {first}"}
+                    )
+                    continue
                 step = functools.partial(decode, model, logits, state, w.steps, graph=graph)
                 log(base | {"path": path} | _count(step, w, device))
                 n += 1
