@@ -41,6 +41,14 @@ def build_variant(
     return build_model(node, vocab_size, device), node
 
 
+def impls(cfg: DictConfig) -> list:
+    """The execution paths to measure: what.impls for models that have an impl, else the
+    model's own (None for a model without one)."""
+    if "impl" not in cfg.model or cfg.what.get("impls") is None:
+        return [cfg.model.get("impl")]
+    return list(cfg.what.impls)
+
+
 def impl_of(node: DictConfig) -> str:
     return str(node.get("impl", "-"))
 

@@ -36,6 +36,7 @@ from seqbench.measure.common import (
     check_variants,
     choice_list,
     impl_of,
+    impls,
     model_name,
     need,
     positive_int,
@@ -116,27 +117,21 @@ def check(cfg, task) -> None:
     for k in ("context", "batch_size", "steps", "warmup", "min_blocks"):
         positive_int(w, k)
     positive_number(w, "min_run_time")
-    impls = w.get("impls")
+    paths = w.get("impls")
     need(
-        impls is None or len(impls) > 0,
+        paths is None or len(paths) > 0,
         "what.impls",
-        impls,
+        paths,
         "null (the model's own impl) or a non-empty list",
     )
-    check_variants(cfg, task.vocab_size, impl=_impls(cfg))
-
-
-def _impls(cfg):
-    if "impl" not in cfg.model or cfg.what.get("impls") is None:
-        return [cfg.model.get("impl")]
-    return list(cfg.what.impls)
+    check_variants(cfg, task.vocab_size, impl=impls(cfg))
 
 
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     prompt = random_tokens(task.vocab_size, w.batch_size, w.context, cfg.seed, device)
     n = 0
-    for impl in _impls(cfg):
+    for impl in impls(cfg):
         model, node = build_variant(
             cfg, task.vocab_size, device, max_len=w.context + w.steps, impl=impl
         )

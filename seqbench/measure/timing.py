@@ -30,6 +30,7 @@ from seqbench.measure.common import (
     check_variants,
     choice_list,
     impl_of,
+    impls,
     int_list,
     model_name,
     positive_int,
@@ -72,14 +73,7 @@ def check(cfg, task) -> None:
         positive_int(w, k)
     positive_number(w, "min_run_time")
     positive_number(w, "max_call_s")
-    check_variants(cfg, task.vocab_size, impl=_impls(cfg))
-
-
-def _impls(cfg):
-    """The execution paths to time: what.impls for models that have an impl, else one."""
-    if "impl" not in cfg.model or cfg.what.impls is None:
-        return [cfg.model.get("impl")]
-    return list(cfg.what.impls)
+    check_variants(cfg, task.vocab_size, impl=impls(cfg))
 
 
 def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
@@ -149,7 +143,7 @@ def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     _, dtype = _autocast(device)
     n = 0
-    for impl in _impls(cfg):
+    for impl in impls(cfg):
         model, node = build_variant(cfg, task.vocab_size, device, max_len=max(w.lengths), impl=impl)
         base = {
             "model": model_name(cfg),
