@@ -1,14 +1,13 @@
-"""make bench: run every study of a profile, then write the report.
+"""make bench: run every study's jobs for a profile, then write the report.
 
     python -m seqbench.bench --profile cpu --runs runs/bench-cpu --results results [--fresh]
 
-A profile is a folder ``conf/bench/<name>/``; each file in it (taken in name order, one file
-per study) holds a list of jobs, each one command line of a seqbench entry point (usually a
-Hydra multirun over an experiment file). Nothing is hidden here: the
-commands are printed, and experiments/*/README.md quote the same ones. Runs resume by
-default (complete runs are skipped, interrupted ones continue from their checkpoint);
-``--fresh`` starts every run over. A job that fails does not stop the others; the bench exits
-non-zero at the end if any did.
+Each study module (seqbench/studies/) lists its jobs per profile (``BENCH``); a job is one
+command line of a seqbench entry point, usually a Hydra multirun over the study's experiment
+file. Studies run in report order. Nothing is hidden: the commands are printed, and
+experiments/*/README.md quote the same ones. Runs resume by default (complete runs are
+skipped, interrupted ones continue from their checkpoint); ``--fresh`` starts every run
+over. A job that fails does not stop the others; the bench exits 1 at the end if any did.
 """
 
 import argparse
@@ -20,22 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from seqbench import store, studies
 
-from seqbench import store
-from seqbench.config import CONF_DIR
-from seqbench.report.__main__ import write_report
+
+def profile_jobs(profile: str) -> list:
+    return [job for m in studies.all_studies() for job in m.BENCH.get(profile, [])]
 
 
 def profiles() -> list[str]:
-    return sorted(p.name for p in (CONF_DIR / "bench").iterdir() if p.is_dir())
-
-
-def profile_jobs(profile: str) -> list[dict]:
-    jobs = []
-    for path in sorted((CONF_DIR / "bench" / profile).glob("*.yaml")):
-        jobs += OmegaConf.to_container(OmegaConf.load(path))["jobs"]
-    return jobs
+    return sorted({p for m in studies.all_studies() for p in m.BENCH})
 
 
 def _record_jobs(path: Path, log: list[dict]) -> None:
@@ -43,14 +35,23 @@ def _record_jobs(path: Path, log: list[dict]) -> None:
     a bench resumed with --only keeps the timings of the jobs it did not rerun."""
     rows = {}
     if path.exists():
-        with open(path, newline="") as f:
-            rows = {r["job"]: r for r in csv.DictReader(f)}
+        try:
+            with open(path, newline="") as f:
+                rows = {r["job"]: r for r in csv.DictReader(f) if r.get("job")}
+        except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+            rows = {}  # a damaged timing file is replaced, never a reason to stop
     rows |= {r["job"]: r for r in log}
     text = io.StringIO()
-    w = csv.DictWriter(text, ["job", "returncode", "seconds", "command"], lineterminator="\n")
+    w = csv.DictWriter(text, ["job", "returncode", "seconds", "command"], lineterminator="\n",
+                       extrasaction="ignore")
     w.writeheader()
     w.writerows(rows.values())
     store.atomic_write_text(path, text.getvalue())
+
+
+def fail(message) -> int:
+    print(f"seqbench: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv=None) -> int:
@@ -61,41 +62,53 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--runs", default=None, help="run directory root (default runs/bench-PROFILE)")
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", default=None, help="report folder (default <runs>/report)")
     ap.add_argument("--fresh", action="store_true", help="discard existing runs, start over")
     ap.add_argument("--only", default=None, help="comma-separated job names to run")
+    ap.add_argument("--force", action="store_true", help="let the report replace another "
+                    "runs folder's report in --results")
     args = ap.parse_args(argv)
     if args.profile not in profiles():
-        print(
-            f"seqbench: error: PROFILE={args.profile} is not allowed: choose one of "
-            f"{', '.join(profiles())}",
-            file=sys.stderr,
-        )
-        return 2
-    runs = Path(args.runs or f"runs/bench-{args.profile}")
-    runs.mkdir(parents=True, exist_ok=True)
+        return fail(f"--profile={args.profile} is not allowed: choose one of "
+                    f"{', '.join(profiles())}")
+    jobs = profile_jobs(args.profile)
     only = set(args.only.split(",")) if args.only else None
+    if only is not None:
+        unknown = sorted(only - {j.name for j in jobs})
+        if unknown:
+            return fail(f"--only={args.only} is not allowed: no job named {', '.join(unknown)} "
+                        f"in profile {args.profile} (jobs: {', '.join(j.name for j in jobs)})")
+    runs = Path(args.runs or f"runs/bench-{args.profile}")
+    results = Path(args.results) if args.results else runs / "report"
+    from seqbench.report.__main__ import check_results, write_report
+
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        check_results(runs, results, args.force)  # refuse before hours of work, not after
+    except (OSError, ValueError) as e:
+        return fail(str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: "
+                    f"{e.strerror}")
     log = []
-    for job in profile_jobs(args.profile):
-        if only and job["name"] not in only:
+    for job in jobs:
+        if only and job.name not in only:
             continue
-        cmd = [sys.executable, "-m", job["module"], *map(str, job["args"]), f"out_dir={runs}"]
+        cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
         if args.fresh:
             cmd.append("fresh=true")
-        print(f"\n== {job['name']}: {shlex.join(cmd[1:])}", flush=True)
+        print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.run(cmd).returncode
         log.append(
             {
-                "job": job["name"],
+                "job": job.name,
                 "returncode": rc,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "command": shlex.join(cmd[2:]),
             }
         )
-        print(f"== {job['name']}: exit {rc} after {log[-1]['seconds']} s", flush=True)
+        print(f"== {job.name}: exit {rc} after {log[-1]['seconds']} s", flush=True)
     _record_jobs(runs / "bench_jobs.csv", log)
-    print(f"\nseqbench: wrote {write_report(runs, args.results)}")
+    print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")
     total = sum(r["seconds"] for r in log)
     failed = [r["job"] for r in log if r["returncode"] != 0]
     print(

@@ -3,8 +3,9 @@
 A run directory holds
     run.json      config, environment, fairness figures, status, summary (replaced atomically)
     metrics.csv   one whole line per logged step, appended; a torn last line is ignored
-    ckpt.pt       model/optimiser/scheduler/RNG state at a step boundary (replaced atomically)
-    model.pt      the final weights (state_dict) of a complete run
+    ckpt.pt       model/optimiser/scheduler/RNG state at a step boundary (replaced atomically,
+                  its sha256 beside it in ckpt.pt.sha256, checked before it is trusted)
+    model.pt      the final weights (state_dict) of a complete run (+ model.pt.sha256)
     lock          held (flock) while a process works in the directory
 
 so a run killed at any instant, even by SIGKILL, leaves files the report can read and the
@@ -18,7 +19,6 @@ import io
 import json
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 KEY_EXCLUDED = {"out_dir", "fresh", "hydra", "train.progress"}
 
 
-def content_key(cfg: DictConfig) -> str:
-    """sha256 of the resolved config without KEY_EXCLUDED: equal key <=> same computation."""
+def content_key(cfg: DictConfig, extra: str = "") -> str:
+    """sha256 of the resolved config without KEY_EXCLUDED (and of ``extra``, what else decides
+    the computation, e.g. the device a measurement resolved): equal key <=> same computation."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     for dotted in KEY_EXCLUDED:
         *parents, leaf = dotted.split(".")
@@ -37,7 +38,7 @@ def content_key(cfg: DictConfig) -> str:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
-    blob = json.dumps(tree, sort_keys=True, default=str)
+    blob = json.dumps(tree, sort_keys=True, default=str) + (f":{extra}" if extra else "")
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -64,14 +65,54 @@ def atomic_write_text(path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 
 
-def atomic_torch_save(obj, path) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+class CorruptFile(Exception):
+    """A saved file whose bytes do not match the checksum written beside it."""
 
 
-def read_json(path) -> dict | None:
+def _checksum_path(path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def save_torch(obj, path) -> None:
+    """torch.save atomically, then the sha256 of the bytes beside it (<path>.sha256). A kill
+    between the two leaves a mismatch, which load_torch reports: never a silent wrong file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    _atomic(path, lambda f: f.write(data))
+    atomic_write_text(_checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def load_torch(path, map_location=None):
+    """torch.load of a file saved by save_torch, after checking its bytes against the
+    checksum; raises CorruptFile (with the reason) when they disagree or it is missing."""
+    data = Path(path).read_bytes()
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        expected = _checksum_path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        raise CorruptFile(f"{Path(path).name}: no readable checksum beside it") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CorruptFile(f"{Path(path).name}: sha256 does not match its checksum")
+    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+
+def set_aside(path) -> Path:
+    """Rename a corrupt file (and its checksum) out of the way, kept for inspection."""
+    path = Path(path)
+    n = 0
+    while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
+        n += 1
+    path.rename(target)
+    _checksum_path(path).unlink(missing_ok=True)
+    return target
+
+
+def read_json(path):
+    """The parsed JSON at path, or None when it is missing or unreadable (not UTF-8, torn,
+    a directory): an unreadable record never raises."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
@@ -136,33 +177,6 @@ def _fmt(v):
     if isinstance(v, float):
         return repr(v)  # exact round trip: determinism tests compare these strings
     return v
-
-
-def previous_summary(run_dir, fresh: bool) -> dict | None:
-    """The stored summary of a complete run in run_dir (None if incomplete, absent or fresh)."""
-    record = read_json(Path(run_dir) / "run.json")
-    if record and record.get("status") == "complete" and not fresh:
-        return record["summary"]
-    return None
-
-
-@contextmanager
-def claimed(run_dir):
-    """Hold run_dir's lock for the block. Yields None when we hold it, or the summary to
-    return instead ("skipped") when another process is working in that directory."""
-    lock = RunLock(run_dir)
-    if not lock.acquire():
-        yield {
-            "status": "skipped",
-            "reason": "another process holds this run",
-            "run_dir": str(run_dir),
-            "executed_steps": 0,
-        }
-        return
-    try:
-        yield None
-    finally:
-        lock.release()
 
 
 class RunLock:

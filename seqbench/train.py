@@ -12,89 +12,98 @@ a sweep goes on. A rerun skips complete runs and resumes the others from their c
 """
 
 import math
-import platform
 import signal
-import subprocess
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
-import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from seqbench import store
-from seqbench.config import CONF_DIR, ConfigError, build_model, preflight, validate
+from seqbench import runs, store
+from seqbench.config import build_model, describe_model, validate
 from seqbench.data import IGNORE
+from seqbench.env import autocast, pick_device, set_deterministic
 from seqbench.models import param_counts
+from seqbench.runs import Diverged
 
 COLUMNS = (
-    "step",
-    "tokens_seen",
-    "wall_s",
-    "train_loss",
-    "lr",
-    "grad_norm",
-    "tokens_per_s",
-    "val_loss",
-    "val_acc",
-    "val_ppl",
-)
+    "step tokens_seen wall_s train_loss lr grad_norm tokens_per_s val_loss val_acc val_ppl"
+).split()
 TIMING_COLUMNS = ("wall_s", "tokens_per_s")  # the only columns allowed to differ between reruns
-
-
-class Diverged(Exception):
-    pass
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def run_name(cfg: DictConfig, key: str) -> str:
-    model = cfg.model._target_.rsplit(".", 1)[-1].lower()
-    data = cfg.data._target_.rsplit(".", 1)[-1].lower()
-    return f"{cfg.study}-{model}-{data}-{key[:12]}"
+RUN_FILES = ("metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv")
 
 
 def train(cfg: DictConfig) -> dict:
+    """Train one run (or skip it when complete, or resume it); returns its summary."""
     task = validate(cfg)  # raises ConfigError before anything is built or written
-    key = store.content_key(cfg)
-    run_dir = Path(cfg.out_dir) / run_name(cfg, key)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with store.claimed(run_dir) as busy:
-        if busy:
-            return busy
-        done = store.previous_summary(run_dir, cfg.fresh)
-        if done:
-            return done | {"executed_steps": 0}
-        if cfg.fresh:
-            for f in ("run.json", "metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv"):
-                (run_dir / f).unlink(missing_ok=True)
-        return Run(cfg, task, key, run_dir).execute()
+    parts = [runs.model_part(cfg), runs.task_part(cfg)]
+    return runs.execute(
+        cfg, "train", parts, lambda record: Run(cfg, task, record).execute(), resume=True
+    )
+
+
+def trained_model(cfg: DictConfig, device=None):
+    """(model with the trained weights, training summary): trains the run of ``cfg`` unless
+    a complete one exists, then loads its model.pt from the run directory (found from the
+    config, never from a stored path). Raises RuntimeError if the run did not complete."""
+    summary = train(cfg)
+    if summary.get("status") != "complete":
+        raise RuntimeError(
+            f"training run {Path(summary.get('run_dir', '?')).name} ended "
+            f"{summary.get('status')}: {summary.get('error') or summary.get('reason')}"
+        )
+    task = validate(cfg)
+    device = pick_device(cfg.device) if device is None else device
+    model = build_model(cfg.model, task.vocab_size, device)
+    state = store.load_torch(Path(summary["run_dir"]) / "model.pt", map_location=device)
+    model.load_state_dict(state)
+    return model, summary
+
+
+def make_optimizer(params, t, device) -> torch.optim.Optimizer:
+    """The one optimiser recipe: AdamW, fused on CUDA."""
+    return torch.optim.AdamW(
+        params,
+        lr=t.lr,
+        betas=tuple(t.betas),
+        weight_decay=t.weight_decay,
+        fused=torch.device(device).type == "cuda" or None,
+    )
+
+
+def train_step(forward, params, opt, tokens, targets, clip, amp):
+    """One optimisation step on one batch -> (loss, grad_norm), both left on the device (no
+    host sync). Everything that trains or times a step calls this: the harness, timing, MFU.
+    ``forward`` is the model (or its compiled form), ``params`` the parameters to clip."""
+    with amp:
+        logits, _ = forward(tokens)  # [B, T, V]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return loss, grad_norm
 
 
 class Run:
-    """One training run inside its directory; ``execute`` never raises for run failures."""
+    """One training run inside its directory (``runs.execute`` gives it its record)."""
 
-    def __init__(self, cfg, task, key, run_dir):
-        self.cfg, self.task, self.key, self.dir = cfg, task, key, Path(run_dir)
+    def __init__(self, cfg, task, record):
+        self.cfg, self.task, self.record = cfg, task, record
+        self.dir = record.dir
         # a plain namespace: reading a DictConfig attribute costs ~10 us and the loop reads
         # about a dozen per step (see the _tiny rows of python -m seqbench.perf)
         self.t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
-        self.device = pick_device(cfg.device)
+        self.device = record.device
         self.stop_signal = None
+        self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
+        self.started_loop = time.perf_counter()
+        record.summarize = self.summary_values
 
     # --- set-up ------------------------------------------------------------------------
     def build(self):
@@ -104,29 +113,27 @@ class Run:
             set_deterministic()
         torch.manual_seed(self.cfg.seed)  # model init; the data has its own data.seed
         self.model = build_model(self.cfg.model, self.task.vocab_size, self.device)
-        fused = self.device.type == "cuda"
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=self.t.lr,
-            betas=tuple(self.t.betas),
-            weight_decay=self.t.weight_decay,
-            fused=fused or None,
-        )
+        self.params = list(self.model.parameters())
+        self.opt = make_optimizer(self.params, self.t, self.device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
         self.forward = torch.compile(self.model) if self.t.compile else self.model
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
-            else nullcontext()
-        )
+        self.autocast = autocast(self.device)
+        self.clip = self.t.grad_clip if self.t.grad_clip else float("inf")
         self.first_bad = torch.tensor(-1, device=self.device)  # checked lazily: no sync a step
-        self.step, self.tokens_seen, self.wall_before = 0, 0, 0.0
         ckpt = self.dir / "ckpt.pt"
         if ckpt.exists():
-            self.load(ckpt)
+            try:
+                self.load(ckpt)
+            except store.CorruptFile as e:  # set aside, start from zero, say so in run.json
+                kept = store.set_aside(ckpt)
+                self.record.fields["recovered"] = f"{e}; kept as {kept.name}; restarted at 0"
+        # rows logged after the checkpoint (or after step 0 when there is none) are redone
         self.metrics = store.MetricsLog(self.dir / "metrics.csv", COLUMNS)
-        if self.step:
-            self.metrics.truncate_after(self.step)
+        self.metrics.truncate_after(self.step)
+        self.record.fields |= describe_model(self.model, self.cfg.model) | {
+            "params": param_counts(self.model),
+            "data": self.task.fingerprint(),
+        }
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine down to min_lr_frac at the last step."""
@@ -138,27 +145,13 @@ class Run:
 
     # --- the loop ----------------------------------------------------------------------
     def execute(self) -> dict:
-        self.started = time.time()
-        try:
-            self.build()
-            self.write_record("running")
-            with self.signals():
-                self.loop()
-            status, error = (
-                ("interrupted", self.stop_signal) if self.stop_signal else ("complete", None)
-            )
-        except Diverged as e:
-            status, error = "diverged", str(e)
-        except torch.OutOfMemoryError as e:
-            status, error = "oom", str(e).splitlines()[0]
-        except ConfigError:
-            raise
-        except Exception as e:  # contained: the sweep goes on, the reason is recorded
-            status, error = (
-                "failed",
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-            )
-        return self.write_record(status, error)
+        self.build()
+        self.record.write("running", **self.summary_values())
+        with self.signals():
+            self.loop()
+        if self.stop_signal:
+            return {"status": "interrupted", "error": self.stop_signal}
+        return {}
 
     def loop(self):
         t, task, device = self.t, self.task, self.device
@@ -195,7 +188,7 @@ class Run:
             }
             if eval_now:
                 row |= self.evaluate(final=self.step == t.steps)
-            row["wall_s"] = self.wall_before + time.perf_counter() - self.started_loop
+            row["wall_s"] = self.wall_now()
             self.metrics.append(row)
             if self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.save()
@@ -205,31 +198,22 @@ class Run:
         if self.stop_signal:
             self.save()
         else:  # the trained weights, for generation and measurements on trained models
-            store.atomic_torch_save(self.model.state_dict(), self.dir / "model.pt")
+            store.save_torch(self.model.state_dict(), self.dir / "model.pt")
 
     def train_step(self, tokens, targets):
-        """One optimisation step on one batch -> (loss, grad_norm), both left on the device;
-        a non-finite value is recorded in self.first_bad without a host sync (the loop reads
-        it when it logs). seqbench.perf times exactly this against a bare PyTorch loop."""
-        t = self.t
-        with self.autocast:
-            logits, _ = self.forward(tokens)  # [B, T, V]
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-            )
-        if t.inject_nan_at is not None and self.step == t.inject_nan_at:
-            loss = loss * float("nan")  # fault-injection hook for the reliability tests
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = t.grad_clip if t.grad_clip else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        """One step of the loop: ``train_step`` plus the schedule and the non-finite check,
+        recorded in self.first_bad without a host sync (the loop reads it when it logs).
+        seqbench.perf times exactly this against a bare PyTorch loop."""
+        loss, grad_norm = train_step(
+            self.forward, self.params, self.opt, tokens, targets, self.clip, self.autocast
+        )
+        if self.step == self.t.inject_nan_at:  # fault injection for the reliability tests
+            loss = loss * float("nan")
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.first_bad = torch.where((self.first_bad < 0) & ~finite, self.step, self.first_bad)
-        self.opt.step()
         self.sched.step()
         self.step += 1
         return loss, grad_norm
-
     @torch.no_grad()
     def evaluate(self, final=False) -> dict:
         """Held-out loss, accuracy and perplexity over the scored positions; on the final
@@ -269,7 +253,7 @@ class Run:
 
     # --- checkpoints and records -------------------------------------------------------
     def save(self):
-        store.atomic_torch_save(
+        store.save_torch(
             {
                 "model": self.model.state_dict(),
                 "opt": self.opt.state_dict(),
@@ -284,7 +268,7 @@ class Run:
         )
 
     def load(self, path):
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        ckpt = store.load_torch(path, map_location=self.device)
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
         self.sched.load_state_dict(ckpt["sched"])
@@ -299,41 +283,24 @@ class Run:
         self.resumed_from = self.step
 
     def wall_now(self):
-        return self.wall_before + time.perf_counter() - getattr(self, "started_loop", 0.0)
+        return self.wall_before + time.perf_counter() - self.started_loop
 
-    def write_record(self, status, error=None) -> dict:
+    def summary_values(self) -> dict:
+        """The figures of the summary, read back from metrics.csv (on any outcome)."""
         rows, torn = store.read_metrics_rows(self.dir / "metrics.csv")
         last = rows[-1] if rows else {}
         evals = [r for r in rows if r.get("val_loss")]
-        summary = {
-            "status": status,
-            "error": error,
-            "key": self.key,
-            "run_dir": str(self.dir),
-            "study": self.cfg.study,
-            "step": getattr(self, "step", 0),
-            "executed_steps": getattr(self, "step", 0) - getattr(self, "resumed_from", 0),
-            "resumed_from": getattr(self, "resumed_from", None),
+        values = {
+            "step": self.step,
+            "executed_steps": self.step - (self.resumed_from or 0),
+            "resumed_from": self.resumed_from,
             "train_loss": _num(last.get("train_loss")),
             "wall_s": _num(last.get("wall_s")),
             "torn_metric_lines": torn,
         }
         if evals:
-            summary |= {k: _num(evals[-1][k]) for k in ("val_loss", "val_acc", "val_ppl")}
-        record = {
-            "status": status,
-            "key": self.key,
-            "summary": summary,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "model_hparams": _model_hparams(getattr(self, "model", None)),
-            "params": param_counts(self.model) if hasattr(self, "model") else None,
-            "data": self.task.fingerprint(),
-            "env": environment(self.device),
-            "started": self.started,
-            "finished": time.time() if status != "running" else None,
-        }
-        store.atomic_write_json(self.dir / "run.json", record)
-        return summary
+            values |= {k: _num(evals[-1][k]) for k in ("val_loss", "val_acc", "val_ppl")}
+        return values
 
     def signals(self):
         return _StopOnSignal(self)
@@ -365,62 +332,6 @@ class _StopOnSignal:
         return False
 
 
-def set_deterministic():
-    """Bitwise-reproducible kernels where PyTorch has them. CUBLAS_WORKSPACE_CONFIG must be set
-    before CUDA initialises, so main() also exports it when the flag is on."""
-    import os
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-
-
-def environment(device) -> dict:
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parent,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        commit = None
-    env = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "threads": torch.get_num_threads(),
-        "git_commit": commit,
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def _model_hparams(model):
-    if model is None:
-        return None
-    keys = ("d_model", "n_layers", "impl", "pos", "causal", "max_len")
-    return {k: getattr(model, k) for k in keys if hasattr(model, k)}
-
-
 def _num(v):
     return float(v) if v not in (None, "") else None
 
@@ -429,8 +340,15 @@ def _show_progress(setting):
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
-def _hydra_main(cfg: DictConfig) -> dict:
+def main(argv=None) -> int:
+    """``python -m seqbench.train [overrides]``: one run, or a sweep with ``-m``."""
+    from seqbench import cli
+
+    return cli.main("train", argv)
+
+
+def job(cfg: DictConfig) -> dict:
+    """The Hydra task function of ``python -m seqbench.train`` (one job of a sweep)."""
     summary = train(cfg)
     line = {
         k: summary.get(k)
@@ -445,15 +363,10 @@ def _hydra_main(cfg: DictConfig) -> dict:
     return summary
 
 
-def main():
-    preflight(sys.argv[1:])
-    _hydra_main()
-
-
 if __name__ == "__main__":
     # Run the importable module, not __main__: the joblib and submitit launchers pickle the
     # task function, and a function of __main__ is pickled by value with all it reaches
     # (torch.backends is not picklable: "cannot pickle 'GenericModule' object").
     from seqbench.train import main as _main
 
-    _main()
+    sys.exit(_main())

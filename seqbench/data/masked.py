@@ -28,14 +28,14 @@ from seqbench.data.text import Text
 class MaskedText(Text):
     def __init__(
         self,
-        seq_len=128,
-        tokenizer="char",
-        vocab_size=2048,
-        path=None,
-        val_frac=0.1,
-        seed=0,
-        n_train=None,
-        mask_rate=0.15,
+        seq_len: int = 128,
+        tokenizer: str = "char",
+        vocab_size: int = 2048,
+        path: str | None = None,
+        val_frac: float = 0.1,
+        seed: int = 0,
+        n_train: int | None = None,
+        mask_rate: float = 0.15,
     ):
         if not (isinstance(mask_rate, int | float) and 0 < mask_rate < 1):
             raise ValueError(f"data.mask_rate={mask_rate!r} is not allowed: a number in (0, 1)")

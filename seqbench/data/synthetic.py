@@ -23,7 +23,15 @@ class LagRecall(Task):
     Only the answer (the target at the query position) is scored; chance is 1 / n_keys.
     """
 
-    def __init__(self, seq_len=64, distance=16, vocab_size=64, n_keys=16, seed=0, n_train=None):
+    def __init__(
+        self,
+        seq_len: int = 64,
+        distance: int = 16,
+        vocab_size: int = 64,
+        n_keys: int = 16,
+        seed: int = 0,
+        n_train: int | None = None,
+    ):
         super().__init__(seed, n_train)
         _check(seq_len >= 3, "data.seq_len", seq_len, "an integer >= 3")
         _check(
@@ -76,7 +84,13 @@ class MQAR(Task):
     """
 
     def __init__(
-        self, seq_len=64, num_kv_pairs=4, vocab_size=256, power_a=0.01, seed=0, n_train=None
+        self,
+        seq_len: int = 64,
+        num_kv_pairs: int = 4,
+        vocab_size: int = 256,
+        power_a: float = 0.01,
+        seed: int = 0,
+        n_train: int | None = None,
     ):
         super().__init__(seed, n_train)
         _check(num_kv_pairs >= 1, "data.num_kv_pairs", num_kv_pairs, "an integer >= 1")
@@ -132,7 +146,9 @@ class Copy(Task):
     must reproduce the segment are scored. Order decides everything here (C6).
     """
 
-    def __init__(self, seq_len=32, vocab_size=16, seed=0, n_train=None):
+    def __init__(
+        self, seq_len: int = 32, vocab_size: int = 16, seed: int = 0, n_train: int | None = None
+    ):
         super().__init__(seed, n_train)
         _check(
             seq_len >= 2 and seq_len % 2 == 0,

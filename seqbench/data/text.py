@@ -78,13 +78,13 @@ def load_corpus(path: str | None) -> tuple[str, dict]:
 class Text(Task):
     def __init__(
         self,
-        seq_len=128,
-        tokenizer="char",
-        vocab_size=2048,
-        path=None,
-        val_frac=0.1,
-        seed=0,
-        n_train=None,
+        seq_len: int = 128,
+        tokenizer: str = "char",
+        vocab_size: int = 2048,
+        path: str | None = None,
+        val_frac: float = 0.1,
+        seed: int = 0,
+        n_train: int | None = None,
     ):
         super().__init__(seed, n_train)
         if tokenizer not in TOKENIZERS:

@@ -5,9 +5,8 @@
     decode_cost.py  per-token generation latency and state/KV-cache bytes vs context
     influence.py    gradient of log p(x_t) wrt the input embedding at t - d (path length)
     span.py         the span/work sweep measurement built on trace.py
-    run.py          the durable run directory every measurement writes (run.json, rows.csv)
+    run.py          a measurement through the one run lifecycle (seqbench.runs): rows.csv
     common.py       model variants, random inputs, checks of the ``what`` config node
-    analysis.py     log-log slopes and lookups the report sections share
 
 Entry point: ``python -m seqbench.measure what=<name> model=<name> data=<name> ...``; each
 ``conf/what/<name>.yaml`` names the measurement function by ``_target_``:

@@ -53,14 +53,22 @@ def impl_of(node: DictConfig) -> str:
     return str(node.get("impl", "-"))
 
 
+def model_columns(cfg: DictConfig, model, node=None) -> dict:
+    """The columns that name a measured model in every table: name, family, execution path,
+    width and depth as built."""
+    hp = model.hparams()
+    return {
+        "model": model_name(cfg),
+        "family": model.family,
+        "impl": impl_of(node if node is not None else cfg.model),
+        "d_model": hp.get("d_model"),
+        "n_layers": hp.get("n_layers"),
+    }
+
+
 def random_tokens(vocab_size: int, batch: int, length: int, seed: int, device) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab_size, (batch, length), generator=g).to(device)  # [B, T]
-
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --- checks of the `what` node: one line naming key, value and what is allowed -------------

@@ -19,40 +19,24 @@ cache. The report compares decode speed ratios with the training-step ratios of 
 import torch
 
 from seqbench.generate import decode, decode_recompute, prefill, state_bytes
+from seqbench.env import autocast, dtype_label, pick_device
 from seqbench.measure.common import (
     build_variant,
     check_variants,
     choice_list,
-    impl_of,
     int_list,
-    model_name,
+    model_columns,
     positive_int,
     positive_number,
     random_tokens,
 )
-from seqbench.measure.timing import _autocast, time_call
-from seqbench.train import pick_device
+from seqbench.measure.timing import time_call
 
 MODES = ("state", "recompute", "teacher_forced")
 COLUMNS = (
-    "model",
-    "impl",
-    "mode",
-    "context",
-    "batch_size",
-    "new_tokens",
-    "s_per_token",
-    "iqr_s_per_token",
-    "tokens_per_s",
-    "state_bytes",
-    "blocks",
-    "threads",
-    "device",
-    "dtype",
-    "d_model",
-    "n_layers",
-    "note",
-)
+    "model family impl mode context batch_size new_tokens s_per_token iqr_s_per_token"
+    " tokens_per_s state_bytes blocks threads device dtype d_model n_layers note"
+).split()
 
 
 def check(cfg, task) -> None:
@@ -68,19 +52,15 @@ def check(cfg, task) -> None:
 
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
-    autocast, dtype = _autocast(device)
+    amp = autocast(device)
     longest = max(w.contexts) + w.new_tokens
     model, node = build_variant(cfg, task.vocab_size, device, max_len=longest)
     model.eval()
-    base = {
-        "model": model_name(cfg),
-        "impl": impl_of(node),
+    base = model_columns(cfg, model, node) | {
         "batch_size": w.batch_size,
         "new_tokens": w.new_tokens,
         "device": str(device),
-        "dtype": dtype,
-        "d_model": getattr(model, "d_model", None),
-        "n_layers": getattr(model, "n_layers", None),
+        "dtype": dtype_label(device),
     }
     n = 0
     for mode in w.modes:
@@ -93,7 +73,7 @@ def measure(cfg, task, log) -> dict:
                 log(row | {"note": stop})
                 continue
             prompt = random_tokens(task.vocab_size, w.batch_size, c, cfg.seed, device)
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), amp:
                 fn, per_call, nbytes = _setup(model, prompt, mode, w.new_tokens)
                 try:
                     t = time_call(fn, w.warmup, w.min_blocks, w.min_run_time, label=f"{mode} c={c}")

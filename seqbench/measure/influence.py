@@ -20,23 +20,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from seqbench.config import build_model
 from seqbench.data import IGNORE
-from seqbench.measure.common import impl_of, model_name, need, positive_int
-from seqbench.train import pick_device, train
+from seqbench.env import pick_device
+from seqbench.measure.common import model_columns, need, positive_int
+from seqbench.train import trained_model
 
 COLUMNS = (
-    "model",
-    "impl",
-    "trained",
-    "d",
-    "grad_norm",
-    "grad_norm_std",
-    "examples",
-    "T",
-    "distance",
-    "val_acc",
-    "train_steps",
-)
+    "model family impl trained d grad_norm grad_norm_std examples T distance val_acc"
+    " train_steps"
+).split()
 
 
 def check(cfg, task) -> None:
@@ -73,25 +66,15 @@ def training_config(cfg):
 
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    from seqbench.config import build_model  # the same builder train() uses
-
     out = {}
     for trained in w.trained:
-        model = build_model(cfg.model, task.vocab_size, device)
-        info = {"val_acc": None, "train_steps": 0}
         if trained:
-            summary = train(training_config(cfg))
-            if summary.get("status") != "complete":
-                raise RuntimeError(
-                    f"training run ended {summary.get('status')}: "
-                    f"{summary.get('error')} ({summary.get('run_dir')})"
-                )
-            state = torch.load(
-                f"{summary['run_dir']}/model.pt", map_location=device, weights_only=True
-            )
-            model.load_state_dict(state)
+            model, summary = trained_model(training_config(cfg), device)
             info = {"val_acc": summary.get("val_acc"), "train_steps": summary.get("step")}
+        else:
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg.model, task.vocab_size, device)
+            info = {"val_acc": None, "train_steps": 0}
         tokens, targets = task.batch(w.split, 0, w.batch_size)
         norms, dist = influence(model, tokens.to(device), targets.to(device))
         T = tokens.size(1)
@@ -100,9 +83,8 @@ def measure(cfg, task, log) -> dict:
             if sel.numel() == 0:
                 continue
             log(
-                {
-                    "model": model_name(cfg),
-                    "impl": impl_of(cfg.model),
+                model_columns(cfg, model)
+                | {
                     "trained": trained,
                     "d": d,
                     "grad_norm": sel.mean().item(),

@@ -31,21 +31,19 @@ from torch.profiler import ProfilerActivity, profile
 
 from seqbench.config import ConfigError
 from seqbench.generate import GraphedStep, decode, prefill
+from seqbench.env import pick_device, sync
 from seqbench.measure.common import (
     build_variant,
     check_variants,
     choice_list,
-    impl_of,
     impls,
-    model_name,
+    model_columns,
     need,
     positive_int,
     positive_number,
     random_tokens,
-    sync,
 )
 from seqbench.measure.timing import time_call
-from seqbench.train import pick_device
 
 PATHS = ("eager", "cuda_graph")
 # ops that run no kernel: views and other metadata, allocation, dispatch-time checks
@@ -89,26 +87,10 @@ LAUNCHES = (
     "cudaMemsetAsync",
 )
 COLUMNS = (
-    "model",
-    "impl",
-    "path",
-    "context",
-    "batch_size",
-    "steps",
-    "ops_per_step",
-    "kernels_per_step",
-    "launches_per_step",
-    "s_per_step",
-    "iqr_s_per_step",
-    "us_per_op",
-    "blocks",
-    "threads",
-    "device",
-    "dtype",
-    "d_model",
-    "n_layers",
-    "note",
-)
+    "model family impl path context batch_size steps ops_per_step kernels_per_step"
+    " launches_per_step s_per_step iqr_s_per_step us_per_op blocks threads device"
+    " dtype d_model n_layers note"
+).split()
 
 
 def check(cfg, task) -> None:
@@ -136,17 +118,13 @@ def measure(cfg, task, log) -> dict:
             cfg, task.vocab_size, device, max_len=w.context + w.steps, impl=impl
         )
         model.eval()
-        base = {
-            "model": model_name(cfg),
-            "impl": impl_of(node),
+        base = model_columns(cfg, model, node) | {
             "context": w.context,
             "batch_size": w.batch_size,
             "steps": w.steps,
             "threads": torch.get_num_threads(),
             "device": str(device),
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-            "d_model": getattr(model, "d_model", None),
-            "n_layers": getattr(model, "n_layers", None),
         }
         with torch.no_grad():
             logits, state = prefill(model, prompt)

@@ -7,10 +7,8 @@ bidirectional encoder on 15%-masked-token prediction (Devlin et al. 2019, BERT;
 
 - **supervised targets per pass**: the exact number of scored positions in the training
   batches, summed over the whole run (B T per batch for (a), ~0.15 B T for (b));
-- **FLOPs per training step**: forward + loss + backward of one training batch counted with
-  ``torch.utils.flop_counter.FlopCounterMode`` (matmul and attention formulas; the CPU flash
-  attention kernel gets the library's own SDPA formulas, which PyTorch does not register for
-  it). Training compute = steps x FLOPs per step. The optimiser update is elementwise and
+- **FLOPs per training step**: forward + loss + backward of one training batch counted by
+  ``seqbench.flops`` (matmul and attention formulas, the one counter seqbench has). Training compute = steps x FLOPs per step. The optimiser update is elementwise and
   uncounted by the counter, and identical for both objectives;
 - **next word from the prefix**: on held-out windows x_1..x_T and a prefix length p, the
   cross-entropy of x_{p+1} given x_1..x_p. The causal model reads the prefix and predicts at
@@ -28,66 +26,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from seqbench.config import ConfigError, build_model, build_task
+from seqbench.config import ConfigError, build_task
 from seqbench.data import IGNORE
-from seqbench.train import pick_device, train
+from seqbench.env import pick_device
+from seqbench.flops import train_step_flops
+from seqbench.train import trained_model
 
-aten = torch.ops.aten
 COLUMNS = (
-    "objective",
-    "steps",
-    "prefix_len",
-    "prefix_loss",
-    "prefix_acc",
-    "n_eval",
-    "flops_per_step",
-    "train_flops",
-    "targets_total",
-    "targets_per_pass",
-    "targets_per_seq",
-    "tokens_per_pass",
-    "val_loss",
-    "params_total",
-    "train_run",
-)
+    "objective steps prefix_len prefix_loss prefix_acc n_eval flops_per_step"
+    " train_flops targets_total targets_per_pass targets_per_seq tokens_per_pass"
+    " val_loss params_total train_run"
+).split()
 OBJECTIVES = ("causal", "masked")
-
-
-def _cpu_flash(q, k, v, *args, out_shape=None, **kwargs):
-    return sdpa_flop_count(q, k, v)
-
-
-def _cpu_flash_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs):
-    return sdpa_backward_flop_count(grad_out, q, k, v)
-
-
-# shapes in, FLOPs out (FlopCounterMode wraps these to receive shapes instead of tensors)
-CPU_ATTENTION = {
-    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward,
-}
-
-
-def count_flops(fn) -> int:
-    """FLOPs of everything ``fn()`` runs, counted op by op (FlopCounterMode)."""
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def train_step_flops(model, task, batch_size: int, device) -> int:
-    """FLOPs of one training step's forward + loss + backward on the first training batch."""
-    tokens, targets = (t.to(device) for t in task.batch("train", 0, batch_size))
-
-    def step():
-        logits, _ = model(tokens)  # [B, T, V]
-        F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE).backward()
-
-    flops = count_flops(step)
-    model.zero_grad(set_to_none=True)
-    return flops
 
 
 def supervised_targets(task, steps: int, batch_size: int) -> dict:
@@ -159,10 +110,11 @@ def training_config(cfg: DictConfig, objective: str) -> DictConfig:
 
 def check(cfg: DictConfig, task) -> None:
     w = cfg.what
-    if not str(cfg.model._target_).endswith(".Transformer"):
+    if "causal" not in cfg.model:  # the masked objective needs a bidirectional variant
         raise ConfigError(
-            f"model._target_={cfg.model._target_!r} is not allowed: prefix_eval "
-            "compares objectives of one Transformer (model=transformer)"
+            f"model._target_={cfg.model._target_!r} is not allowed: prefix_eval trains the "
+            "same model causally and bidirectionally, so it needs a model.causal option "
+            "(model=transformer)"
         )
     if cfg.data._target_ != "seqbench.data.text.Text":
         raise ConfigError(
@@ -193,21 +145,12 @@ def measure(cfg: DictConfig, task, log) -> dict:
     summary = {}
     for objective in OBJECTIVES:
         tcfg = training_config(cfg, objective)
-        result = train(tcfg)  # skipped when this run is already complete
-        if result["status"] != "complete":
-            raise RuntimeError(
-                f"training run {result.get('run_dir')} ended {result['status']}"
-                f": {result.get('error') or result.get('reason')}"
-            )
+        model, result = trained_model(tcfg, device)  # trained unless a complete run exists
         otask = build_task(tcfg.data)
-        model = build_model(tcfg.model, otask.vocab_size, device)
-        state = torch.load(
-            Path(result["run_dir"]) / "model.pt", map_location=device, weights_only=True
-        )
-        model.load_state_dict(state)
         # counted on a CPU copy: FLOPs do not depend on the device, and the CPU attention
         # kernel is the one whose formula we register (CUDA's fused kernels vary by build)
-        flops = train_step_flops(copy.deepcopy(model).cpu(), otask, tcfg.train.batch_size, "cpu")
+        tokens, targets = otask.batch("train", 0, tcfg.train.batch_size)
+        flops = train_step_flops(copy.deepcopy(model).cpu(), tokens, targets)
         steps = tcfg.train.steps
         fixed = {
             "objective": objective,

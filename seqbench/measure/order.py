@@ -27,19 +27,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import ConfigError, build_model
 from seqbench.models.transformer import POSITIONS
-from seqbench.train import pick_device, train
+from seqbench.env import pick_device
+from seqbench.train import trained_model
 
 COLUMNS = (
-    "causal",
-    "pos",
-    "state",
-    "equivariance_error",
-    "probe_r2",
-    "val_acc",
-    "val_loss",
-    "seq_len",
-    "train_run",
-)
+    "causal pos state equivariance_error probe_r2 val_acc val_loss seq_len train_run"
+).split()
 
 
 @torch.no_grad()
@@ -90,10 +83,10 @@ def position_probe(model, tokens, ridge: float = 1e-3) -> float:
 # --- the what=order measurement ------------------------------------------------------------
 def check(cfg: DictConfig, task) -> None:
     w = cfg.what
-    if not str(cfg.model._target_).endswith(".Transformer"):
+    if not {"pos", "causal"} <= set(cfg.model):  # the options the checks vary
         raise ConfigError(
-            f"model._target_={cfg.model._target_!r} is not allowed: the order "
-            "checks need model=transformer"
+            f"model._target_={cfg.model._target_!r} is not allowed: the order checks vary "
+            "model.pos and model.causal, so they need a model with both (model=transformer)"
         )
     for p in w.positions:
         if p not in POSITIONS:
@@ -139,17 +132,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
             ]
             if not (causal and w.trained):
                 continue
-            result = train(vcfg)  # a complete run of this config is reused, not retrained
-            if result["status"] != "complete":
-                raise RuntimeError(
-                    f"training run {result.get('run_dir')} ended "
-                    f"{result['status']}: {result.get('error')}"
-                )
-            model.load_state_dict(
-                torch.load(
-                    Path(result["run_dir"]) / "model.pt", map_location=device, weights_only=True
-                )
-            )
+            model, result = trained_model(vcfg, device)  # a complete run is reused
             log(
                 row
                 | {

@@ -16,6 +16,7 @@ says which path was traced.
 
 import time
 
+from seqbench.env import pick_device
 from seqbench.measure.common import (
     OPAQUE_IMPL,
     build_variant,
@@ -23,34 +24,18 @@ from seqbench.measure.common import (
     choice_list,
     impl_of,
     int_list,
-    model_name,
+    model_columns,
     positive_int,
     random_tokens,
 )
 from seqbench.measure.trace import trace_model
-from seqbench.train import pick_device
 
 PASSES = ("forward", "forward_backward")
 COLUMNS = (
-    "model",
-    "impl",
-    "n_layers",
-    "d_model",
-    "T",
-    "batch_size",
-    "pass",
-    "work_ops",
-    "work_flops",
-    "span_ops",
-    "span_flops",
-    "parallelism",
-    "parallelism_flops",
-    "flops_per_step",
-    "attention_flops",
-    "untracked_inputs",
-    "unseen_writes",
-    "seconds",
-)
+    "model family impl n_layers d_model T batch_size pass work_ops work_flops"
+    " span_ops span_flops parallelism parallelism_flops flops_per_step attention_flops"
+    " untracked_inputs unseen_writes seconds"
+).split()
 
 
 def traced_impl(cfg):
@@ -86,11 +71,8 @@ def measure(cfg, task, log) -> dict:
                 t0 = time.perf_counter()
                 stats = trace_model(model, tokens, backward=p == "forward_backward")
                 log(
-                    {
-                        "model": model_name(cfg),
-                        "impl": impl_of(node),
-                        "n_layers": getattr(model, "n_layers", None),
-                        "d_model": getattr(model, "d_model", None),
+                    model_columns(cfg, model, node)
+                    | {
                         "T": T,
                         "batch_size": w.batch_size,
                         "pass": p,

@@ -6,8 +6,8 @@ and ``unrolled`` per-step loop, as separate rows), each batching mode
     fixed_batch   B = what.batch_size at every T           (work grows with T)
     fixed_tokens  B = max(1, what.tokens_per_batch // T)   (about constant tokens per step)
 
-and each T, time ``forward`` (no grad) and ``train_step`` (forward, cross-entropy, backward,
-AdamW step, as in seqbench.train) with ``torch.utils.benchmark.Timer``: ``num_threads`` =
+and each T, time ``forward`` (no grad) and ``train_step`` (seqbench.train.train_step: forward,
+cross-entropy, backward, clipping, AdamW step) with ``torch.utils.benchmark.Timer``: ``num_threads`` =
 the threads torch really uses, ``what.warmup`` untimed calls, CUDA synchronised by the
 Timer's clock, at least ``what.min_blocks`` timed blocks; rows carry the median and the
 inter-quartile range per call. On CUDA the same bf16 autocast as training is used.
@@ -18,50 +18,30 @@ or passes ``what.unrolled_max_len`` on the unrolled path; the skipped points are
 a ``note`` and no time.
 """
 
-from contextlib import nullcontext
-
 import torch
-import torch.nn.functional as F
 from torch.utils.benchmark import Measurement, Timer
 from torch.utils.benchmark.utils.timer import timer as clock
 
+from seqbench.env import autocast, dtype_label, pick_device, sync
 from seqbench.measure.common import (
     build_variant,
     check_variants,
     choice_list,
-    impl_of,
     impls,
     int_list,
-    model_name,
+    model_columns,
     positive_int,
     positive_number,
     random_tokens,
-    sync,
 )
-from seqbench.train import pick_device
+from seqbench.train import make_optimizer, train_step
 
 MODES = ("fixed_batch", "fixed_tokens")
 STEPS = ("forward", "train_step")
 COLUMNS = (
-    "model",
-    "impl",
-    "mode",
-    "step",
-    "T",
-    "batch_size",
-    "tokens",
-    "median_s",
-    "iqr_s",
-    "blocks",
-    "calls_per_block",
-    "tokens_per_s",
-    "threads",
-    "device",
-    "dtype",
-    "d_model",
-    "n_layers",
-    "note",
-)
+    "model family impl mode step T batch_size tokens median_s iqr_s blocks"
+    " calls_per_block tokens_per_s threads device dtype d_model n_layers note"
+).split()
 
 
 def check(cfg, task) -> None:
@@ -101,57 +81,33 @@ def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
     }
 
 
-def _autocast(device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16), "bf16-autocast"
-    return nullcontext(), "fp32"
-
-
 def _forward_fn(model, tokens, device):
-    autocast, _ = _autocast(device)
+    amp = autocast(device)
 
     def fn():
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), amp:
             model(tokens)
 
     return fn
 
 
 def _train_fn(model, tokens, device, t):
-    autocast, _ = _autocast(device)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=t.lr,
-        betas=tuple(t.betas),
-        weight_decay=t.weight_decay,
-        fused=device.type == "cuda" or None,
-    )
+    """The harness's own training step (seqbench.train.train_step) on one batch."""
+    amp, params = autocast(device), list(model.parameters())
+    opt = make_optimizer(params, t, device)
     targets = tokens.roll(-1, dims=1)
-
-    def fn():
-        with autocast:
-            logits, _ = model(tokens)  # [B, T, V]
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return fn
+    clip = t.grad_clip or float("inf")
+    return lambda: train_step(model, params, opt, tokens, targets, clip, amp)
 
 
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
-    _, dtype = _autocast(device)
     n = 0
     for impl in impls(cfg):
         model, node = build_variant(cfg, task.vocab_size, device, max_len=max(w.lengths), impl=impl)
-        base = {
-            "model": model_name(cfg),
-            "impl": impl_of(node),
+        base = model_columns(cfg, model, node) | {
             "device": str(device),
-            "dtype": dtype,
-            "d_model": getattr(model, "d_model", None),
-            "n_layers": getattr(model, "n_layers", None),
+            "dtype": dtype_label(device),
         }
         for mode in w.modes:
             for step in w.steps:

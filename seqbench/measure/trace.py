@@ -29,9 +29,8 @@ Rules that make the count mean something:
   with it, so a new tensor that happens to reuse the freed address starts as a leaf. The
   version counter is read too: a tensor mutated behind the tracer's back is counted in
   ``unseen_writes``.
-- FLOPs come from ``torch.utils.flop_counter``'s formula registry (matmuls, convolutions,
-  attention); element-wise ops count 0 FLOPs there, as usual. CPU flash attention, missing
-  from the registry, reuses its SDPA formulas.
+- FLOPs come from ``seqbench.flops`` (torch.utils.flop_counter's formulas: matmuls,
+  convolutions, attention; element-wise ops count 0, as usual), the one counter seqbench has.
 
 Public API (any model obeying ``forward(tokens, state=None) -> (logits, state)``)::
 
@@ -54,24 +53,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+from seqbench.flops import op_flops
 
 aten = torch.ops.aten
-
-
-def _cpu_flash_flops(q, k, v, *args, out_val=None, **kwargs):
-    return sdpa_flop_count(q.shape, k.shape, v.shape)
-
-
-def _cpu_flash_backward_flops(grad_out, q, k, v, *args, out_val=None, **kwargs):
-    return sdpa_backward_flop_count(grad_out.shape, q.shape, k.shape, v.shape)
-
-
-FLOP_FORMULAS = dict(flop_registry)
-FLOP_FORMULAS.setdefault(aten._scaled_dot_product_flash_attention_for_cpu, _cpu_flash_flops)
-FLOP_FORMULAS.setdefault(
-    aten._scaled_dot_product_flash_attention_for_cpu_backward, _cpu_flash_backward_flops
-)
 
 
 @dataclass
@@ -226,7 +211,7 @@ class Tracer(TorchDispatchMode):
             return out  # the output shares its base's storage, hence its producer
         inputs = _tensors(kwargs, _tensors(args, []))
         depths = [self._depth(t) for t in inputs]
-        flops = self._flops(func, out, args, kwargs)
+        flops = op_flops(func, args, kwargs, out)
         ops_depth = 1 + max((d[0] for d in depths), default=0)
         flops_depth = flops + max((d[1] for d in depths), default=0)
         name = str(func._overloadpacket)
@@ -247,11 +232,6 @@ class Tracer(TorchDispatchMode):
             if id(t) not in written_ids:
                 self._write(t, ops_depth, flops_depth)
         return out
-
-    @staticmethod
-    def _flops(func, out, args, kwargs) -> int:
-        formula = FLOP_FORMULAS.get(func._overloadpacket)
-        return int(formula(*args, **kwargs, out_val=out)) if formula else 0
 
 
 def _version(t) -> int:

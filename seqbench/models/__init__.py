@@ -1,14 +1,15 @@
 """Sequence models behind one contract.
 
-Every model is an ``nn.Module`` built by Hydra from ``conf/model/<name>.yaml`` (``_target_``)
-with ``vocab_size`` supplied by the task, and implements
+Every model is a ``SequenceModel`` built by Hydra from ``conf/model/<name>.yaml`` (``_target_``)
+with ``vocab_size`` supplied by the task, declares its ``family`` and implements
 
     forward(tokens[B, T], state=None) -> (logits[B, T, V], state)
 
 ``state`` is whatever the model carries between calls: the recurrent hidden state, or the
 Transformer's KV cache. One call therefore serves training (whole sequence, ``state=None``)
 and generation (one token at a time, feeding the returned state back in). No caller ever
-branches on the model family.
+branches on the model family: the report groups and colours models by ``family``, a
+property the class declares, never by its name.
 
 Parameter naming convention, used for the fairness figures: token embeddings live in
 ``embed``, learned positions in ``pos_embed`` and the output projection in ``head``; those
@@ -18,6 +19,18 @@ count as *embedding* parameters, everything else as *non-embedding* (Kaplan et a
 import torch.nn as nn
 
 EMBEDDING_PREFIXES = ("embed.", "pos_embed.", "head.")
+
+
+class SequenceModel(nn.Module):
+    """Base of every seqbench model: the contract above, a family, and its hyperparameters."""
+
+    # the report groups and colours by this: recurrent, attention, scan, conv, baseline, ...
+    family: str = ""
+
+    def hparams(self) -> dict:
+        """Hyperparameters as built (size presets resolved); run.json records them beside
+        the arguments the constructor received."""
+        return {}
 
 
 def param_counts(model: nn.Module) -> dict:

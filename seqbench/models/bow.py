@@ -12,18 +12,23 @@ other seqbench model.
 import torch
 import torch.nn as nn
 
-from seqbench.models import resolve_size
+from seqbench.models import SequenceModel, resolve_size
 
 PRESETS = {"xs": dict(d_model=64), "s": dict(d_model=128), "m": dict(d_model=192)}
 
 
-class BagOfWords(nn.Module):
-    def __init__(self, vocab_size, size="xs", d_model=None):
+class BagOfWords(SequenceModel):
+    family = "baseline"
+
+    def __init__(self, vocab_size: int, size: str = "xs", d_model: int | None = None):
         super().__init__()
         self.d_model = resolve_size(size, PRESETS, d_model=d_model)["d_model"]
         self.embed = nn.Embedding(vocab_size, self.d_model)
         self.mix = nn.Linear(self.d_model, self.d_model)  # the only non-embedding weights
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
+
+    def hparams(self):
+        return {"d_model": self.d_model}
 
     def forward(self, tokens, state=None):
         B, T = tokens.shape

@@ -18,23 +18,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import dropout_layer, resolve_size
+from seqbench.models import SequenceModel, dropout_layer, resolve_size
 
 
-class Recurrent(nn.Module):
+class Recurrent(SequenceModel):
+    family = "recurrent"
     fused_cls: type = nn.RNN
     # width per preset, chosen so non-embedding parameters match the Transformer's within 10%
     presets: dict = {}
 
     def __init__(
         self,
-        vocab_size,
-        size="xs",
-        d_model=None,
-        n_layers=None,
-        impl="fused",
-        dropout=0.0,
-        tie_weights=False,
+        vocab_size: int,
+        size: str = "xs",
+        d_model: int | None = None,
+        n_layers: int | None = None,
+        impl: str = "fused",
+        dropout: float = 0.0,
+        tie_weights: bool = False,
     ):
         super().__init__()
         if impl not in ("fused", "unrolled"):
@@ -47,6 +48,9 @@ class Recurrent(nn.Module):
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight
+
+    def hparams(self):
+        return {"d_model": self.d_model, "n_layers": self.n_layers, "impl": self.impl}
 
     def forward(self, tokens, state=None):
         x = self.drop(self.embed(tokens))  # [B, T, D]

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import dropout_layer, resolve_size
+from seqbench.models import SequenceModel, dropout_layer, resolve_size
 
 PRESETS = {
     "xs": dict(d_model=64, n_layers=2),
@@ -29,19 +29,21 @@ PRESETS = {
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 
 
-class Transformer(nn.Module):
+class Transformer(SequenceModel):
+    family = "attention"
+
     def __init__(
         self,
-        vocab_size,
-        size="xs",
-        d_model=None,
-        n_layers=None,
-        n_heads=4,
-        pos="sinusoidal",
-        max_len=1024,
-        causal=True,
-        dropout=0.0,
-        tie_weights=False,
+        vocab_size: int,
+        size: str = "xs",
+        d_model: int | None = None,
+        n_layers: int | None = None,
+        n_heads: int = 4,
+        pos: str = "sinusoidal",
+        max_len: int = 1024,
+        causal: bool = True,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
     ):
         super().__init__()
         hp = resolve_size(size, PRESETS, d_model=d_model, n_layers=n_layers)
@@ -69,6 +71,16 @@ class Transformer(nn.Module):
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight
+
+    def hparams(self):
+        return {
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.blocks[0].n_heads if self.n_layers else None,
+            "pos": self.pos,
+            "causal": self.causal,
+            "max_len": self.max_len,
+        }
 
     def forward(self, tokens, state=None):
         B, T = tokens.shape

@@ -15,80 +15,77 @@ device actually used (``device=auto`` resolves differently per machine); a compl
 skipped on rerun unless ``fresh=true``; a failure is recorded ``failed`` with its reason.
 """
 
-import hashlib
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqbench import store
-from seqbench.config import CONF_DIR, ConfigError, build_task, check_device
+from seqbench import runs, store, schema
+from seqbench.config import build_task, check_device, group_options
+from seqbench.env import device_name, pick_device
 from seqbench.perf.bare import bare_model
-from seqbench.perf.harness import device_name
-from seqbench.perf.mfu import MFU_COLUMNS, count_flops, mfu, recurrent_flops
+from seqbench.perf.mfu import MFU_COLUMNS, mfu
 from seqbench.perf.overhead import GOAL, PERF_COLUMNS, step_overhead, train_overhead
-from seqbench.train import environment, pick_device
+from seqbench.schema import Spec, need
 
-__all__ = ["GOAL", "TABLES", "bare_model", "check", "count_flops", "recurrent_flops", "run"]
+__all__ = ["GOAL", "TABLES", "bare_model", "check", "run"]
 
 TABLES = {"perf": (PERF_COLUMNS, (step_overhead, train_overhead)), "mfu": (MFU_COLUMNS, (mfu,))}
 BARE = ("lstm", "transformer")  # the models with a bare twin
-POSITIVE = (
-    "overhead.seq_len",
-    "overhead.batch_size",
-    "overhead.steps",
-    "train_loop.steps",
-    "train_loop.log_every",
-    "train_loop.eval_every",
-    "train_loop.ckpt_every",
-    "overhead.tiny.seq_len",
-    "overhead.tiny.batch_size",
-    "overhead.tiny.d_model",
-    "mfu.tokens_per_batch",
-    "mfu.steps",
-    "mfu.peak_matmul_n",
-)
+POS, ZERO, TWO = Spec(int, low=1), Spec(int, low=0), Spec(int, "a spread needs two", low=2)
+SCHEMA = {  # conf/perf.yaml
+    **{k: schema.TOP[k] for k in ("seed", "device", "study", "out_dir", "fresh")},
+    "tables": Spec(list, "tables to measure", item=str),
+    "threads": Spec(int, "torch threads for everything timed", low=1, nullable=True),
+    "compile": Spec(bool, "torch.compile both sides"),
+    "size": Spec(str, "model size preset for every model timed", choices=("xs", "s", "m")),
+    "overhead": {
+        "models": Spec(list, item=str),
+        "seq_len": POS,
+        "batch_size": POS,
+        "steps": POS,
+        "repeats": TWO,
+        "warmup": ZERO,
+        "tiny": {"seq_len": POS, "batch_size": POS, "d_model": POS, "steps": ZERO},
+    },
+    "train_loop": {
+        "models": Spec(list, item=str),
+        **{k: POS for k in ("steps", "log_every", "eval_every", "ckpt_every")},
+        "repeats": TWO,
+        "warmup": ZERO,
+    },
+    "mfu": {
+        "models": Spec(list, item=str),
+        "seq_lens": Spec(list, item=int, low=1),
+        "tokens_per_batch": POS,
+        "steps": POS,
+        "repeats": TWO,
+        "peak_matmul_n": POS,
+    },
+}
 
 
 def check(cfg) -> None:
     """One clear line for the first bad value, before anything runs."""
-
-    def need(ok, key, allowed):
-        if not ok:
-            value = OmegaConf.select(cfg, key)
-            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
-
-    def integer(key, low):
-        v = OmegaConf.select(cfg, key)
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
+    schema.check(cfg, SCHEMA, extra=("data", "hydra"))
     check_device(cfg.device)
-    models = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-    need(set(cfg.tables) <= set(TABLES), "tables", f"a subset of {list(TABLES)}")
-    need(cfg.threads is None or integer("threads", 1), "threads", "null or a positive integer")
-    for key in ("overhead.models", "train_loop.models"):
-        need(set(OmegaConf.select(cfg, key)) <= set(BARE), key, f"a subset of {list(BARE)}")
-    need(set(cfg.mfu.models) <= set(models), "mfu.models", f"a subset of {models}")
-    for key in POSITIVE:
-        need(integer(key, 1), key, "a positive integer")
-    for key in ("overhead.warmup", "train_loop.warmup", "overhead.tiny.steps"):
-        need(integer(key, 0), key, "an integer >= 0 (tiny.steps=0: no tiny comparison)")
-    for key in ("overhead.repeats", "train_loop.repeats", "mfu.repeats"):
-        need(integer(key, 2), key, "an integer >= 2 (a spread needs two samples)")
+    runs.check_name("study", cfg.study)
+    need(set(cfg.tables) <= set(TABLES), "tables", cfg.tables, f"a subset of {list(TABLES)}")
+    for key in ("overhead", "train_loop"):
+        models = cfg[key].models
+        need(set(models) <= set(BARE), f"{key}.models", models, f"a subset of {list(BARE)}")
+    models = group_options("model")
+    need(set(cfg.mfu.models) <= set(models), "mfu.models", cfg.mfu.models,
+         f"a subset of {models}")
     need(
         cfg.overhead.tiny.seq_len <= cfg.overhead.seq_len,
         "overhead.tiny.seq_len",
+        cfg.overhead.tiny.seq_len,
         f"at most overhead.seq_len={cfg.overhead.seq_len} (a prefix of its batch)",
     )
-    need(
-        all(isinstance(t, int) and t > 0 for t in cfg.mfu.seq_lens),
-        "mfu.seq_lens",
-        "positive integers",
-    )
     for T in {cfg.overhead.seq_len, *cfg.mfu.seq_lens}:
+        schema.check_size("mfu.seq_lens", T)
         build_task(OmegaConf.merge(cfg.data, {"seq_len": T}))  # the task's own checks
 
 
@@ -102,44 +99,35 @@ def run(cfg: DictConfig) -> dict:
 
 
 def measurement(cfg, table, device) -> dict:
-    """One durable measurement run directory: run.json (kind measure) + rows.csv."""
-    # device=auto resolves differently per machine: the key names the device actually used
-    where = device_name(device)
-    key = hashlib.sha256(f"{store.content_key(cfg)}:{table}:{where}".encode()).hexdigest()
-    task = cfg.data._target_.rsplit(".", 1)[-1].lower()
-    run_dir = Path(cfg.out_dir) / f"{cfg.study}-{table}-all-{task}-{key[:12]}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with store.claimed(run_dir) as busy:
-        if busy:
-            return busy | {"skipped": True}
-        return _measure_into(cfg, table, device, run_dir, key)
-
-
-def _measure_into(cfg, table, device, run_dir, key) -> dict:
-    done = store.previous_summary(run_dir, cfg.fresh)
-    if done:
-        return done | {"skipped": True}
-    (run_dir / "rows.csv").unlink(missing_ok=True)
+    """One run directory per table (run.json kind measure + rows.csv). device=auto resolves
+    differently per machine, so the key names the device actually used."""
     columns, parts = TABLES[table]
-    log = store.MetricsLog(run_dir / "rows.csv", columns)
-    base = {
-        "kind": "measure",
-        "table": table,
-        "key": key,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "env": environment(device),
-        "started": time.time(),
-    }
-    store.atomic_write_json(run_dir / "run.json", base | {"status": "running"})
-    rows, status, error = [], "complete", None
-    try:
+
+    def body(record):
+        log = store.MetricsLog(record.dir / "rows.csv", columns)
+        count = [0]
+        record.summarize = lambda: {"rows": count[0]}
+
+        def append(row):
+            log.append(row)
+            count[0] += 1
+
         with tempfile.TemporaryDirectory(prefix="seqbench-perf-") as tmp:
             for part in parts:
-                part(cfg, device, lambda row: (rows.append(row), log.append(row)), Path(tmp))
-    except Exception as e:  # contained: the record says what went wrong
-        status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    summary = {"status": status, "error": error, "run_dir": str(run_dir), "rows": len(rows)}
-    store.atomic_write_json(
-        run_dir / "run.json", base | {"status": status, "summary": summary, "finished": time.time()}
-    )
-    return summary
+                part(cfg, device, append, Path(tmp))
+        return {}
+
+    name = [table, "all", runs.task_part(cfg)]
+    where = f"{table}:{device_name(device)}"
+    return runs.execute(cfg, "measure", name, body, table=table, key_extra=where)
+
+
+def job(cfg: DictConfig) -> None:
+    """The Hydra task function of ``python -m seqbench.perf``: exit 1 if a table failed."""
+    import sys
+
+    out = run(cfg)
+    for table, summary in out.items():
+        print(f"seqbench.perf: {table}: {summary}", flush=True)
+    if any(s["status"] not in ("complete", "skipped") for s in out.values()):
+        sys.exit(1)

@@ -23,14 +23,15 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from seqbench.config import CONF_DIR
-from seqbench.measure.common import sync
+from seqbench.env import device_name, sync
+from seqbench.runs import Record
 from seqbench.train import Run
 
 
 def harness(tcfg, task, directory) -> Run:
     """seqbench's own model, optimiser and schedule, built by the harness (Run.build)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    run = Run(tcfg, task, "perf", directory)
+    run = Run(tcfg, task, Record(tcfg, "train", "perf", Path(directory)))
     run.build()
     return run
 
@@ -83,10 +84,6 @@ def interleave(sides: dict, repeats: int, warmup: int, device) -> dict:
 def quartiles(x) -> tuple[float, float, float]:
     q25, q50, q75 = np.percentile(np.asarray(x, dtype=float), [25, 50, 75])
     return float(q25), float(q50), float(q75)
-
-
-def device_name(device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def stamp(cfg, device) -> dict:

@@ -14,25 +14,15 @@ Fused RNN kernels are opaque to the counter, so recurrent models are counted on 
 affine in T, so long sequences are counted on two short prefixes and extrapolated.
 """
 
-import contextlib
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from seqbench.config import build_task
-from seqbench.data import IGNORE
+from seqbench.env import device_name
+from seqbench.flops import train_step_flops
 from seqbench.measure.common import OPAQUE_IMPL
-from seqbench.measure.trace import FLOP_FORMULAS
-from seqbench.perf.harness import (
-    device_name,
-    harness,
-    interleave,
-    quartiles,
-    train_cfg,
-)
+from seqbench.perf.harness import harness, interleave, quartiles, train_cfg
 
 RECURRENT_COUNT_LEN = 128  # recurrent FLOPs are counted on this prefix and scaled to T
 NOMINAL_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
@@ -44,35 +34,6 @@ MFU_COLUMNS = tuple(
     ).split()
 )
 
-
-def _raw(formula):
-    """trace.FLOP_FORMULAS take tensors and ``out_val`` (flop_counter's "raw" convention);
-    marked so, FlopCounterMode calls them as they are instead of wrapping them again."""
-
-    def counted(*args, **kwargs):
-        return formula(*args, **kwargs)
-
-    counted._get_raw = True
-    return counted
-
-
-# what the tracer adds to flop_counter's registry: CPU flash attention, forward and backward
-EXTRA_FORMULAS = {op: _raw(f) for op, f in FLOP_FORMULAS.items() if op not in flop_registry}
-
-
-def count_flops(model, tokens, targets, autocast=None) -> int:
-    """Matmul FLOPs of one forward + backward (the optimiser's element-wise work counts 0)."""
-    with autocast or contextlib.nullcontext():
-        with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
-            logits, _ = model(tokens)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-            )
-            loss.backward()
-    model.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops())
-
-
 def recurrent_flops(model, tokens, targets, autocast=None, n=RECURRENT_COUNT_LEN):
     """A recurrence costs the same matmul FLOPs at every position except a fixed boundary term
     (step 0 has no gradient into the zero initial state), so its count is affine in T: count
@@ -81,7 +42,7 @@ def recurrent_flops(model, tokens, targets, autocast=None, n=RECURRENT_COUNT_LEN
     T = tokens.size(1)
     if T <= 2 * n:
         return None
-    f1, f2 = (count_flops(model, tokens[:, :k], targets[:, :k], autocast) for k in (n, 2 * n))
+    f1, f2 = (train_step_flops(model, tokens[:, :k], targets[:, :k], autocast) for k in (n, 2 * n))
     return f1 + (f2 - f1) * (T - n) // n
 
 
@@ -127,14 +88,14 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
     task = build_task(tcfg.data)
     run = harness(tcfg, task, tmp)
     tokens, targets = (x.to(device) for x in task.batch("train", 0, B))
-    impl = getattr(run.model, "impl", None)
+    impl = run.model.hparams().get("impl")
     counted = run.model
     if impl in OPAQUE_IMPL:  # the counter cannot see inside the fused kernel
         ucfg = OmegaConf.merge(tcfg, {"model": {"impl": OPAQUE_IMPL[impl]}})
         counted = harness(ucfg, task, tmp / "unrolled").model
     flops = recurrent_flops(counted, tokens, targets, run.autocast) if impl else None
     if flops is None:  # attention's FLOPs grow with T^2: count the Transformer at full length
-        flops = count_flops(counted, tokens, targets, run.autocast)
+        flops = train_step_flops(counted, tokens, targets, run.autocast)
 
     def block():
         for _ in range(m.steps):
@@ -145,7 +106,7 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
     return {
         "model": name,
         "impl": impl,
-        "flops_counted_on": getattr(counted, "impl", impl),
+        "flops_counted_on": counted.hparams().get("impl"),
         "size": cfg.size,
         "seq_len": T,
         "batch_size": B,

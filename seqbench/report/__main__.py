@@ -1,99 +1,101 @@
-"""python -m seqbench.report [--runs DIR] [--results DIR]: aggregate runs, write the report.
+"""python -m seqbench.report --runs DIR [--results DIR] [--force]: aggregate runs, write the report.
 
-Idempotent: it only reads run directories and rewrites results/ from them.
+The report reads run directories and writes ``<results>/{README.md, *.csv, *.png}``; by
+default ``<runs>/report``, so re-aggregating some other runs folder never touches the
+committed ``results/`` (``make bench`` passes ``--results results``). A results folder
+remembers which runs folder wrote it (``.report.json``): writing it from another one needs
+``--force``. Files the previous report wrote and this one does not are removed, and studies
+the previous report had and this one lacks are named, on the terminal and in the README.
+
+Pipeline: ``collect`` (run files -> tables) -> every study's ``verdicts`` (pure) and
+``section`` (figures + text), each in its own ``try``: a study whose verdict code raises
+shows ``failed: <first line>`` in the claims table, one whose figures raise says so in its
+section, and neither touches the others.
 """
 
 import argparse
-import importlib
-import pkgutil
-import platform
+import os
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from seqbench import store  # noqa: E402
-from seqbench.report import VERDICTS, Claim  # noqa: E402
-from seqbench.report import sections as sections_pkg  # noqa: E402
+from seqbench import store, studies  # noqa: E402
+from seqbench.errors import ConfigError  # noqa: E402
+from seqbench.report import generic  # noqa: E402
+from seqbench.report.claims import claims_table, legend  # noqa: E402
 from seqbench.report.collect import collect  # noqa: E402
+from seqbench.report.plot import Figures  # noqa: E402
+from seqbench.runs import first_line  # noqa: E402
+from seqbench.studies import Verdict, family_of  # noqa: E402
 
-CLAIMS = {  # LECTURE.md's claims, in our words, one line each
-    "C1": "one next-word objective trains every model",
-    "C2": "training is parallel, generation is sequential and expensive",
-    "C3": "recurrence is sequential: dependent steps grow with length (wavefront T + L - 1)",
-    "C4": "a Transformer layer is one parallel step however long the sequence",
-    "C5": "RNNs forget across distance; attention connects distant words directly",
-    "C6": "attention has no order without positional encodings",
-    "C7": "Transformers need more data; LSTMs take longer to train",
-    "C8": "the causal objective beats 15% masking at equal compute for next-word prediction",
-    "C9": "at inference both families generate one token at a time; the gap narrows",
-}
+MANIFEST = ".report.json"
 
 
-def load_sections():
-    mods = [
-        importlib.import_module(f"{sections_pkg.__name__}.{m.name}")
-        for m in pkgutil.iter_modules(sections_pkg.__path__)
-    ]
-    return sorted(mods, key=lambda m: m.ORDER)
+def model_families(tables) -> dict:
+    """model -> family over every table and every conf/model file, for stable colours."""
+    from seqbench.config import build_model, model_configs
+
+    families = {}
+    for name, node in model_configs().items():
+        try:
+            families[name] = build_model(node, 64).family
+        except Exception:  # a broken model file is the tests' business, not the report's
+            continue
+    for df in tables.values():
+        if "model" in df and "family" in df:
+            families |= family_of(df)
+    return {m: f for m, f in families.items() if isinstance(m, str)}
 
 
-def claims_table(rows: list[Claim]) -> str:
-    by_claim = {}
-    for r in rows:
-        by_claim.setdefault(r.claim, []).append(r)
-    lines = [
-        "| claim | what the lecture says | experiment | measured | rule | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for cid, text in CLAIMS.items():
-        for r in by_claim.get(cid) or [Claim(cid, "-", "-", "-", "not measured")]:
-            lines.append(
-                f"| {cid} | {text} | {r.experiment} | {r.measured} | {r.rule} | **{r.verdict}** |"
-            )
-    extra = sorted(set(by_claim) - set(CLAIMS))
-    for cid in extra:
-        for r in by_claim[cid]:
-            lines.append(
-                f"| {cid} | (beyond the lecture) | {r.experiment} | {r.measured} | "
-                f"{r.rule} | **{r.verdict}** |"
-            )
-    return "\n".join(lines)
+def study_parts(module, tables, figs):
+    """(verdicts, markdown) of one study, each contained."""
+    name = studies.study_name(module)
+    try:
+        verdicts = list(module.verdicts(tables))
+    except Exception as e:
+        verdicts = [Verdict(c, name, "-", "-", f"failed: {first_line(e)}") for c in module.DECIDES]
+    try:
+        md = module.section(tables, figs)
+    except Exception as e:
+        md = f"_This section failed to render: {first_line(e)}_"
+    return verdicts, md
 
 
-def hardware(tables) -> str:
-    runs = tables["runs"]
-    seen = set()
-    if not runs.empty:
-        cols = [c for c in ("device", "cpu", "gpu", "threads", "torch") if c in runs]
-        for _, r in runs[cols].drop_duplicates().iterrows():
-            seen.add(", ".join(f"{c}={r[c]}" for c in cols if str(r[c]) not in ("None", "nan")))
-    lines = [f"- runs: {s}" for s in sorted(seen)] or ["- runs: none"]
-    lines.append(
-        f"- report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-        f"{platform.node() or 'unknown host'} (python {platform.python_version()})"
-    )
-    return "\n".join(lines)
-
-
-def write_report(runs_root, results) -> Path:
-    results = Path(results)
+def write_report(runs_root, results, force=False) -> Path:
+    runs_root, results = Path(runs_root), Path(results)
+    previous = check_results(runs_root, results, force)
     results.mkdir(parents=True, exist_ok=True)
     tables = collect(runs_root)
+    written = []
     for name, df in tables.items():
         store.atomic_write_text(results / f"{name}.csv", df.to_csv(index=False))
-    body, claim_rows = [], []
-    for section in load_sections():
-        try:
-            md = section.render(tables, results)
-            claim_rows += section.claims(tables) if hasattr(section, "claims") else []
-        except Exception as e:  # one broken section must not take the report down
-            md = f"_This section failed to render: {type(e).__name__}: {e}_"
+        written.append(f"{name}.csv")
+    figs = Figures(results, model_families(tables))
+    verdicts, body, extra, present = [], [], {}, set()
+    modules = studies.all_studies()
+    for module in modules:
+        extra |= getattr(module, "CLAIMS", {})
+        v, md = study_parts(module, tables, figs)
+        verdicts += v
         if md:
-            body.append(f"## {section.TITLE}\n\n{md}\n")
+            body.append(f"## {module.TITLE}\n\n{md}\n")
+            present.add(studies.study_name(module))
+    names = {studies.study_name(m) for m in modules}
+    for title, md in (
+        ("Other runs", generic.other_runs(tables, names, figs)),
+        ("Runs that did not complete", generic.incomplete(tables)),
+        ("Files that could not be read", generic.unreadable(tables)),
+        ("Bench jobs and their wall time", generic.bench_jobs(tables)),
+    ):
+        if md:
+            body.append(f"## {title}\n\n{md}\n")
+    lost = sorted(set(previous.get("studies", [])) - present)
+    if lost:
+        print(f"seqbench: note: this report has no section for {', '.join(lost)}, which the "
+              f"previous report in {results} had", file=sys.stderr)
     readme = "\n".join(
         [
             "# seqbench results",
@@ -104,35 +106,70 @@ def write_report(runs_root, results) -> Path:
             "",
             "## The lecture's claims, and what the data says",
             "",
-            f"Verdicts are one of: {', '.join(VERDICTS)}; each row states the rule its verdict "
-            "applies.",
+            legend(),
             "",
-            claims_table(claim_rows),
+            claims_table(verdicts, extra),
             "",
+            *([f"Studies of the previous report missing here: {', '.join(lost)}.", ""]
+              if lost else []),
             "## Hardware and versions",
             "",
-            hardware(tables),
+            generic.hardware(tables),
             "",
             *body,
         ]
     )
     out = results / "README.md"
     store.atomic_write_text(out, readme)
+    written += ["README.md", *figs.written]
+    for stale in set(previous.get("files", [])) - set(written):
+        (results / stale).unlink(missing_ok=True)
+    manifest = {"runs": _relative(runs_root, results), "files": sorted(written),
+                "studies": sorted(present)}
+    store.atomic_write_json(results / MANIFEST, manifest)
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m seqbench.report", description=__doc__)
-    ap.add_argument("--runs", default="runs", help="directory holding run directories")
-    ap.add_argument("--results", default="results", help="where to write the report")
-    args = ap.parse_args(argv)
-    if not Path(args.runs).is_dir():
-        print(
-            f"seqbench: error: --runs={args.runs} is not allowed: no such directory",
-            file=sys.stderr,
+def _relative(runs_root: Path, results: Path) -> str:
+    """The runs folder as seen from the results folder (the same in every clone)."""
+    return os.path.relpath(runs_root.resolve(), results.resolve())
+
+
+def check_results(runs_root: Path, results: Path, force: bool) -> dict:
+    """The previous manifest; refuse (ConfigError) to overwrite another runs folder's report."""
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results={results} is not allowed: it is a file, not a directory")
+    previous = store.read_json(results / MANIFEST) or {}
+    if not isinstance(previous, dict):
+        previous = {}
+    theirs = previous.get("runs")
+    if theirs and theirs != _relative(runs_root, results) and not force:
+        raise ConfigError(
+            f"--results={results} is not allowed: it holds the report of the runs folder "
+            f"{theirs!r} (relative to it); "
+            "choose another folder or pass --force to replace it"
         )
+    return previous
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m seqbench.report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="runs", help="directory holding run directories")
+    ap.add_argument("--results", default=None, help="where to write (default <runs>/report)")
+    ap.add_argument("--force", action="store_true", help="replace another runs folder's report")
+    args = ap.parse_args(argv)
+    runs = Path(args.runs)
+    if not runs.is_dir():
+        print(f"seqbench: error: --runs={args.runs} is not allowed: no such directory",
+              file=sys.stderr)
         return 2
-    print(f"seqbench: wrote {write_report(args.runs, args.results)}")
+    try:
+        out = write_report(runs, args.results or runs / "report", args.force)
+    except ConfigError as e:
+        print(f"seqbench: error: {e}", file=sys.stderr)
+        return 2
+    print(f"seqbench: wrote {out}")
     return 0
 
 

@@ -8,9 +8,6 @@ quadratic). Every number a section writes comes through here from the measured t
 import numpy as np
 import pandas as pd
 
-RECURRENT = ("rnn", "lstm", "gru")  # the lecture's recurrent family (C3, C5, C9)
-
-
 def loglog_slope(x, y) -> float:
     """Least-squares slope of log y against log x over the finite, positive points."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -47,17 +44,6 @@ def fmt(v, digits=3) -> str:
     if isinstance(v, float) and np.isinf(v):
         return "∞" if v > 0 else "-∞"
     return f"{v:.{digits}g}"
-
-
-def only_complete(tables: dict, name: str, study: str | None = None) -> pd.DataFrame:
-    """Complete rows of a measurement table (optionally of one study); empty if absent."""
-    df = tables.get(name)
-    if df is None or df.empty or "status" not in df:
-        return pd.DataFrame()
-    df = df[df.status == "complete"]
-    if study is not None and "study" in df:
-        df = df[df.study == study]
-    return df.copy()
 
 
 def length_ticks(ax, values) -> None:

@@ -1,0 +1,1 @@
+"""seqbench's Hydra configs, installed as the package seqbench.conf (pkg://seqbench.conf)."""

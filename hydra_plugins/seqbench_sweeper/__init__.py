@@ -1,0 +1,1 @@
+"""seqbench's Hydra sweeper: the basic sweeper, validating every job before the first runs."""

@@ -1,0 +1,60 @@
+"""``hydra/sweeper=seqbench`` (the default of every seqbench config): Hydra's basic sweeper,
+which first composes and validates every job of the sweep, so that a bad value in the 40th
+job stops the sweep in a second, with one line and exit code 2, instead of after 39 jobs.
+
+The expansion is Hydra's own (``BasicSweeper.split_arguments`` over the command line and the
+experiment's ``hydra.sweeper.params``), and each job is composed by Hydra's config loader,
+exactly as the launcher will compose it; seqbench only adds its checks
+(``seqbench.cli.validate_job``). Hydra requires sweeper plugins to live in the
+``hydra_plugins`` namespace package, hence this folder.
+"""
+
+import sys
+from dataclasses import dataclass
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+
+@dataclass
+class SeqbenchSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.seqbench_sweeper.seqbench_sweeper.SeqbenchSweeper"
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="seqbench", node=SeqbenchSweeperConf, provider="seqbench"
+)
+
+
+class SeqbenchSweeper(BasicSweeper):
+    def sweep(self, arguments):
+        from seqbench.cli import MAX_JOBS, explain, validate_job
+        from seqbench.errors import ConfigError
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        config_name = self.config.hydra.job.config_name
+        try:
+            if len(jobs) > MAX_JOBS:
+                raise ConfigError(
+                    f"the sweep is not allowed: it would launch {len(jobs)} jobs, at most "
+                    f"{MAX_JOBS} per command (split the sweep)"
+                )
+            for i, job in enumerate(jobs):
+                try:
+                    cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
+                except Exception as e:
+                    raise ConfigError(explain(config_name, job, e)) from None
+                try:
+                    validate_job(cfg)
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (job {i + 1} of {len(jobs)}: {' '.join(job)})") from None
+        except ConfigError as e:
+            print(f"seqbench: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return super().sweep(arguments)
+
+    def validate_batch_is_legal(self, batch) -> None:
+        """Done for the whole sweep in ``sweep`` (with seqbench's checks), before launching."""

@@ -1,0 +1,85 @@
+"""Report parts that belong to no study: hardware, runs that did not complete, files that
+could not be read, bench job times, and runs of studies without a module of their own."""
+
+import platform
+import time
+
+import pandas as pd
+
+from seqbench.report.plot import md_table
+
+
+def hardware(tables) -> str:
+    runs = tables["runs"]
+    seen = set()
+    if not runs.empty:
+        cols = [c for c in ("device", "cpu", "gpu", "threads", "torch", "cuda") if c in runs]
+        for _, r in runs[cols].drop_duplicates().iterrows():
+            seen.add(", ".join(f"{c}={r[c]}" for c in cols if str(r[c]) not in ("None", "nan")))
+    lines = [f"- runs: {s}" for s in sorted(seen)] or ["- runs: none"]
+    lines.append(
+        f"- report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{platform.node() or 'unknown host'} (python {platform.python_version()})"
+    )
+    return "\n".join(lines)
+
+
+def incomplete(tables) -> str:
+    runs = tables["runs"]
+    if runs.empty:
+        return ""
+    bad = runs[runs.status != "complete"]
+    if bad.empty:
+        return f"All {len(runs)} training runs completed."
+    cols = [c for c in ("study", "model", "task", "status", "step", "error", "run") if c in bad]
+    return (
+        f"{len(bad)} of {len(runs)} training runs did not complete; figures and verdicts "
+        "leave them out.\n\n" + md_table(bad[cols])
+    )
+
+
+def unreadable(tables) -> str:
+    bad = tables.get("unreadable")
+    if bad is None or bad.empty:
+        return ""
+    return (
+        f"{len(bad)} file(s) in the runs folder could not be read and were left out:\n\n"
+        + md_table(bad)
+    )
+
+
+def bench_jobs(tables) -> str:
+    jobs = tables.get("bench_jobs")
+    if jobs is None or jobs.empty:
+        return ""
+    total = pd.to_numeric(jobs.seconds, errors="coerce").sum()
+    return (
+        f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
+        "of wall-clock time on the hardware above.\n\n" + md_table(jobs)
+    )
+
+
+def other_runs(tables, studies: set[str], figs) -> str:
+    """Training runs of studies with no module (``adhoc`` included): a table of their final
+    metrics and their loss curves, one panel per study."""
+    runs = tables["runs"]
+    if runs.empty:
+        return ""
+    other = runs[(runs.status == "complete") & ~runs.study.isin(studies)]
+    if other.empty:
+        return ""
+    cols = [c for c in ("study", "model", "family", "task", "seed", "step", "val_loss",
+                        "val_acc", "params_non_embedding", "run") if c in other]
+    parts = [md_table(other[cols].sort_values(["study", "model"]))]
+    curves = tables["curves"]
+    if not curves.empty:
+        names = sorted(other.study.unique())
+        fig, axes = figs.figure(ncols=len(names), width=4.5)
+        for ax, study in zip(axes, names):
+            for run, g in curves[curves.run.isin(other[other.study == study].run)].groupby("run"):
+                model = g.model.iloc[0]
+                ax.plot(g.step, g.train_loss, color=figs.color(model), label=f"{model}: {run}")
+            ax.set(title=f"study {study}", xlabel="training step", ylabel="train loss (nats)")
+            ax.legend(fontsize=6)
+        parts.append(figs.save(fig, "other_runs_loss"))
+    return "\n\n".join(parts)
