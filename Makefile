@@ -17,14 +17,15 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# compat: the checkout itself on sys.path, so Hydra's plugin scan finds hydra_plugins/
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 bench: $(VENV)/.installed ## run the studies of PROFILE (default cpu), then write the report to RESULTS
 	$(PY) -m seqbench.bench --profile $(PROFILE) --runs $(RUNS) --results $(RESULTS) $(if $(filter 1,$(FRESH)),--fresh,)
 
-report: $(VENV)/.installed ## re-aggregate the runs in RUNS into RESULTS
-	$(PY) -m seqbench.report --runs $(RUNS) --results $(RESULTS)
+report: $(VENV)/.installed ## re-aggregate the runs in RUNS into RESULTS (FORCE=1: replace another runs folder's report)
+	$(PY) -m seqbench.report --runs $(RUNS) --results $(RESULTS) $(if $(filter 1,$(FORCE)),--force,)
 
 test: $(VENV)/.installed ## run the fast test suite (fails when a test fails or none ran)
 	$(PY) -m pytest -q

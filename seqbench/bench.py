@@ -42,8 +42,12 @@ def _record_jobs(path: Path, log: list[dict]) -> None:
             rows = {}  # a damaged timing file is replaced, never a reason to stop
     rows |= {r["job"]: r for r in log}
     text = io.StringIO()
-    w = csv.DictWriter(text, ["job", "returncode", "seconds", "command"], lineterminator="\n",
-                       extrasaction="ignore")
+    w = csv.DictWriter(
+        text,
+        ["job", "returncode", "seconds", "command"],
+        lineterminator="\n",
+        extrasaction="ignore",
+    )
     w.writeheader()
     w.writerows(rows.values())
     store.atomic_write_text(path, text.getvalue())
@@ -65,19 +69,25 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=None, help="report folder (default <runs>/report)")
     ap.add_argument("--fresh", action="store_true", help="discard existing runs, start over")
     ap.add_argument("--only", default=None, help="comma-separated job names to run")
-    ap.add_argument("--force", action="store_true", help="let the report replace another "
-                    "runs folder's report in --results")
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="let the report replace another runs folder's report in --results",
+    )
     args = ap.parse_args(argv)
     if args.profile not in profiles():
-        return fail(f"--profile={args.profile} is not allowed: choose one of "
-                    f"{', '.join(profiles())}")
+        return fail(
+            f"--profile={args.profile} is not allowed: choose one of {', '.join(profiles())}"
+        )
     jobs = profile_jobs(args.profile)
     only = set(args.only.split(",")) if args.only else None
     if only is not None:
         unknown = sorted(only - {j.name for j in jobs})
         if unknown:
-            return fail(f"--only={args.only} is not allowed: no job named {', '.join(unknown)} "
-                        f"in profile {args.profile} (jobs: {', '.join(j.name for j in jobs)})")
+            return fail(
+                f"--only={args.only} is not allowed: no job named {', '.join(unknown)} "
+                f"in profile {args.profile} (jobs: {', '.join(j.name for j in jobs)})"
+            )
     runs = Path(args.runs or f"runs/bench-{args.profile}")
     results = Path(args.results) if args.results else runs / "report"
     from seqbench.report.__main__ import check_results, write_report
@@ -86,8 +96,9 @@ def main(argv=None) -> int:
         runs.mkdir(parents=True, exist_ok=True)
         check_results(runs, results, args.force)  # refuse before hours of work, not after
     except (OSError, ValueError) as e:
-        return fail(str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: "
-                    f"{e.strerror}")
+        return fail(
+            str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: {e.strerror}"
+        )
     log = []
     for job in jobs:
         if only and job.name not in only:

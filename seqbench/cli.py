@@ -19,9 +19,26 @@ from pathlib import Path
 from seqbench.errors import ConfigError
 
 MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=range(0,100000)), not a plan
-HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc",
-               "--resolve", "-p", "--package", "--config-dir", "-cd", "--config-name", "-cn",
-               "--config-path", "-cp", "--version", "--experimental-rerun")
+HYDRA_FLAGS = (
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--hydra-help",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "-p",
+    "--package",
+    "--config-dir",
+    "-cd",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--version",
+    "--experimental-rerun",
+)
 ENTRIES = {  # entry -> (primary config, task function)
     "train": ("config", "seqbench.train:job"),
     "measure": ("measure", "seqbench.measure.run:job"),
@@ -86,8 +103,10 @@ def sweep_size(parsed) -> int:
 
 def check_sweep_size(n: int, where: str) -> None:
     if n > MAX_JOBS:
-        raise ConfigError(f"{where} is not allowed: it would launch {n} jobs, at most "
-                          f"{MAX_JOBS} per command (split the sweep)")
+        raise ConfigError(
+            f"{where} is not allowed: it would launch {n} jobs, at most "
+            f"{MAX_JOBS} per command (split the sweep)"
+        )
 
 
 def group_choices(parsed) -> None:
@@ -102,40 +121,45 @@ def group_choices(parsed) -> None:
         for v in o.sweep_string_iterator() if o.is_sweep_override() else [o.value()]:
             if isinstance(v, str):  # a {k: v} mapping merges into the node: not a choice
                 if v not in options:
-                    raise ConfigError(f"{group}={v!r} is not allowed: choose one of "
-                                      f"{', '.join(options)}")
+                    raise ConfigError(
+                        f"{group}={v!r} is not allowed: choose one of {', '.join(options)}"
+                    )
 
 
 def preflight(config_name: str, argv) -> None:
-    """Validate the first job of the command line (all of it, without -m); raise ConfigError."""
+    """Validate the first job of the command line (all of it, without -m); raise ConfigError.
+    With -m the first job is taken as the sweeper will take it: the experiment's
+    ``hydra.sweeper.params`` first, the command line's sweeps over them (Hydra's expansion)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from omegaconf import OmegaConf
 
     overrides, multirun = split_argv(argv)
     parsed = parse(overrides)
     group_choices(parsed)
-    check_sweep_size(sweep_size(parsed), "the sweep " + " ".join(
-        o.input_line for o in parsed if o.is_sweep_override()))
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    check_sweep_size(sweep_size(parsed), "the sweep " + " ".join(sweeps))
+    if not multirun and sweeps:
+        raise ConfigError(f"{sweeps[0]} is not allowed: a sweep needs -m (--multirun)")
+    first = overrides
     if multirun:
-        jobs = BasicSweeper.split_arguments(parsed, max_batch_size=1)
-        first = jobs[0][0] if jobs and jobs[0] else []
-    else:
-        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
-        if sweeps:
-            raise ConfigError(f"{sweeps[0]} is not allowed: a sweep needs -m (--multirun)")
-        first = overrides
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        base = compose_job(config_name, fixed, hydra=True)
+        params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+        merged = parse([f"{k}={v}" for k, v in params.items()] + overrides)
+        first = BasicSweeper.split_arguments(merged, max_batch_size=1)[0][0]
     cfg = compose_job(config_name, first)
     check_out_dir(cfg)
     validate_job(cfg)
 
 
-def compose_job(config_name: str, overrides):
-    """One job's config, composed as Hydra will; Hydra's and OmegaConf's errors become one
-    line naming the key."""
+def compose_job(config_name: str, overrides, hydra=False):
+    """One job's config, composed as Hydra will (``hydra``: with its hydra node); Hydra's and
+    OmegaConf's errors become one line naming the key."""
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("seqbench.conf", version_base=None):
         try:
-            return compose(config_name, overrides=list(overrides))
+            return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
         except Exception as e:
             raise ConfigError(explain(config_name, overrides, e)) from None
 
@@ -202,6 +226,7 @@ def launch(config_name: str, target: str, argv) -> int:
     module, _, name = target.partition(":")
     task = getattr(importlib.import_module(module), name)
     sys.argv = [sys.argv[0], *argv]
-    hydra.main(config_path="pkg://seqbench.conf", config_name=config_name,
-               version_base=None)(task)()
+    hydra.main(config_path="pkg://seqbench.conf", config_name=config_name, version_base=None)(
+        task
+    )()
     return 0

@@ -23,6 +23,7 @@ from hydra.utils import get_class, get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.overrides import TorchFunctionMode
 
+import hydra_plugins.seqbench_sweeper.seqbench_sweeper  # noqa: F401  registers hydra/sweeper
 from seqbench import schema
 from seqbench.errors import ConfigError
 from seqbench.schema import need
@@ -49,7 +50,9 @@ def _signature_schema(cls, group: str) -> dict:
         hints = {}
     out = {}
     for name, p in params.items():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (group == "model" and name == "vocab_size"):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (
+            group == "model" and name == "vocab_size"
+        ):
             continue
         out[name] = schema.Spec.of_parameter(p, hints.get(name, object))
     return out
@@ -155,11 +158,19 @@ def check_device(device) -> None:
     kind, _, index = device.partition(":")
     need(kind in ("auto", "cpu", "cuda", "mps"), "device", device, allowed)
     if kind == "cuda":
-        need(torch.cuda.is_available(), "device", device, "no CUDA GPU is visible here; use "
-             "device=cpu or device=auto")
+        need(
+            torch.cuda.is_available(),
+            "device",
+            device,
+            "no CUDA GPU is visible here; use device=cpu or device=auto",
+        )
         n = torch.cuda.device_count()
-        need(not index or (index.isdigit() and int(index) < n), "device", device,
-             f"cuda:0 .. cuda:{n - 1}")
+        need(
+            not index or (index.isdigit() and int(index) < n),
+            "device",
+            device,
+            f"cuda:0 .. cuda:{n - 1}",
+        )
     if kind == "mps":
         need(torch.backends.mps.is_available(), "device", device, "MPS is not available here")
 
@@ -169,8 +180,12 @@ def check_top(cfg: DictConfig, groups=("model", "data", "train")) -> None:
     from seqbench.runs import check_name
 
     for group in groups:
-        need(group in cfg and cfg[group] is not None, group, None,
-             f"a {group} node (do not delete it with ~{group})")
+        need(
+            group in cfg and cfg[group] is not None,
+            group,
+            None,
+            f"a {group} node (do not delete it with ~{group})",
+        )
     schema.check(cfg, schema.TOP, extra=(*groups, "hydra"))
     check_device(cfg.device)
     check_name("study", cfg.study)
@@ -182,8 +197,12 @@ def measurement(cfg: DictConfig):
     """(function, module) named by what._target_, restricted to seqbench.measure."""
     target = cfg.what.get("_target_") if isinstance(cfg.what, DictConfig) else None
     allowed = f"a measurement function in {MEASUREMENTS.rstrip('.')} (e.g. pick what=span)"
-    need(isinstance(target, str) and target.startswith(MEASUREMENTS), "what._target_", target,
-         allowed)
+    need(
+        isinstance(target, str) and target.startswith(MEASUREMENTS),
+        "what._target_",
+        target,
+        allowed,
+    )
     try:
         fn = get_method(target)
     except Exception:
@@ -201,8 +220,12 @@ def validate(cfg: DictConfig):
     if measuring:
         _, module = measurement(cfg)
         table = cfg.what.get("table")
-        need(isinstance(table, str) and table.isidentifier(), "what.table", table,
-             "a table name (an identifier)")
+        need(
+            isinstance(table, str) and table.isidentifier(),
+            "what.table",
+            table,
+            "a table name (an identifier)",
+        )
         module.check(cfg, task)  # the measurement's own keys
     return task
 

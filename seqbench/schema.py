@@ -134,6 +134,8 @@ def _range(spec) -> str:
 def _num(v):
     if v is None:
         return None
+    if v == SEED_MAX:
+        return "2**63 - 1"
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
@@ -155,8 +157,9 @@ def check(node, schema: dict, prefix: str = "", extra=()) -> None:
     """Every key of ``node`` must be in ``schema`` (or ``extra``, checked elsewhere) and
     every value must pass its Spec; nested dicts of Specs are nested nodes."""
     if not isinstance(node, DictConfig | dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}={plain(node)!r} is not allowed: "
-                          "a mapping of keys")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}={plain(node)!r} is not allowed: a mapping of keys"
+        )
     for key in node:
         key = str(key)
         if key not in schema and key not in extra:
@@ -183,8 +186,12 @@ def check_size(key: str, value) -> None:
     """Sizes with a sanity limit (LIMITS) get it, whatever class receives them."""
     name = key.rsplit(".", 1)[-1]
     if name == "seed":
-        need(isinstance(value, int) and 0 <= value <= SEED_MAX, key, value,
-             f"an integer in [0, 2**63 - 1]")
+        need(
+            isinstance(value, int) and 0 <= value <= SEED_MAX,
+            key,
+            value,
+            "an integer in [0, 2**63 - 1]",
+        )
     limit = LIMITS.get(name)
     if limit is not None and isinstance(value, int) and not isinstance(value, bool):
         need(1 <= value <= limit, key, value, f"an integer in [1, {limit}]")
@@ -192,8 +199,9 @@ def check_size(key: str, value) -> None:
 
 # --- the schemas -----------------------------------------------------------------------------
 TOP = {  # conf/config.yaml's own keys (model, data, train are their own nodes)
-    "seed": Spec(int, "model initialisation seed (the data stream has data.seed)", low=0,
-                 high=SEED_MAX),
+    "seed": Spec(
+        int, "model initialisation seed (the data stream has data.seed)", low=0, high=SEED_MAX
+    ),
     "device": Spec(str, "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"),
     "study": Spec(str, "groups runs in the report; experiments set it"),
     "out_dir": Spec(str, "root of the run directories"),
@@ -201,27 +209,36 @@ TOP = {  # conf/config.yaml's own keys (model, data, train are their own nodes)
 }
 
 TRAIN = {
-    "steps": Spec(int, "optimisation steps (the cap when stopping at a criterion)", low=1,
-                  high=LIMITS["steps"]),
+    "steps": Spec(
+        int,
+        "optimisation steps (the cap when stopping at a criterion)",
+        low=1,
+        high=LIMITS["steps"],
+    ),
     "batch_size": Spec(int, "sequences per step", low=1, high=LIMITS["batch_size"]),
     "lr": Spec(float, "peak learning rate", positive=True),
     "betas": Spec(list, "AdamW betas", item=float, low=0, high=0.9999, length=2),
     "weight_decay": Spec(float, "AdamW decoupled weight decay", low=0),
     "warmup": Spec(int, "linear warm-up steps, then cosine decay", low=0),
     "min_lr_frac": Spec(float, "the cosine ends at lr * min_lr_frac", low=0, high=1),
-    "grad_clip": Spec(float, "global gradient-norm clip; null disables it", positive=True,
-                      nullable=True),
+    "grad_clip": Spec(
+        float, "global gradient-norm clip; null disables it", positive=True, nullable=True
+    ),
     "log_every": Spec(int, "steps between logged training rows", low=1),
-    "eval_every": Spec(int, "steps between held-out evaluations (the last step always is)",
-                       low=1),
+    "eval_every": Spec(int, "steps between held-out evaluations (the last step always is)", low=1),
     "eval_batches": Spec(int, "held-out batches per evaluation", low=1),
     "ckpt_every": Spec(int, "steps between checkpoints (resume points)", low=1),
-    "threads": Spec(int, "torch intra-op threads; null keeps torch's default", low=1,
-                    high=4096, nullable=True),
+    "threads": Spec(
+        int, "torch intra-op threads; null keeps torch's default", low=1, high=4096, nullable=True
+    ),
     "deterministic": Spec(bool, "torch.use_deterministic_algorithms + cuDNN flags"),
     "compile": Spec(bool, "torch.compile the model"),
-    "progress": Spec(object, "progress bar: auto (only on a terminal), true or false",
-                     choices=("auto", True, False)),
-    "inject_nan_at": Spec(int, "fault injection for tests: a NaN loss at this step", low=0,
-                          nullable=True),
+    "progress": Spec(
+        object,
+        "progress bar: auto (only on a terminal), true or false",
+        choices=("auto", True, False),
+    ),
+    "inject_nan_at": Spec(
+        int, "fault injection for tests: a NaN loss at this step", low=0, nullable=True
+    ),
 }

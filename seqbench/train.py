@@ -214,6 +214,7 @@ class Run:
         self.sched.step()
         self.step += 1
         return loss, grad_norm
+
     @torch.no_grad()
     def evaluate(self, final=False) -> dict:
         """Held-out loss, accuracy and perplexity over the scored positions; on the final

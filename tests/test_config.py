@@ -6,9 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from seqbench.config import preflight
+from seqbench import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(argv, entry="train") -> int:
+    """seqbench's command line in this process: pre-Hydra checks, then Hydra and the
+    validating sweeper (which exits 2 itself)."""
+    try:
+        return cli.main(entry, argv)
+    except SystemExit as e:
+        return e.code
+
 
 BAD = [  # (command line, the key the message must name)
     (["model=foo"], "model"),
@@ -26,7 +36,7 @@ BAD = [  # (command line, the key the message must name)
     (
         [
             "-m",
-            "+experiment=recall_vs_distance",
+            "+experiment=recall",
             "hydra.sweeper.params.data='{distance:8,seq_len:16},{distance:300,seq_len:24}'",
         ],
         "data.distance",
@@ -48,10 +58,9 @@ BAD = [  # (command line, the key the message must name)
 
 
 @pytest.mark.parametrize("argv,key", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_gives_one_line_naming_the_key_and_exit_2(argv, key, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        preflight(argv)
-    assert exit_.value.code == 2
+def test_bad_input_gives_one_line_naming_the_key_and_exit_2(argv, key, capsys, tmp_path):
+    assert run_cli([*argv, f"out_dir={tmp_path / 'runs'}"]) == 2
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("seqbench: error: ")
     assert f"{key}=" in err and "is not allowed" in err, err
@@ -69,14 +78,15 @@ def test_bad_input_gives_one_line_naming_the_key_and_exit_2(argv, key, capsys):
 def test_bad_corpus_files(tmp_path, capsys, content, why):
     path = tmp_path / "corpus.txt"
     path.write_bytes(content)
-    with pytest.raises(SystemExit):
-        preflight(["data=text", f"data.path={path}"])
+    assert run_cli(["data=text", f"data.path={path}", f"out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert "data." in err and why in err, err
 
 
 def test_good_input_passes_preflight(capsys):
-    preflight(["-m", "model=rnn,transformer", "data=lag_recall", "data.distance=4,30"])
+    cli.preflight(
+        "config", ["-m", "model=rnn,transformer", "data=lag_recall", "data.distance=4,30"]
+    )
     assert capsys.readouterr().err == ""
 
 
@@ -98,6 +108,7 @@ def test_the_real_cli_exits_2_before_writing_anything(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "seqbench: error: train.steps=-1 is not allowed: a positive integer"
+        "seqbench: error: train.steps=-1 is not allowed: an integer in [1, 1000000000] "
+        f"(job 2 of 4: model=lstm train.steps=-1 out_dir={tmp_path})"
     ]
     assert not any(tmp_path.iterdir())

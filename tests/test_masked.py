@@ -12,10 +12,10 @@ from seqbench.config import CONF_DIR, ConfigError, build_task
 from seqbench.data import IGNORE
 from seqbench.data.masked import MaskedText
 from seqbench.data.text import Text
+from seqbench.flops import train_step_flops
 from seqbench.measure.objectives import (
     prefix_loss,
     supervised_targets,
-    train_step_flops,
     training_config,
 )
 from seqbench.models.transformer import Transformer
@@ -88,8 +88,8 @@ def test_flop_count_includes_attention(text):
     # kernel, flops(2T) - 2 flops(T) would be exactly 0.
     torch.manual_seed(0)
     model = Transformer(text.vocab_size, max_len=T)
-    short = train_step_flops(model, Text(seq_len=16), 4, "cpu")
-    long = train_step_flops(model, Text(seq_len=32), 4, "cpu")
+    short = train_step_flops(model, *Text(seq_len=16).batch("train", 0, 4))
+    long = train_step_flops(model, *Text(seq_len=32).batch("train", 0, 4))
     d, layers, b = model.d_model, model.n_layers, 4
     # torch's SDPA formulas: forward 4 B T^2 D per layer (QK^T and AV), backward 10 B T^2 D
     # (four matmuls plus recomputing QK^T): 14 B T^2 D; doubling T adds 14 B D L (4 - 2) T^2

@@ -14,12 +14,14 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from seqbench import store
+from seqbench import store, studies
 from seqbench.measure.influence import training_config
 from seqbench.measure.run import run_measurement
 from seqbench.measure.timing import time_call
-from seqbench.report import VERDICTS
+from seqbench.report.__main__ import model_families
 from seqbench.report.collect import collect
+from seqbench.report.plot import Figures
+from seqbench.studies import VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["device=cpu", "train.threads=1", "data.seq_len=16", "data.distance=4"]
@@ -112,11 +114,10 @@ def test_cli_run_writes_rows_and_run_json_and_a_rerun_skips(tmp_path):
     assert (run_dir / "rows.csv").read_text() == before
 
 
-def test_bad_what_value_stops_before_work_with_one_line(tmp_path, monkeypatch, capsys):
-    from seqbench.measure.__main__ import main
+def test_bad_what_value_stops_before_work_with_one_line(tmp_path, capsys):
+    from seqbench import cli
 
     argv = [
-        "seqbench.measure",
         "-m",
         "what=span",
         "model=rnn,lstm",
@@ -124,10 +125,7 @@ def test_bad_what_value_stops_before_work_with_one_line(tmp_path, monkeypatch, c
         f"out_dir={tmp_path}",
         "device=cpu",
     ]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as stop:
-        main()
-    assert stop.value.code == 2
+    assert cli.main("measure", argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "seqbench: error: what.lengths=[0, 8] is not allowed: a non-empty list of integers >= 1"
     ]
@@ -251,72 +249,34 @@ def run_tree(tmp_path_factory):
     return tmp / "runs"
 
 
-@pytest.mark.parametrize("name", ["measure_span", "measure_time", "measure_decode", "measure_path"])
-def test_report_sections_render_figures_and_compute_verdicts(run_tree, tmp_path, name):
-    import importlib
-
-    section = importlib.import_module(f"seqbench.report.sections.{name}")
+@pytest.mark.parametrize(
+    "name", ["span_vs_length", "time_vs_length", "decode_cost", "path_length", "kernels"]
+)
+def test_study_sections_render_from_real_measurement_runs(run_tree, tmp_path, name):
+    study = studies.load(name)
     tables = collect(run_tree)
-    md = section.render(tables, tmp_path)
-    assert "**Reading.**" in md and "nan" not in md.split("**Reading.**")[1][:400]
-    for png in [p.split("(")[1].rstrip(")") for p in md.split("![")[1:]]:
-        assert (tmp_path / png.split(")")[0]).exists()
-    for claim in section.claims(tables):
-        assert claim.verdict in VERDICTS and claim.rule
+    figs = Figures(tmp_path, model_families(tables))
+    md = study.section(tables, figs)
+    assert figs.written and all((tmp_path / png).exists() for png in figs.written)
+    assert "nan" not in md.lower().split("**reading.**")[-1][:400]
+    for v in study.verdicts(tables):
+        assert v.verdict in VERDICTS and v.rule
 
 
 def test_kernels_section_quotes_the_measured_counts(run_tree, tmp_path):
-    from seqbench.report.sections import measure_kernels
-
     tables = collect(run_tree)
-    md = measure_kernels.render(tables, tmp_path)
+    md = studies.load("kernels").section(tables, Figures(tmp_path, model_families(tables)))
     rows = tables["kernels"]
     ops = rows[(rows.model == "lstm") & (rows.path == "eager")].ops_per_step.iloc[0]
     assert "| lstm | fused | eager |" in md and f"{ops:.3g}" in md
-    assert "Not measured" in md and "CUDA graphs need a CUDA device" in md
+    assert "CUDA graphs need a CUDA device" in md
     assert (tmp_path / "measure_kernels.png").exists()
 
 
-def test_span_claims_follow_the_data():
-    """Verdicts come from the rows: a recurrent span that stopped growing flips C3."""
-    from seqbench.report.sections import measure_span
+def test_unknown_measurement_name_lists_the_choices(capsys):
+    from seqbench import cli
 
-    def table(rec_span):
-        rows = []
-        for T in (64, 128, 1024):
-            for L in (1, 4):
-                rows.append(
-                    dict(model="lstm", impl="unrolled", n_layers=L, T=T, span_ops=rec_span(T, L))
-                )
-                rows.append(
-                    dict(model="transformer", impl="-", n_layers=L, T=T, span_ops=10 * L + 9)
-                )
-        df = pd.DataFrame(rows).assign(
-            status="complete",
-            study="span_vs_length",
-            **{"pass": "forward"},
-            work_ops=1,
-            work_flops=1,
-            parallelism=1.0,
-            attention_flops=0,
-        )
-        return {"span": df}
-
-    good = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 7 * (T + L)))}
-    assert good == {"C3": "supported", "C4": "supported"}
-    flat = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 50 * L))}
-    assert flat["C3"] == "not supported"
-    product = {c.claim: c.verdict for c in measure_span.claims(table(lambda T, L: 7 * T * L))}
-    assert product["C3"] == "nuanced"  # linear in T but not a wavefront
-
-
-def test_unknown_measurement_name_lists_the_choices(monkeypatch, capsys):
-    from seqbench.measure.__main__ import main
-
-    monkeypatch.setattr(sys, "argv", ["seqbench.measure", "what=spn"])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    assert stop.value.code == 2
+    assert cli.main("measure", ["what=spn"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("seqbench: error: what='spn' is not allowed: choose one of ")
     assert "span" in line and "timing" in line

@@ -1,5 +1,5 @@
 """seqbench.perf: the overhead benchmark produces paired ratios with IQR from identical
-computations, FLOPs are counted where they happen, and the report section computes C3*."""
+computations, and FLOPs are counted where they happen (seqbench.flops)."""
 
 import math
 
@@ -9,10 +9,12 @@ import torch
 from conftest import compose_cfg
 from omegaconf import OmegaConf
 
-from seqbench import perf
+from seqbench import perf, studies
 from seqbench.config import ConfigError, build_model, model_configs
+from seqbench.flops import train_step_flops
+from seqbench.perf.mfu import recurrent_flops
 from seqbench.report.collect import collect
-from seqbench.report.sections import perf as section
+from seqbench.report.plot import Figures
 
 TINY = [
     "device=cpu",
@@ -98,18 +100,18 @@ def test_bare_twin_computes_what_seqbench_computes(name):
 def test_flop_count_sees_attention_and_needs_the_unrolled_path():
     torch.manual_seed(0)
     tf = build_model(OmegaConf.merge(model_configs()["transformer"], {"max_len": 64}), 11, "cpu")
-    flops = {T: perf.count_flops(tf, *(torch.randint(11, (2, T)),) * 2) for T in (16, 32)}
+    flops = {T: train_step_flops(tf, *(torch.randint(11, (2, T)),) * 2) for T in (16, 32)}
     assert flops[32] > 2 * flops[16]  # the T^2 attention term is counted on CPU too
     lstm = {
         impl: build_model(OmegaConf.merge(model_configs()["lstm"], {"impl": impl}), 11, "cpu")
         for impl in ("fused", "unrolled")
     }
     tokens = torch.randint(11, (2, 32))
-    fused, unrolled = (perf.count_flops(m, tokens, tokens) for m in lstm.values())
+    fused, unrolled = (train_step_flops(m, tokens, tokens) for m in lstm.values())
     assert unrolled > 10 * fused  # the fused kernel's matmuls are invisible to the counter
     # a recurrence's count is affine in T: extrapolating from T=8 and 16 (what perf does for
     # long T) gives exactly the count at T=32
-    assert perf.recurrent_flops(lstm["unrolled"], tokens, tokens, n=8) == unrolled
+    assert recurrent_flops(lstm["unrolled"], tokens, tokens, n=8) == unrolled
 
 
 @pytest.mark.parametrize(
@@ -132,45 +134,6 @@ def test_bad_config_is_one_clear_line(override, key):
 
 def test_section_renders_tables_and_figures(measured, tmp_path):
     _, _, tables, _ = measured
-    md = section.render(tables, tmp_path)
+    md = studies.load("harness_overhead").section(tables, Figures(tmp_path, {}))
     assert "MFU = achieved FLOP/s / peak FLOP/s" in md and "transformer_step" in md
     assert (tmp_path / "perf_overhead.png").exists() and (tmp_path / "perf_mfu.png").exists()
-
-
-# --- C3*: verdicts computed from span rows -------------------------------------------------------
-def _span(scan_span):
-    rows = []
-    for model in ("mingru", "minlstm", "lstm"):
-        for T in (16, 64, 256, 1024):
-            span = scan_span(T) if model != "lstm" else 7 * T + 10
-            rows.append(
-                {
-                    "model": model,
-                    "impl": "scan" if model != "lstm" else "unrolled",
-                    "n_layers": 2,
-                    "pass": "forward",
-                    "T": T,
-                    "span_ops": span,
-                    "status": "complete",
-                    "study": "span_vs_length",
-                }
-            )
-    return {"span": pd.DataFrame(rows)}
-
-
-@pytest.mark.parametrize(
-    "scan_span, verdict",
-    [
-        (lambda T: 40 + 6 * math.log2(T), "supported"),  # additive per doubling: log T
-        (lambda T: 3 * T + 10, "not supported"),  # linear like a per-step recurrence
-        (lambda T: 20 * T**0.4, "nuanced"),  # sublinear, not logarithmic
-    ],
-)
-def test_c3_star_verdicts(scan_span, verdict):
-    (claim,) = section.claims(_span(scan_span))
-    assert claim.claim == "C3*" and claim.verdict == verdict, claim
-
-
-def test_c3_star_not_measured_without_scan_rows(measured):
-    (claim,) = section.claims(measured[2])  # perf tables only, no span table
-    assert claim.verdict == "not measured"

@@ -1,14 +1,18 @@
-"""The report reads run directories, tabulates them and computes verdicts from the data."""
+"""The report reads run directories, tabulates them, computes every study's verdicts apart
+from its figures, and never lets one study, one file or one runs folder hurt another."""
 
 import pandas as pd
+import pytest
 
-from seqbench.report import Claim
-from seqbench.report.__main__ import CLAIMS, claims_table, write_report
-from seqbench.report.sections import core
+from seqbench import studies
+from seqbench.report.__main__ import main, write_report
+from seqbench.report.claims import LECTURE, claims_table
+from seqbench.studies import Rule, Verdict
 from seqbench.train import train
 
 
-def test_report_tables_figures_and_claims_from_real_runs(make_cfg, tmp_path, monkeypatch):
+@pytest.fixture
+def core_runs(make_cfg, tmp_path, monkeypatch):
     for model in ("gru", "transformer"):
         train(
             make_cfg(
@@ -19,41 +23,86 @@ def test_report_tables_figures_and_claims_from_real_runs(make_cfg, tmp_path, mon
 
     monkeypatch.setattr(Recurrent, "forward", lambda *a, **k: 1 / 0)
     train(make_cfg("model=lstm", "data=copy", "data.seq_len=12", "train.steps=10", "study=core"))
+    monkeypatch.undo()
+    return tmp_path / "runs"
+
+
+def test_report_tables_figures_and_claims_from_real_runs(core_runs, tmp_path):
     out = tmp_path / "results"
-    readme = write_report(tmp_path / "runs", out).read_text()
+    readme = write_report(core_runs, out).read_text()
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 3 and sorted(runs.status) == ["complete", "complete", "failed"]
+    assert set(runs.family) == {"recurrent", "attention"}
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves.model) == {"gru", "transformer"} and curves.step.max() == 10
-    for fig in ("core_loss_vs_step", "core_loss_vs_time", "core_final_accuracy"):
-        assert (out / f"{fig}.png").stat().st_size > 1000
-    for cid in CLAIMS:
+    for cid in LECTURE:
         assert f"| {cid} |" in readme
     assert "1 of 3 training runs did not complete" in readme and "ZeroDivisionError" in readme
-    assert "C1 |" in readme and "**not measured**" in readme  # no text runs: C1 unjudged
 
 
-def _text_runs(losses, unigram=3.0):
-    return {
-        "runs": pd.DataFrame(
-            {
-                "study": "core",
-                "status": "complete",
-                "task": "text",
-                "model": ["rnn", "lstm", "gru", "transformer"],
-                "val_loss": losses,
-                "unigram_xent": unigram,
-            }
-        )
-    }
+def test_a_study_whose_verdict_code_raises_says_failed_and_the_others_stand(
+    core_runs, tmp_path, monkeypatch
+):
+    recall = studies.load("recall")
+    monkeypatch.setattr(recall, "verdicts", lambda tables: 1 / 0)
+    monkeypatch.setattr(recall, "section", lambda tables, figs: "recall text")
+    readme = write_report(core_runs, tmp_path / "results").read_text()
+    c5 = [line for line in readme.splitlines() if line.startswith("| C5 |")]
+    assert any("**failed: ZeroDivisionError: division by zero**" in line for line in c5)
+    assert "recall text" in readme  # its section still renders: verdicts and figures apart
 
 
-def test_c1_verdict_follows_the_data():
-    assert core.claims(_text_runs([2.0, 2.1, 2.2, 1.9]))[0].verdict == "supported"
-    assert core.claims(_text_runs([2.0, 2.9, 2.2, 1.9]))[0].verdict == "not supported"
+def test_a_section_that_raises_is_contained(core_runs, tmp_path, monkeypatch):
+    recall = studies.load("recall")
+    monkeypatch.setattr(recall, "section", lambda tables, figs: [][1])
+    readme = write_report(core_runs, tmp_path / "results").read_text()
+    assert "_This section failed to render: IndexError: list index out of range_" in readme
 
 
-def test_claims_table_marks_unmeasured_claims():
-    table = claims_table([Claim("C3", "span", "x", "rule", "nuanced")])
-    assert "| C3 |" in table and "**nuanced**" in table
-    assert table.count("**not measured**") == len(CLAIMS) - 1
+def test_stale_figures_are_removed_and_other_runs_folders_need_force(core_runs, tmp_path):
+    out = tmp_path / "results"
+    write_report(core_runs, out)
+    manifest = (out / ".report.json").read_text()
+    (out / "old_figure.png").write_bytes(b"x")
+    import json
+
+    data = json.loads(manifest)
+    data["files"].append("old_figure.png")
+    (out / ".report.json").write_text(json.dumps(data))
+    write_report(core_runs, out)
+    assert not (out / "old_figure.png").exists()  # written before, not now: removed
+    other = tmp_path / "other_runs"
+    other.mkdir()
+    assert main(["--runs", str(other), "--results", str(out)]) == 2  # another folder's report
+    assert (out / "runs.csv").exists()
+    assert main(["--runs", str(other), "--results", str(out), "--force"]) == 0
+
+
+def test_results_default_to_a_folder_inside_the_runs_dir(core_runs):
+    assert main(["--runs", str(core_runs)]) == 0
+    assert (core_runs / "report" / "README.md").is_file()
+
+
+def test_adhoc_runs_get_a_table_and_loss_curves(make_cfg, tmp_path):
+    train(make_cfg("model=gru", "data=copy", "data.seq_len=12", "train.steps=10"))  # adhoc
+    readme = write_report(tmp_path / "runs", tmp_path / "results").read_text()
+    assert "## Other runs" in readme and "adhoc" in readme
+    assert (tmp_path / "results" / "other_runs_loss.png").exists()
+
+
+def test_claims_table_marks_unmeasured_claims_and_adds_extra_ones():
+    table = claims_table(
+        [
+            Verdict("C3", "span", "x", Rule("r {x}", x=1), "nuanced"),
+            Verdict("C3*", "span", "y", "r", "supported"),
+        ],
+        {"C3*": "scans are shallow"},
+    )
+    assert "| C3 |" in table and "**nuanced**" in table and "| C3* | scans are shallow" in table
+    assert table.count("**not measured**") == len(LECTURE) - 1
+
+
+def test_a_rule_states_every_threshold_it_has():
+    assert Rule("above {a} and below {b:.0%}", a=2, b=0.5).text == "above 2 and below 50%"
+    with pytest.raises(ValueError, match="not in its sentence"):
+        Rule("above {a}", a=2, b=3)

@@ -67,7 +67,13 @@ def test_run_json_records_fairness_figures(make_cfg):
     record = json.loads((Path(summary["run_dir"]) / "run.json").read_text())
     assert record["status"] == "complete"
     assert record["params"]["params_non_embedding"] > 0
-    assert record["model_hparams"] == {"d_model": 80, "n_layers": 2, "impl": "fused"}
+    assert record["family"] == "recurrent"
+    assert record["model_args"]["d_model"] is None  # what the constructor received ...
+    assert record["model_hparams"] | {} == record["model_args"] | {  # ... and as built
+        "d_model": 80,
+        "n_layers": 2,
+        "impl": "fused",
+    }
     assert record["data"]["corpus_sha256"] and record["env"]["threads"] == 1
     assert record["config"]["train"]["steps"] == 5
     assert (Path(summary["run_dir"]) / "model.pt").exists()

@@ -20,6 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 @dataclass
 class SeqbenchSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.seqbench_sweeper.seqbench_sweeper.SeqbenchSweeper"
+    dry_run: bool = False  # true: validate every job, print how many, launch nothing
 
 
 ConfigStore.instance().store(
@@ -28,6 +29,10 @@ ConfigStore.instance().store(
 
 
 class SeqbenchSweeper(BasicSweeper):
+    def __init__(self, max_batch_size=None, params=None, dry_run=False):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.dry_run = dry_run
+
     def sweep(self, arguments):
         from seqbench.cli import MAX_JOBS, explain, validate_job
         from seqbench.errors import ConfigError
@@ -50,10 +55,15 @@ class SeqbenchSweeper(BasicSweeper):
                 try:
                     validate_job(cfg)
                 except ConfigError as e:
-                    raise ConfigError(f"{e} (job {i + 1} of {len(jobs)}: {' '.join(job)})") from None
+                    raise ConfigError(
+                        f"{e} (job {i + 1} of {len(jobs)}: {' '.join(job)})"
+                    ) from None
         except ConfigError as e:
             print(f"seqbench: error: {e}", file=sys.stderr)
             sys.exit(2)
+        if self.dry_run:
+            print(f"seqbench: dry run: {len(jobs)} jobs validated, none launched", flush=True)
+            return []
         return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch) -> None:

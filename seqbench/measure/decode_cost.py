@@ -18,8 +18,8 @@ cache. The report compares decode speed ratios with the training-step ratios of 
 
 import torch
 
-from seqbench.generate import decode, decode_recompute, prefill, state_bytes
 from seqbench.env import autocast, dtype_label, pick_device
+from seqbench.generate import decode, decode_recompute, prefill, state_bytes
 from seqbench.measure.common import (
     build_variant,
     check_variants,

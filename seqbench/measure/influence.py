@@ -27,8 +27,8 @@ from seqbench.measure.common import model_columns, need, positive_int
 from seqbench.train import trained_model
 
 COLUMNS = (
-    "model family impl trained d grad_norm grad_norm_std examples T distance val_acc"
-    " train_steps"
+    "model family impl d_model n_layers trained d grad_norm grad_norm_std examples T distance"
+    " val_acc train_steps"
 ).split()
 
 

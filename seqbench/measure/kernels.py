@@ -30,8 +30,8 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from seqbench.config import ConfigError
-from seqbench.generate import GraphedStep, decode, prefill
 from seqbench.env import pick_device, sync
+from seqbench.generate import GraphedStep, decode, prefill
 from seqbench.measure.common import (
     build_variant,
     check_variants,

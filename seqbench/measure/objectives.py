@@ -8,7 +8,8 @@ bidirectional encoder on 15%-masked-token prediction (Devlin et al. 2019, BERT;
 - **supervised targets per pass**: the exact number of scored positions in the training
   batches, summed over the whole run (B T per batch for (a), ~0.15 B T for (b));
 - **FLOPs per training step**: forward + loss + backward of one training batch counted by
-  ``seqbench.flops`` (matmul and attention formulas, the one counter seqbench has). Training compute = steps x FLOPs per step. The optimiser update is elementwise and
+  ``seqbench.flops`` (matmul and attention formulas, the one counter seqbench has).
+  Training compute = steps x FLOPs per step. The optimiser update is elementwise and
   uncounted by the counter, and identical for both objectives;
 - **next word from the prefix**: on held-out windows x_1..x_T and a prefix length p, the
   cross-entropy of x_{p+1} given x_1..x_p. The causal model reads the prefix and predicts at

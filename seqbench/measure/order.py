@@ -26,8 +26,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import ConfigError, build_model
-from seqbench.models.transformer import POSITIONS
 from seqbench.env import pick_device
+from seqbench.models.transformer import POSITIONS
 from seqbench.train import trained_model
 
 COLUMNS = (

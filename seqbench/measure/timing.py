@@ -6,11 +6,11 @@ and ``unrolled`` per-step loop, as separate rows), each batching mode
     fixed_batch   B = what.batch_size at every T           (work grows with T)
     fixed_tokens  B = max(1, what.tokens_per_batch // T)   (about constant tokens per step)
 
-and each T, time ``forward`` (no grad) and ``train_step`` (seqbench.train.train_step: forward,
-cross-entropy, backward, clipping, AdamW step) with ``torch.utils.benchmark.Timer``: ``num_threads`` =
-the threads torch really uses, ``what.warmup`` untimed calls, CUDA synchronised by the
-Timer's clock, at least ``what.min_blocks`` timed blocks; rows carry the median and the
-inter-quartile range per call. On CUDA the same bf16 autocast as training is used.
+and each T, time ``forward`` (no grad) and ``train_step`` (seqbench.train.train_step:
+forward, cross-entropy, backward, clipping, AdamW step) with ``torch.utils.benchmark.Timer``:
+``num_threads`` = the threads torch really uses, ``what.warmup`` untimed calls, CUDA
+synchronised by the Timer's clock, at least ``what.min_blocks`` timed blocks; rows carry the
+median and the inter-quartile range per call. On CUDA the same bf16 autocast as training is used.
 
 Budget guards, so one slow path cannot eat a profile: a series (model, impl, mode, step)
 stops growing T once the median call takes more than ``what.max_call_s``, runs out of memory,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqbench import runs, store, schema
+from seqbench import runs, schema, store
 from seqbench.config import build_task, check_device, group_options
 from seqbench.env import device_name, pick_device
 from seqbench.perf.bare import bare_model
@@ -76,8 +76,7 @@ def check(cfg) -> None:
         models = cfg[key].models
         need(set(models) <= set(BARE), f"{key}.models", models, f"a subset of {list(BARE)}")
     models = group_options("model")
-    need(set(cfg.mfu.models) <= set(models), "mfu.models", cfg.mfu.models,
-         f"a subset of {models}")
+    need(set(cfg.mfu.models) <= set(models), "mfu.models", cfg.mfu.models, f"a subset of {models}")
     need(
         cfg.overhead.tiny.seq_len <= cfg.overhead.seq_len,
         "overhead.tiny.seq_len",

@@ -34,6 +34,7 @@ MFU_COLUMNS = tuple(
     ).split()
 )
 
+
 def recurrent_flops(model, tokens, targets, autocast=None, n=RECURRENT_COUNT_LEN):
     """A recurrence costs the same matmul FLOPs at every position except a fixed boundary term
     (step 0 has no gradient into the zero initial state), so its count is affine in T: count

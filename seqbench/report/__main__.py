@@ -94,8 +94,11 @@ def write_report(runs_root, results, force=False) -> Path:
             body.append(f"## {title}\n\n{md}\n")
     lost = sorted(set(previous.get("studies", [])) - present)
     if lost:
-        print(f"seqbench: note: this report has no section for {', '.join(lost)}, which the "
-              f"previous report in {results} had", file=sys.stderr)
+        print(
+            f"seqbench: note: this report has no section for {', '.join(lost)}, which the "
+            f"previous report in {results} had",
+            file=sys.stderr,
+        )
     readme = "\n".join(
         [
             "# seqbench results",
@@ -110,8 +113,11 @@ def write_report(runs_root, results, force=False) -> Path:
             "",
             claims_table(verdicts, extra),
             "",
-            *([f"Studies of the previous report missing here: {', '.join(lost)}.", ""]
-              if lost else []),
+            *(
+                [f"Studies of the previous report missing here: {', '.join(lost)}.", ""]
+                if lost
+                else []
+            ),
             "## Hardware and versions",
             "",
             generic.hardware(tables),
@@ -124,8 +130,11 @@ def write_report(runs_root, results, force=False) -> Path:
     written += ["README.md", *figs.written]
     for stale in set(previous.get("files", [])) - set(written):
         (results / stale).unlink(missing_ok=True)
-    manifest = {"runs": _relative(runs_root, results), "files": sorted(written),
-                "studies": sorted(present)}
+    manifest = {
+        "runs": _relative(runs_root, results),
+        "files": sorted(written),
+        "studies": sorted(present),
+    }
     store.atomic_write_json(results / MANIFEST, manifest)
     return out
 
@@ -153,16 +162,21 @@ def check_results(runs_root: Path, results: Path, force: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seqbench.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m seqbench.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--runs", default="runs", help="directory holding run directories")
     ap.add_argument("--results", default=None, help="where to write (default <runs>/report)")
     ap.add_argument("--force", action="store_true", help="replace another runs folder's report")
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     if not runs.is_dir():
-        print(f"seqbench: error: --runs={args.runs} is not allowed: no such directory",
-              file=sys.stderr)
+        print(
+            f"seqbench: error: --runs={args.runs} is not allowed: no such directory",
+            file=sys.stderr,
+        )
         return 2
     try:
         out = write_report(runs, args.results or runs / "report", args.force)

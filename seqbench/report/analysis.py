@@ -8,6 +8,7 @@ quadratic). Every number a section writes comes through here from the measured t
 import numpy as np
 import pandas as pd
 
+
 def loglog_slope(x, y) -> float:
     """Least-squares slope of log y against log x over the finite, positive points."""
     x, y = np.asarray(x, float), np.asarray(y, float)

@@ -20,8 +20,18 @@ import pandas as pd
 from seqbench import store
 from seqbench.runs import short_name
 
-SUMMARY = ("step", "val_loss", "val_acc", "val_ppl", "train_loss", "wall_s", "error",
-           "torn_metric_lines", "steps_to_criterion", "stopped_early")
+SUMMARY = (
+    "step",
+    "val_loss",
+    "val_acc",
+    "val_ppl",
+    "train_loss",
+    "wall_s",
+    "error",
+    "torn_metric_lines",
+    "steps_to_criterion",
+    "stopped_early",
+)
 ENV = ("device", "cpu", "gpu", "threads", "torch", "cuda")
 
 

@@ -68,8 +68,22 @@ def other_runs(tables, studies: set[str], figs) -> str:
     other = runs[(runs.status == "complete") & ~runs.study.isin(studies)]
     if other.empty:
         return ""
-    cols = [c for c in ("study", "model", "family", "task", "seed", "step", "val_loss",
-                        "val_acc", "params_non_embedding", "run") if c in other]
+    cols = [
+        c
+        for c in (
+            "study",
+            "model",
+            "family",
+            "task",
+            "seed",
+            "step",
+            "val_loss",
+            "val_acc",
+            "params_non_embedding",
+            "run",
+        )
+        if c in other
+    ]
     parts = [md_table(other[cols].sort_values(["study", "model"]))]
     curves = tables["curves"]
     if not curves.empty:

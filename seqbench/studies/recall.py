@@ -28,22 +28,52 @@ RULE = Rule(
 _SWEEP = "hydra.sweeper.params.data='{distance:4,seq_len:12},{distance:16,seq_len:24}'"
 BENCH = {
     "smoke": [
-        train("recall", "-m", "+experiment=recall", _SWEEP, "seed=0", "train.steps=10",
-              "train.eval_batches=2"),
+        train(
+            "recall",
+            "-m",
+            "+experiment=recall",
+            _SWEEP,
+            "seed=0",
+            "train.steps=10",
+            "train.eval_batches=2",
+        ),
     ],
     "cpu": [
-        train("recall", "-m", "+experiment=recall", "seed=0,1", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=2"),
-        train("recall_scan", "-m", "+experiment=recall", "model=mingru,minlstm", "seed=0",
-              "hydra.sweeper.params.data='{distance:4,seq_len:12},{distance:16,seq_len:24},"
-              "{distance:64,seq_len:72}'", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        train(
+            "recall",
+            "-m",
+            "+experiment=recall",
+            "seed=0,1",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ),
+        train(
+            "recall_scan",
+            "-m",
+            "+experiment=recall",
+            "model=mingru,minlstm",
+            "seed=0",
+            "hydra.sweeper.params.data='{distance:4,seq_len:12},{distance:16,seq_len:24},"
+            "{distance:64,seq_len:72}'",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ),
     ],
     "gpu": [
-        train("recall", "-m", "+experiment=recall", "model=rnn,lstm,gru,transformer,mingru,minlstm",
-              "model.size=s", "train.steps=1000", "train.batch_size=32", "train.threads=2",
-              "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-              "hydra.sweeper.params.data='{distance:16,seq_len:24},{distance:64,seq_len:72},"
-              "{distance:256,seq_len:264},{distance:1024,seq_len:1032}'"),
+        train(
+            "recall",
+            "-m",
+            "+experiment=recall",
+            "model=rnn,lstm,gru,transformer,mingru,minlstm",
+            "model.size=s",
+            "train.steps=1000",
+            "train.batch_size=32",
+            "train.threads=2",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=4",
+            "hydra.sweeper.params.data='{distance:16,seq_len:24},{distance:64,seq_len:72},"
+            "{distance:256,seq_len:264},{distance:1024,seq_len:1032}'",
+        ),
     ],
 }
 

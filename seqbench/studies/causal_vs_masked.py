@@ -1,31 +1,47 @@
 """Causal versus masked objective at equal counted compute (C8).
 
 Rows of the ``objectives`` table (seqbench/measure/objectives.py, ``what=prefix_eval``): for
-each step budget, the same Transformer trained causally and as a 15%-masked bidirectional
-encoder on the same text; training FLOPs counted with FlopCounterMode; the exact number of
-supervised targets per pass; and both models' held-out loss at predicting the next word from
-the prefix alone (the masked model fills a [MASK] placed right after the prefix).
+each step budget, the same Transformer trained causally and as a masked bidirectional encoder
+on the same text; training FLOPs counted by ``seqbench.flops``; the exact number of supervised
+targets per pass; and both models' held-out loss at predicting the next word from the prefix
+alone (the masked model fills a [MASK] placed right after the prefix).
 """
 
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
-from seqbench.report import Claim
-from seqbench.report.plot import figure, md_table, save
+from seqbench.report.plot import md_table
+from seqbench.studies import Rule, Verdict, complete, measure
 
-ORDER = 50
 TITLE = "Causal versus masked objective (C8)"
+ORDER = 50
+DECIDES = ("C8",)
+RULE = Rule(
+    "supported if the causal model's next-word-from-prefix loss is lower than the masked "
+    "model's at every compute budget (FLOPs matched within {matched:.0%}), not supported if "
+    "it is never lower, nuanced otherwise",
+    matched=0.05,  # compute counts as equal when the FLOPs differ by less than this fraction
+)
+# both lines are the same Transformer, so the model palette cannot tell them apart: the two
+# objectives get colours of their own
 COLORS = {"causal": "tab:blue", "masked": "tab:purple"}
-MATCHED = 0.05  # compute counts as equal when the FLOPs differ by less than this fraction
+_RUN = ("-m", "what=prefix_eval", "+experiment=causal_vs_masked")
+BENCH = {
+    "smoke": [measure("causal_vs_masked", *_RUN, "train.steps=10,20", "what.eval_batches=1")],
+    "cpu": [measure("causal_vs_masked", *_RUN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")],
+    "gpu": [
+        measure("causal_vs_masked", *_RUN, "model.size=s", "data.seq_len=256",
+                "train.steps=250,500,1000,2000,4000", "train.threads=2",
+                "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"),
+    ],
+}  # fmt: skip
 
 
 def budget_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
     """One row per (objective, steps): mean prefix loss over prefix lengths and the counts."""
-    if objectives is None or objectives.empty:
-        return pd.DataFrame()
-    ok = objectives[objectives.status == "complete"] if "status" in objectives else objectives
+    ok = complete(objectives)  # every prefix_eval row, whichever study ran it
     if ok.empty:
-        return pd.DataFrame()
+        return ok
     return (
         ok.groupby(["objective", "steps"])
         .agg(
@@ -41,11 +57,12 @@ def budget_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame) -> tuple[str, str] | None:
+    """(verdict, measured) over the budgets both objectives measured; None without both."""
     wide = table.pivot(
         index="steps",
         columns="objective",
         values=["prefix_loss", "train_flops", "targets_per_pass"],
-    ).dropna()
+    ).dropna()  # [budgets, (value, objective)]
     if wide.empty or "causal" not in wide.prefix_loss or "masked" not in wide.prefix_loss:
         return None
     causal, masked = wide.prefix_loss.causal, wide.prefix_loss.masked
@@ -59,7 +76,7 @@ def verdict(table: pd.DataFrame) -> tuple[str, str] | None:
         f"(up to {wide.train_flops.causal.max():.2e} FLOPs, matched within "
         f"{flops_gap:.1%}); supervised targets per pass causal/masked = {ratio:.1f}x"
     )
-    if flops_gap > MATCHED:
+    if flops_gap > RULE.matched:
         return "nuanced", measured + " (compute not matched)"
     if wins == len(wide):
         return "supported", measured
@@ -68,11 +85,27 @@ def verdict(table: pd.DataFrame) -> tuple[str, str] | None:
     return "nuanced", measured
 
 
-def render(tables, out) -> str:
+def verdicts(tables) -> list[Verdict]:
+    table = budget_table(tables.get("objectives"))
+    result = verdict(table) if not table.empty else None
+    if result is None:
+        return []
+    v, measured = result
+    return [Verdict("C8", "causal_vs_masked (text, counted FLOPs)", measured, RULE, v)]
+
+
+def _masked_share(table: pd.DataFrame) -> str:
+    """'on 15% masked tokens', as the masked runs' targets per pass say; '' without them."""
+    m = table[table.objective == "masked"]
+    share = (m.targets_per_pass / m.tokens_per_pass).mean()
+    return f" on {share:.0%} masked tokens" if pd.notna(share) else ""
+
+
+def section(tables, figs) -> str:
     table = budget_table(tables.get("objectives"))
     if table.empty:
         return "_No completed prefix_eval measurements yet._"
-    fig, axes = figure(ncols=2, width=4.6)
+    fig, axes = figs.figure(ncols=2, width=4.6)  # left: loss vs FLOPs; right: vs prefix length
     for obj, g in table.groupby("objective"):
         g = g.sort_values("train_flops")
         axes[0].plot(g.train_flops, g.prefix_loss, marker="o", label=obj, color=COLORS.get(obj))
@@ -84,7 +117,7 @@ def render(tables, out) -> str:
     )
     axes[0].xaxis.set_minor_formatter(NullFormatter())  # 3x10^11, 4x10^11 ... would overlap
     axes[0].legend(fontsize=8)
-    rows = tables["objectives"]
+    rows = complete(tables["objectives"])
     largest = rows[rows.steps == rows.steps.max()]
     for obj, g in largest.groupby("objective"):
         g = g.sort_values("prefix_len")
@@ -101,30 +134,12 @@ def render(tables, out) -> str:
     return "\n\n".join(
         [
             "The same Transformer trained causally (next token at every position) and as a "
-            "bidirectional encoder on 15% masked tokens, same text, same steps and batch. "
+            f"bidirectional encoder{_masked_share(table)}, same text, same steps and batch. "
             "`train_flops` = steps x FLOPs of one training step's forward + backward counted by "
-            "`FlopCounterMode`; `targets_per_pass` = exact scored positions per training batch; "
+            "`FlopCounterMode` (`seqbench.flops`); `targets_per_pass` = exact scored positions "
+            "per training batch; "
             "`prefix_loss` = held-out loss of the next word given only the prefix.",
-            save(fig, out, "causal_vs_masked"),
+            figs.save(fig, "causal_vs_masked"),
             md_table(table.round(4), ".4g"),
         ]
     )
-
-
-def claims(tables) -> list[Claim]:
-    table = budget_table(tables.get("objectives"))
-    result = verdict(table) if not table.empty else None
-    if result is None:
-        return []
-    v, measured = result
-    return [
-        Claim(
-            "C8",
-            "causal_vs_masked (text, counted FLOPs)",
-            measured,
-            "supported if the causal model's next-word-from-prefix loss is lower than the "
-            "masked model's at every compute budget (FLOPs matched within "
-            f"{MATCHED:.0%}), not supported if it is never lower, nuanced otherwise",
-            v,
-        )
-    ]

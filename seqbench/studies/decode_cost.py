@@ -1,0 +1,242 @@
+"""Generation cost (C2, C9): per-token latency and state memory against context length.
+
+seqbench.measure.decode_cost prefills a random prompt of c tokens, then times greedy
+generation (seqbench.generate) three ways: ``state`` (one token per step with the carried
+state: a recurrence's hidden state, attention's KV cache), ``recompute`` (the whole prefix
+re-run every step) and ``teacher_forced`` (one forward over the c known tokens, training's
+situation), and records the bytes of the state after the prompt. C2: generation is the
+sequential, expensive part; C9: at inference the Transformer's training advantage narrows,
+its decoding speed ratio over the LSTM against its training ratio (study time_vs_length).
+"""
+
+import math
+
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from seqbench.report.analysis import fmt, length_ticks, loglog_slope, ratio, value_at
+from seqbench.studies import Rule, Verdict, complete, family_of, in_family, measure
+
+TITLE = "Generation cost: per-token latency and state memory vs context (C2, C9)"
+ORDER = 24
+DECIDES = ("C2", "C9")
+STUDY, TIMING_STUDY = "decode_cost", "time_vs_length"
+# C9 is the lecture's comparison with the LSTM by name, on its fastest (fused) path: picked
+# by family and name here and nowhere else
+LSTM = {"family": "recurrent", "model": "lstm", "impl": "fused"}
+_C2 = (
+    "supported if the attention model processes a known sequence (the longest context every "
+    "model decoded) in one forward >= {factor}x faster per token than it generates the tokens "
+    "one at a time with its KV cache; not supported otherwise"
+)
+C2_RULE = Rule(_C2, factor=5)
+_C9 = (
+    "supported if the attention model trains faster than the fused LSTM (time_vs_length "
+    "{step} at {mode}; speed ratio > {faster:g}) and its decoding speed ratio (KV cache vs "
+    "state, same length) is nearer parity (|log ratio| smaller) than its training ratio; "
+    "nuanced if it does not train faster on this hardware (no gap to narrow); not supported "
+    "otherwise"
+)
+C9_RULE = Rule(_C9, step="train_step", mode="fixed_batch", faster=1)
+STYLE = {"state": "-", "recompute": "--", "teacher_forced": ":"}  # line style per mode
+_RUN = ("-m", "+experiment=decode_cost")  # timing jobs run alone: no joblib
+BENCH = {
+    "smoke": [measure(STUDY, *_RUN, "train.threads=1", "what.contexts=[16,64]",
+                      "what.new_tokens=4", "what.min_run_time=0.01", "what.min_blocks=3")],
+    "cpu": [measure(STUDY, *_RUN, "train.threads=1",
+                    "what.contexts=[16,32,64,128,256,512,1024,2048]", "what.new_tokens=8",
+                    "what.min_run_time=0.1", "what.max_call_s=1.0")],
+    "gpu": [measure(STUDY, *_RUN, "model.size=s", "train.threads=null",
+                    "what.contexts=[16,64,256,1024,2048,4096]", "what.new_tokens=16",
+                    "what.min_run_time=0.1", "what.max_call_s=1.0")],
+}  # fmt: skip
+
+
+def _table(tables) -> pd.DataFrame:
+    df = complete(tables.get("decode"), STUDY)
+    if df.empty or "s_per_token" not in df:
+        return pd.DataFrame()
+    return df[pd.to_numeric(df.s_per_token, errors="coerce").notna()].copy()
+
+
+def _mode_label(model, mode, family):
+    if mode == "state":  # attention carries a KV cache, every other family a state
+        return f"{model} ({'KV cache' if family.get(model) == 'attention' else 'state'})"
+    return f"{model} ({mode.replace('_', ' ')})"
+
+
+def _hardware(rows, what="") -> str:
+    """Where the rows were measured: 'cpu, 1 thread(s)'."""
+    places = sorted({f"{r.device}, {int(r.threads)} thread(s)" for r in rows.itertuples()})
+    return f"{what}{', '.join(places)}"
+
+
+def _largest_common(df, mode):
+    sets = [set(g.context) for _, g in df[df["mode"] == mode].groupby("model")]
+    common = set.intersection(*sets) if sets else set()
+    return max(common) if common else None
+
+
+def _c2_ratios(df):
+    """Per model at the largest context all share: teacher-forced / stepwise tokens per s."""
+    c = _largest_common(df[df["mode"].isin(["state", "teacher_forced"])], "state")
+    if c is None:
+        return None, {}
+    out = {}
+    for m, g in df.groupby("model"):
+        tf = value_at(g[g["mode"] == "teacher_forced"], "context", c, "tokens_per_s")
+        st = value_at(g[g["mode"] == "state"], "context", c, "tokens_per_s")
+        out[m] = ratio(tf, st)
+    return c, out
+
+
+def _c9(df, tables, attention):
+    """(T, training speed attention/LSTM, decoding speed ratio, rows used) at the longest
+    length both were timed at; None without the fused LSTM's and attention's rows."""
+    timing = complete(tables.get("timing"), TIMING_STUDY)
+    lstm_decoded = LSTM["model"] in in_family(df, LSTM["family"])
+    if timing.empty or "median_s" not in timing or not lstm_decoded:
+        return None
+    tr = timing[(timing["mode"] == C9_RULE.mode) & (timing.step == C9_RULE.step)]
+    tr = tr[pd.to_numeric(tr.median_s, errors="coerce").notna()]
+    lstm_t = tr[(tr.model == LSTM["model"]) & (tr.impl == LSTM["impl"])]
+    att_t = tr[tr.model == attention]
+    dec = df[df["mode"] == "state"]
+    lstm_d, att_d = dec[dec.model == LSTM["model"]], dec[dec.model == attention]
+    shared = set(lstm_t["T"]) & set(att_t["T"]) & set(lstm_d.context) & set(att_d.context)
+    if not shared:
+        return None
+    T = max(shared)
+    train = ratio(value_at(lstm_t, "T", T, "median_s"), value_at(att_t, "T", T, "median_s"))
+    decode = ratio(value_at(att_d, "context", T, "tokens_per_s"),
+                   value_at(lstm_d, "context", T, "tokens_per_s"))  # fmt: skip
+    return T, train, decode, (pd.concat([lstm_t, att_t]), pd.concat([lstm_d, att_d]))
+
+
+def verdicts(tables) -> list[Verdict]:
+    df = _table(tables)
+    if df.empty:
+        return []
+    out, attention = [], in_family(df, "attention")
+    c, ratios = _c2_ratios(df)
+    if attention and set(attention) <= set(ratios):
+        # C2 is the lecture's GPT argument: teacher forcing computes every position at once.
+        # A recurrence stays sequential over a known sequence too (C3), so the other
+        # families' ratios are reported beside the verdict, not judged by it.
+        ok = all(ratios[a] >= C2_RULE.factor for a in attention)
+        mine = ", ".join(f"{a} {fmt(ratios[a], 3)}×" for a in attention)
+        others = [f"{m} {fmt(r, 3)}×" for m, r in ratios.items() if m not in attention]
+        measured = (
+            f"teacher-forced / stepwise tokens per second at context {c}: {mine} (other "
+            f"families, for comparison: {', '.join(others) or 'none'})"
+        )
+        verdict = "supported" if ok else "not supported"
+        rows = df[df.model.isin(attention) & df["mode"].isin(["state", "teacher_forced"])]
+        out.append(Verdict("C2", STUDY, measured, C2_RULE, verdict, _hardware(rows)))
+    for a in attention:
+        c9 = _c9(df, tables, a)
+        if c9 is None:
+            continue
+        T, train, decode, (train_rows, decode_rows) = c9
+        closer = abs(math.log(decode)) < abs(math.log(train))  # nearer parity than training
+        verdict = "supported" if closer else "not supported"
+        verdict = "nuanced" if train <= C9_RULE.faster else verdict  # no training gap to narrow
+        measured = (
+            f"{a}/{LSTM['model']} ({LSTM['impl']}) speed at T={T}: training {fmt(train, 3)}×, "
+            f"decoding (KV cache vs state) {fmt(decode, 3)}×"
+        )
+        hw = f"{_hardware(train_rows, 'training ')}; {_hardware(decode_rows, 'decoding ')}"
+        out.append(Verdict("C9", f"{STUDY} + {TIMING_STUDY}", measured, C9_RULE, verdict, hw))
+    return out
+
+
+def section(tables, figs) -> str:
+    df = _table(tables)
+    if df.empty:
+        return "_No completed decode_cost runs._"
+    hw = ", ".join(sorted({f"{r.device}, {int(r.threads)} thread(s), batch {int(r.batch_size)}"
+                           for r in df.itertuples()}))  # fmt: skip
+    return "\n\n".join([
+        f"Greedy decoding with `seqbench.generate` on {hw}; median seconds per token (IQR "
+        "bars). Solid: one token per step with the carried state (KV cache for attention); "
+        "dashed: the whole prefix recomputed every step; dotted: the teacher-forced forward "
+        "over the same context (training's situation, per token).",
+        _figure(df, figs),
+        _reading(df, tables),
+    ])  # fmt: skip
+
+
+def _figure(df, figs) -> str:
+    fig, axes = figs.figure(ncols=2, width=5.0)
+    for (m, mode), g in df.groupby(["model", "mode"]):
+        g = g.sort_values("context")
+        axes[0].errorbar(g.context, g.s_per_token, yerr=g.iqr_s_per_token / 2, marker=".",
+                         ls=STYLE.get(mode, "-."), color=figs.color(m), capsize=2)  # fmt: skip
+    axes[0].set(xscale="log", yscale="log", xlabel="context length (tokens)")
+    axes[0].set(ylabel="seconds per token", title="per-token latency")
+    # two small legends: colour = model, line style = how the token is produced
+    models = sorted(set(df.model))
+    handles = [Line2D([], [], color=figs.color(m)) for m in models]
+    axes[0].add_artist(axes[0].legend(handles, models, fontsize=6, loc="upper left"))
+    modes = [m for m in STYLE if m in set(df["mode"])]
+    axes[0].legend(
+        [Line2D([], [], color="gray", ls=STYLE[m]) for m in modes],
+        [{"state": "state / KV cache"}.get(m, m.replace("_", " ")) for m in modes],
+        fontsize=6,
+        loc="lower right",
+    )
+    st = df[df["mode"] == "state"].dropna(subset=["state_bytes"])
+    for m, g in st.groupby("model"):
+        g = g.sort_values("context")
+        axes[1].plot(g.context, g.state_bytes, marker=".", color=figs.color(m), label=m)
+    axes[1].set(xscale="log", yscale="log", xlabel="context length (tokens)", ylabel="bytes")
+    axes[1].set_title("state / KV cache after the prompt")
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        length_ticks(ax, df.context)
+    return figs.save(fig, "decode_latency")
+
+
+def _reading(df, tables) -> str:
+    family = family_of(df)
+    said = [
+        f"{_mode_label(m, mode, family)} T^{fmt(loglog_slope(g.context, g.s_per_token), 2)}"
+        for (m, mode), g in df[df["mode"] != "teacher_forced"].groupby(["model", "mode"])
+    ]
+    text = "**Reading.** Seconds per generated token grow with context as " + ", ".join(said) + "."
+    c, ratios = _c2_ratios(df)
+    if c is not None:
+        text += (
+            f" At context {c}, the teacher-forced forward processes a known sequence "
+            + ", ".join(f"{fmt(r, 3)}× ({m})" for m, r in ratios.items())
+            + " as fast per token as generating it step by step."
+        )
+    text += _memory(df)
+    for a in in_family(df, "attention"):
+        c9 = _c9(df, tables, a)
+        if c9:
+            T, train, decode, _ = c9
+            text += (
+                f" At T={T}, {a} trains {fmt(train, 3)}× as fast as the fused LSTM "
+                f"({TIMING_STUDY}, {C9_RULE.mode.replace('_', ' ')}) and decodes "
+                f"{fmt(decode, 3)}× as fast."
+            )
+    return text
+
+
+def _memory(df) -> str:
+    """How each model's state grows with the prompt: fixed size, or by how much."""
+    st = df[df["mode"] == "state"].dropna(subset=["state_bytes"])
+    common = sorted(set.intersection(*[set(g.context) for _, g in st.groupby("model")] or [set()]))
+    if len(common) < 2:
+        return ""
+    lo, hi = common[0], common[-1]  # the shortest and longest prompt every model decoded
+    fixed, growing = [], []
+    for m, g in st.groupby("model"):
+        a, b = value_at(g, "context", lo, "state_bytes"), value_at(g, "context", hi, "state_bytes")
+        if a == b:
+            fixed.append(f"{m} ({b:,.0f} bytes)")
+        else:
+            growing.append(f"{m}'s grows ×{fmt(ratio(b, a))} to {b:,.0f} bytes")
+    said = [f"the state of {', '.join(fixed)} stays the same size" if fixed else "", *growing]
+    return f" From a {int(lo)}- to a {int(hi)}-token prompt, {'; '.join(s for s in said if s)}."

@@ -1,0 +1,127 @@
+"""Study decode_cost (C2, C9): the rules on synthetic decode and timing tables (every verdict
+reachable, families not names, except the LSTM that C9 names), the hardware each verdict
+names, the reading generated from the numbers, and the section's figure."""
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from seqbench.report.plot import Figures
+from seqbench.studies import decode_cost as study
+
+matplotlib.use("Agg")
+
+FAMILIES = {"lstm": "recurrent", "gru": "recurrent", "transformer": "attention", "mingru": "scan"}
+CONTEXTS = (16, 64, 256)
+
+
+def _decode(speed, models=("lstm", "gru", "transformer", "mingru")):
+    """speed(model, mode) -> tokens per second, at every context."""
+    rows = []
+    for m in models:
+        for mode in ("state", "recompute", "teacher_forced"):
+            for c in CONTEXTS:
+                tps = speed(m, mode) / (c / 16 if mode == "recompute" else 1)
+                attention = FAMILIES[m] == "attention"
+                state = (64 * c if attention else 512) if mode == "state" else None
+                rows.append({
+                    "run": f"{m}-decode", "study": "decode_cost", "status": "complete",
+                    "model": m, "family": FAMILIES[m], "impl": "-" if attention else "fused",
+                    "mode": mode, "context": c, "batch_size": 1, "tokens_per_s": tps,
+                    "s_per_token": 1 / tps, "iqr_s_per_token": 0.1 / tps, "state_bytes": state,
+                    "threads": 1, "device": "cpu",
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _timing(lstm_s, transformer_s, lstm_impl="fused"):
+    """time_vs_length train steps at fixed batch: seconds per call of the two models."""
+    rows = [
+        {"run": f"{m}-timing", "study": "time_vs_length", "status": "complete", "model": m,
+         "family": FAMILIES[m], "impl": impl, "mode": "fixed_batch", "step": "train_step",
+         "T": T, "median_s": s, "threads": 2, "device": "cpu"}
+        for m, impl, s in (("lstm", lstm_impl, lstm_s), ("transformer", "-", transformer_s))
+        for T in CONTEXTS
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _speed(transformer_tf=1000.0, transformer_state=100.0, lstm_state=100.0):
+    table = {("transformer", "teacher_forced"): transformer_tf}
+    table |= {("transformer", "state"): transformer_state, ("lstm", "state"): lstm_state}
+    return lambda m, mode: table.get((m, mode), 500.0 if mode == "teacher_forced" else 100.0)
+
+
+def _by_claim(tables):
+    return {v.claim: v for v in study.verdicts(tables)}
+
+
+@pytest.mark.parametrize("tf, verdict", [(1000.0, "supported"), (400.0, "not supported")])
+def test_c2_verdicts(tf, verdict):
+    c2 = _by_claim({"decode": _decode(_speed(transformer_tf=tf))})["C2"]
+    assert c2.verdict == verdict and c2.rule == study.C2_RULE.text
+    assert c2.measured.startswith(f"teacher-forced / stepwise tokens per second at context 256: "
+                                  f"transformer {tf / 100:g}×")  # fmt: skip
+    assert "gru 5×" in c2.measured and c2.hardware == "cpu, 1 thread(s)"
+
+
+def test_c2_reads_the_attention_family():
+    no_attention = _decode(_speed(), models=("lstm", "gru", "mingru"))
+    assert "C2" not in _by_claim({"decode": no_attention})
+    assert study.verdicts({}) == []
+
+
+@pytest.mark.parametrize(
+    "lstm_s, transformer_s, transformer_state, verdict",
+    [
+        (2.0, 1.0, 80.0, "supported"),  # trains 2x as fast, decodes 0.8x: nearer parity
+        (2.0, 1.0, 300.0, "not supported"),  # decodes 3x as fast: the gap grew
+        (1.0, 2.0, 100.0, "nuanced"),  # does not train faster here: no gap to narrow
+    ],
+)
+def test_c9_verdicts(lstm_s, transformer_s, transformer_state, verdict):
+    tables = {
+        "decode": _decode(_speed(transformer_state=transformer_state)),
+        "timing": _timing(lstm_s, transformer_s),
+    }
+    c9 = _by_claim(tables)["C9"]
+    assert c9.verdict == verdict and c9.rule == study.C9_RULE.text
+    train = f"training {lstm_s / transformer_s:.3g}×"
+    assert c9.measured.startswith(f"transformer/lstm (fused) speed at T=256: {train}")
+    assert c9.hardware == "training cpu, 2 thread(s); decoding cpu, 1 thread(s)"
+
+
+def test_c9_needs_the_fused_lstm_by_name():
+    decode = _decode(_speed())
+    assert "C9" not in _by_claim({"decode": decode})  # no timing table
+    assert "C9" not in _by_claim({"decode": decode, "timing": _timing(2.0, 1.0, "unrolled")})
+    gru_only = decode[decode.model != "lstm"]
+    assert "C9" not in _by_claim({"decode": gru_only, "timing": _timing(2.0, 1.0)})
+
+
+def test_reading_follows_the_numbers():
+    tables = {"decode": _decode(_speed()), "timing": _timing(2.0, 1.0)}
+    text = study._reading(study._table(tables), tables)
+    assert text.startswith("**Reading.** Seconds per generated token grow with context as ")
+    assert "transformer (KV cache) T^" in text and "lstm (recompute) T^1" in text
+    assert "10× (transformer) as fast per token as generating it" in text
+    assert "the state of gru (512 bytes), lstm (512 bytes), mingru (512 bytes) stays" in text
+    assert "transformer's grows ×16 to 16,384 bytes" in text
+    assert "At T=256, transformer trains 2× as fast as the fused LSTM" in text
+    fixed = _decode(_speed())
+    fixed["state_bytes"] = fixed.state_bytes.where(fixed.state_bytes.isna(), 8)  # all the same
+    text = study._reading(study._table({"decode": fixed}), {})
+    assert "grows" not in text.split("From a")[1] and "trains" not in text
+
+
+def test_section_draws_the_figure(tmp_path):
+    md = study.section({"decode": _decode(_speed())}, Figures(tmp_path, FAMILIES))
+    assert (tmp_path / "decode_latency.png").exists() and "(decode_latency.png)" in md
+    assert "cpu, 1 thread(s), batch 1" in md and "**Reading.**" in md
+    assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")
+
+
+def test_bench_jobs_run_the_renamed_experiment_alone():
+    for profile, (job,) in study.BENCH.items():
+        assert job.name == "decode_cost" and job.command()[1:3] == ["-m", "+experiment=decode_cost"]
+        assert not any("joblib" in a for a in job.args), profile

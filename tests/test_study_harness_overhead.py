@@ -1,0 +1,110 @@
+"""Study harness_overhead: no lecture claim; the section's overhead and MFU tables and figures
+from synthetic perf and mfu tables, read whatever study (perf, harness_overhead) wrote them."""
+
+import matplotlib
+import pandas as pd
+
+from seqbench.perf.overhead import GOAL
+from seqbench.report.plot import Figures
+from seqbench.studies import harness_overhead as study
+
+matplotlib.use("Agg")
+
+FAMILIES = {"lstm": "recurrent", "transformer": "attention", "mingru": "scan"}
+
+
+def _perf():
+    rows = [
+        {"comparison": c, "ratio_median": r, "study": s, "status": st}
+        for c, r, s, st in (
+            ("lstm_step", 0.99, "perf", "complete"),  # written before the study had its name
+            ("transformer_step", GOAL - 0.05, "harness_overhead", "complete"),
+            ("train_loop", 0.97, "harness_overhead", "complete"),
+            ("lstm_step_tiny_d8", 0.5, "harness_overhead", "failed"),
+        )
+    ]
+    return pd.DataFrame(rows).assign(
+        ratio_q25=lambda d: d.ratio_median - 0.01,
+        ratio_q75=lambda d: d.ratio_median + 0.01,
+        ratio_iqr=0.02,
+        device="cpu",
+        threads=1,
+        seq_len=64,
+        batch_size=32,
+        steps_per_block=1,
+        repeats=101,
+        seqbench_tokens_per_s=1e5,
+        bare_tokens_per_s=1.02e5,
+        overhead_us_per_step=12.5,
+        loss_diff=0.0,
+        model="-",
+        run="r",
+        task="lagrecall",
+    )
+
+
+def _mfu():
+    rows = [
+        {"model": m, "seq_len": T, "mfu_measured": 0.1 * i + T / 1e4, "study": s}
+        for i, (m, s) in enumerate(
+            (("lstm", "perf"), ("transformer", "harness_overhead"), ("mingru", "harness_overhead"))
+        )
+        for T in (64, 256)
+    ]
+    return pd.DataFrame(rows).assign(
+        status="complete",
+        impl="fused",
+        flops_counted_on="unrolled",
+        device="cpu",
+        dtype="float32",
+        threads=1,
+        batch_size=8,
+        flops_per_step=2e9,
+        step_s_median=0.01,
+        step_s_iqr=0.001,
+        flops_per_s=2e11,
+        peak_measured_flops_per_s=1e12,
+        peak_measured_how="fp32 matmul n=1024",
+        mfu_nominal=float("nan"),
+    )
+
+
+def test_no_lecture_claim():
+    assert study.DECIDES == () and study.verdicts({"perf": _perf(), "mfu": _mfu()}) == []
+    assert study.GOAL is GOAL  # the goal lives in seqbench.perf.overhead, typed once
+
+
+def test_section_draws_both_figures(tmp_path):
+    md = study.section({"perf": _perf(), "mfu": _mfu()}, Figures(tmp_path, FAMILIES))
+    assert (tmp_path / "perf_overhead.png").exists() and (tmp_path / "perf_mfu.png").exists()
+    assert "![perf_overhead](perf_overhead.png)" in md and "![perf_mfu](perf_mfu.png)" in md
+    assert "MFU = achieved FLOP/s / peak FLOP/s" in md and "H100/H200 989, A100 312" in md
+    assert f"median ratio >= {GOAL} (overhead <= 5%)" in md
+    # both studies' rows are read, the failed one is not
+    assert "| lstm_step | cpu |" in md and "| transformer_step | cpu |" in md
+    assert "tiny" not in md.split("**FLOP/s")[0].split("\n\n", 1)[1]
+    # goal_met is computed from the goal: yes at 0.99, no below it
+    lines = {ln.split(" | ")[0]: ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert lines["| lstm_step"].endswith("| yes | 0 |")
+    assert lines["| transformer_step"].endswith("| no | 0 |")
+    assert "fp32 matmul n=1024" in md
+
+
+def test_section_with_one_table_or_none(tmp_path):
+    figs = Figures(tmp_path, FAMILIES)
+    md = study.section({"mfu": _mfu()}, figs)
+    assert "perf_mfu.png" in md and "Harness overhead" not in md
+    assert study.section({"runs": pd.DataFrame()}, figs) == "_No seqbench.perf runs._"
+
+
+def test_bench_jobs():
+    names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
+    assert names == {
+        "smoke": ["harness_overhead"],
+        "cpu": ["harness_overhead"],
+        "gpu": ["harness_overhead", "harness_overhead_compile"],
+    }
+    for jobs in study.BENCH.values():
+        for job in jobs:
+            assert job.module == "seqbench.perf" and job.args[0] == "+experiment=harness_overhead"
+    assert "compile=true" in study.BENCH["gpu"][1].args

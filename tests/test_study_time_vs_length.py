@@ -1,0 +1,121 @@
+"""Study time_vs_length (C4, wall-clock): the rule on synthetic timing tables (every verdict
+reachable, models picked by family), the hardware it names, the reading generated from the
+numbers, and the section's figures."""
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from seqbench.report.plot import Figures
+from seqbench.studies import time_vs_length as study
+
+matplotlib.use("Agg")
+
+FAMILIES = {"rnn": "recurrent", "lstm": "recurrent", "transformer": "attention", "mingru": "scan"}
+PATHS = {"rnn": ("fused", "unrolled"), "lstm": ("fused", "unrolled"), "transformer": ("-",),
+         "mingru": ("scan", "sequential")}  # fmt: skip
+LENGTHS = (32, 64, 128, 256)
+
+
+def _timing(seconds, models=("rnn", "lstm", "transformer", "mingru"), study_name=study.STUDY):
+    """seconds(model, impl, mode, step, T) -> median seconds per call, for every series."""
+    rows = []
+    for m in models:
+        for impl in PATHS[m]:
+            for mode in ("fixed_batch", "fixed_tokens"):
+                for step in ("forward", "train_step"):
+                    for T in LENGTHS:
+                        B = 8 if mode == "fixed_batch" else 1024 // T
+                        s = seconds(m, impl, mode, step, T)
+                        rows.append({
+                            "run": f"{m}-{impl}", "study": study_name, "status": "complete",
+                            "model": m, "family": FAMILIES[m], "impl": impl, "mode": mode,
+                            "step": step, "T": T, "batch_size": B, "tokens": B * T,
+                            "median_s": s, "iqr_s": 0.1 * s, "threads": 1, "device": "cpu",
+                            "dtype": "fp32",
+                        })  # fmt: skip
+    return {"timing": pd.DataFrame(rows)}
+
+
+def _speeds(transformer, fused, unrolled=None):
+    """A table where, per call, the Transformer takes ``transformer`` and the recurrent paths
+    ``fused`` / ``unrolled`` seconds (the scan family in between)."""
+    unrolled = unrolled if unrolled is not None else 4 * fused
+    cost = {"-": transformer, "fused": fused, "unrolled": unrolled, "scan": 1.0, "sequential": 3.0}
+    return _timing(lambda m, impl, mode, step, T: cost[impl] * T / 32)
+
+
+@pytest.mark.parametrize(
+    "tables, verdict",
+    [
+        (_speeds(transformer=1.0, fused=2.0), "supported"),  # beats even the fused kernels
+        (_speeds(transformer=1.0, fused=0.5, unrolled=2.0), "nuanced"),  # only the loops
+        (_speeds(transformer=3.0, fused=0.5, unrolled=2.0), "not supported"),
+    ],
+)
+def test_c4_time_verdicts(tables, verdict):
+    (v,) = study.verdicts(tables)
+    assert v.claim == "C4" and v.verdict == verdict
+    assert v.rule == study.RULE.text and "*fused*" in v.rule
+    assert v.hardware == "cpu, 1 thread(s)"
+    assert "fused at T=256: lstm " in v.measured and "unrolled at T=256" in v.measured
+
+
+def test_one_slow_fused_model_is_enough_to_lose_supported():
+    def seconds(m, impl, mode, step, T):
+        if m == "lstm" and impl == "fused":  # oneDNN's LSTM beats the Transformer
+            return 0.5
+        return {"-": 1.0, "fused": 2.0}.get(impl, 4.0)
+
+    (v,) = study.verdicts(_timing(seconds))
+    assert v.verdict == "nuanced" and "lstm 0.5" in v.measured and "rnn 2" in v.measured
+
+
+def test_the_rule_reads_fixed_tokens_train_steps_only():
+    def seconds(m, impl, mode, step, T):  # Transformer slower everywhere but the rule's cell
+        fast = mode == study.RULE.mode and step == study.RULE.step
+        return {"-": 1.0 if fast else 9.0, "fused": 2.0}.get(impl, 4.0)
+
+    assert study.verdicts(_timing(seconds))[0].verdict == "supported"
+
+
+def test_no_fused_comparison_no_verdict():
+    assert study.verdicts({}) == []
+    no_rec = _speeds(1.0, 2.0)["timing"].query("family != 'recurrent'")
+    assert study.verdicts({"timing": no_rec}) == []
+    elsewhere = _timing(lambda *a: 1.0, study_name="adhoc")
+    assert study.verdicts(elsewhere) == []
+
+
+def test_a_recurrent_model_missing_the_rules_series_leaves_the_path_out():
+    df = _speeds(transformer=1.0, fused=2.0)["timing"]
+    # the rnn's fused fixed_tokens rows were all skipped (no time): the old rule skipped the
+    # path rather than judge it without that model, and so does the port
+    gone = (df.model == "rnn") & (df.impl == "fused") & (df["mode"] == "fixed_tokens")
+    assert study.verdicts({"timing": df[~gone]}) == []
+
+
+def test_reading_says_the_loop_costs_only_when_it_does():
+    text = study._reading(study._table(_speeds(1.0, 0.5, unrolled=2.0)))
+    assert text.startswith("**Reading.** At fixed batch the train step grows as T^k with k = 1")
+    assert "the sequential cost of C3 made visible" in text
+    assert "the sequential loop's train_step takes 3× (mingru, T=256) the scan path's" in text
+    even = study._reading(study._table(_speeds(1.0, 0.5, unrolled=0.5)))
+    assert "the unrolled loop's train_step takes 1× (lstm, T=256)" in even
+    assert "C3 made visible" not in even
+
+
+def test_section_draws_the_figures(tmp_path):
+    md = study.section(_speeds(1.0, 2.0), Figures(tmp_path, FAMILIES))
+    for png in ("time_vs_length_train", "time_vs_length_forward"):
+        assert (tmp_path / f"{png}.png").exists() and f"({png}.png)" in md
+    assert "cpu, 1 thread(s), fp32" in md and "| lstm | unrolled |" in md
+    assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")
+
+
+def test_bench_jobs_run_both_experiments_alone():
+    for profile, jobs in study.BENCH.items():
+        assert [j.name for j in jobs] == ["time_vs_length", "time_vs_length_scan"], profile
+        experiments = [j.command()[2] for j in jobs]
+        assert experiments == ["+experiment=time_vs_length", "+experiment=time_vs_length_scan"]
+        assert not any("joblib" in a for j in jobs for a in j.args)
