@@ -190,7 +190,21 @@ def check_top(cfg: DictConfig, groups=("model", "data", "train")) -> None:
     check_device(cfg.device)
     check_name("study", cfg.study)
     if "train" in groups:
-        schema.check(cfg.train, schema.TRAIN, "train.")
+        t = cfg.train
+        schema.check(t, schema.TRAIN, "train.")
+        need(
+            (t.criterion is None) == (t.target is None),
+            "train.target",
+            t.target,
+            "a number together with train.criterion, null without it",
+        )
+        for key, value in t.lr_control.items():
+            need(
+                str(key).split(".")[0] in ("model", "data", "train"),
+                f"train.lr_control.{key}",
+                value,
+                "an override of a model, data or train key (e.g. data.distance)",
+            )
 
 
 def measurement(cfg: DictConfig):

@@ -60,7 +60,7 @@ class Spec:
 
     def ok(self, value) -> bool:
         if value is None:
-            return self.nullable
+            return self.nullable or None in self.choices
         if self.choices:
             return value in self.choices
         if self.kind is list:
@@ -240,5 +240,32 @@ TRAIN = {
     ),
     "inject_nan_at": Spec(
         int, "fault injection for tests: a NaN loss at this step", low=0, nullable=True
+    ),
+    "criterion": Spec(
+        object,
+        "stop at the first evaluation where this held-out metric reaches train.target "
+        "(val_acc >=, val_loss <=); null: train for train.steps",
+        choices=(None, "val_acc", "val_loss"),
+    ),
+    "target": Spec(float, "the criterion's value (e.g. 0.99 for val_acc)", nullable=True),
+    "patience": Spec(
+        int,
+        "early stopping: stop after this many evaluations without a new best held-out loss; "
+        "null: never",
+        low=1,
+        nullable=True,
+    ),
+    "lr_grid": Spec(
+        list,
+        "learning rates to calibrate on first (one short run each on the control setting, "
+        "per model and task; the best held-out result wins); null: use train.lr",
+        item=float,
+        positive=True,
+        nullable=True,
+    ),
+    "lr_control": Spec(
+        dict,
+        "overrides of the calibration runs (the study's control setting), e.g. "
+        "{data.distance: 4, train.steps: 300}",
     ),
 }

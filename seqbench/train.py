@@ -39,12 +39,72 @@ RUN_FILES = ("metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv")
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train one run (or skip it when complete, or resume it); returns its summary."""
+    """Train one run (or skip it when complete, or resume it); returns its summary. With
+    ``train.lr_grid`` the learning rate is first calibrated (``calibrate``)."""
     task = validate(cfg)  # raises ConfigError before anything is built or written
     parts = [runs.model_part(cfg), runs.task_part(cfg)]
-    return runs.execute(
-        cfg, "train", parts, lambda record: Run(cfg, task, record).execute(), resume=True
-    )
+
+    def body(record):
+        calibration = calibrate(cfg)
+        if calibration:
+            record.fields["lr_calibration"] = calibration
+        return Run(cfg, task, record, lr=calibration and calibration["chosen"]).execute()
+
+    return runs.execute(cfg, "train", parts, body, resume=True)
+
+
+# --- a learning rate chosen by data ------------------------------------------------------------
+def calibration_config(cfg: DictConfig, lr: float) -> DictConfig:
+    """The calibration run of ``lr``: this config on its control setting (train.lr_control),
+    seed 0, under study ``<study>.lr``, without a grid of its own."""
+    node = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    node.pop("hydra", None)
+    for key, value in cfg.train.lr_control.items():
+        OmegaConf.update(node, key, value, force_add=False)
+    node.train.lr, node.train.lr_grid, node.train.lr_control = lr, None, {}
+    node.seed, node.study, node.fresh = 0, f"{cfg.study}.lr", False
+    return node
+
+
+def calibration_score(summary: dict) -> tuple:
+    """Lower is better: a failed run last; with a criterion, reaching it first and sooner;
+    then the final held-out loss."""
+    if summary.get("status") != "complete":
+        return (2, math.inf, math.inf)
+    loss = summary.get("val_loss")
+    loss = math.inf if loss is None or not math.isfinite(loss) else loss
+    if summary.get("criterion"):
+        steps = summary.get("steps_to_criterion")
+        return (0, steps, loss) if steps is not None else (1, math.inf, loss)
+    return (0, 0, loss)
+
+
+def calibrate(cfg: DictConfig) -> dict | None:
+    """One short run per learning rate of train.lr_grid on the control setting (per model and
+    task: every cell of a study shares them, and reruns reuse them by content key); the best
+    by ``calibration_score`` wins, the smaller lr on a tie. A run another worker is training
+    (locked) is waited for."""
+    grid = cfg.train.lr_grid
+    if not grid:
+        return None
+    summaries, pending = {}, list(grid)
+    while pending:
+        lr = pending.pop(0)
+        summary = train(calibration_config(cfg, lr))
+        if summary["status"] == "skipped":  # another process holds it: back of the queue
+            pending.append(lr)
+            time.sleep(0.5 if len(pending) == 1 else 0.0)
+            continue
+        summaries[lr] = summary
+    chosen = min(grid, key=lambda lr: (calibration_score(summaries[lr]), lr))
+    return {
+        "grid": list(grid),
+        "control": OmegaConf.to_container(cfg.train.lr_control),
+        "val_loss": [summaries[lr].get("val_loss") for lr in grid],
+        "steps_to_criterion": [summaries[lr].get("steps_to_criterion") for lr in grid],
+        "runs": [summaries[lr].get("run") for lr in grid],
+        "chosen": chosen,
+    }
 
 
 def trained_model(cfg: DictConfig, device=None):
@@ -66,13 +126,16 @@ def trained_model(cfg: DictConfig, device=None):
 
 
 def make_optimizer(params, t, device) -> torch.optim.Optimizer:
-    """The one optimiser recipe: AdamW, fused on CUDA."""
+    """The one optimiser recipe: AdamW, with PyTorch's fused kernel where it has one (CUDA
+    and CPU): one kernel for every parameter's update instead of a Python loop over them,
+    the same arithmetic (tests/test_train.py compares the two)."""
+    fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(
         params,
         lr=t.lr,
         betas=tuple(t.betas),
         weight_decay=t.weight_decay,
-        fused=torch.device(device).type == "cuda" or None,
+        fused=fused or None,
     )
 
 
@@ -93,15 +156,18 @@ def train_step(forward, params, opt, tokens, targets, clip, amp):
 class Run:
     """One training run inside its directory (``runs.execute`` gives it its record)."""
 
-    def __init__(self, cfg, task, record):
+    def __init__(self, cfg, task, record, lr=None):
         self.cfg, self.task, self.record = cfg, task, record
         self.dir = record.dir
         # a plain namespace: reading a DictConfig attribute costs ~10 us and the loop reads
         # about a dozen per step (see the _tiny rows of python -m seqbench.perf)
         self.t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
+        if lr is not None:  # calibrated on the control setting (train.lr_grid)
+            self.t.lr = lr
         self.device = record.device
         self.stop_signal = None
         self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
+        self.best, self.since_best = math.inf, 0  # early stopping (train.patience)
         self.started_loop = time.perf_counter()
         record.summarize = self.summary_values
 
@@ -130,6 +196,9 @@ class Run:
         # rows logged after the checkpoint (or after step 0 when there is none) are redone
         self.metrics = store.MetricsLog(self.dir / "metrics.csv", COLUMNS)
         self.metrics.truncate_after(self.step)
+        for row in store.read_metrics_rows(self.dir / "metrics.csv")[0]:  # patience, resumed
+            if row.get("val_loss"):
+                self.out_of_patience(float(row["val_loss"]))
         self.record.fields |= describe_model(self.model, self.cfg.model) | {
             "params": param_counts(self.model),
             "data": self.task.fingerprint(),
@@ -187,9 +256,11 @@ class Run:
                 "tokens_per_s": span_tokens / max(now - clock, 1e-9),
             }
             if eval_now:
-                row |= self.evaluate(final=self.step == t.steps)
+                row |= self.evaluate()
             row["wall_s"] = self.wall_now()
             self.metrics.append(row)
+            if eval_now and (self.reached(row) or self.out_of_patience(row["val_loss"])):
+                break  # a criterion reached, or no new best for train.patience evaluations
             if self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.save()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}")
@@ -199,6 +270,23 @@ class Run:
             self.save()
         else:  # the trained weights, for generation and measurements on trained models
             store.save_torch(self.model.state_dict(), self.dir / "model.pt")
+
+    def out_of_patience(self, val_loss) -> bool:
+        """Early stopping: True once train.patience evaluations passed without a new best."""
+        if self.t.patience is None:
+            return False
+        if val_loss < self.best:
+            self.best, self.since_best = val_loss, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.t.patience
+
+    def reached(self, row) -> bool:
+        """Has the held-out metric reached train.target (val_acc >=, val_loss <=)?"""
+        metric, target = self.t.criterion, self.t.target
+        if metric is None:
+            return False
+        return row[metric] >= target if metric == "val_acc" else row[metric] <= target
 
     def train_step(self, tokens, targets):
         """One step of the loop: ``train_step`` plus the schedule and the non-finite check,
@@ -216,9 +304,10 @@ class Run:
         return loss, grad_norm
 
     @torch.no_grad()
-    def evaluate(self, final=False) -> dict:
-        """Held-out loss, accuracy and perplexity over the scored positions; on the final
-        evaluation also the mean loss at each position in the context (C5, Kaplan Fig. 7)."""
+    def evaluate(self) -> dict:
+        """Held-out loss, accuracy and perplexity over the scored positions, and the mean loss
+        at each position in the context (position_loss.csv, C5, Kaplan Fig. 7): the last
+        evaluation's is what a run leaves."""
         self.model.eval()
         T = self.task.seq_len
         loss_sum, correct, count = 0.0, 0, 0
@@ -237,14 +326,13 @@ class Run:
             pos_loss += losses.cpu().sum(0)
             pos_count += scored.cpu().sum(0)
         self.model.train()
-        if final:
-            seen = pos_count > 0
-            lines = ["position,loss,count"] + [
-                f"{p},{float(pos_loss[p] / pos_count[p])!r},{int(pos_count[p])}"
-                for p in range(T)
-                if seen[p]
-            ]
-            store.atomic_write_text(self.dir / "position_loss.csv", "\n".join(lines) + "\n")
+        seen = pos_count > 0
+        lines = ["position,loss,count"] + [
+            f"{p},{float(pos_loss[p] / pos_count[p])!r},{int(pos_count[p])}"
+            for p in range(T)
+            if seen[p]
+        ]
+        store.atomic_write_text(self.dir / "position_loss.csv", "\n".join(lines) + "\n")
         val_loss = loss_sum / max(count, 1)
         return {
             "val_loss": val_loss,
@@ -301,6 +389,20 @@ class Run:
         }
         if evals:
             values |= {k: _num(evals[-1][k]) for k in ("val_loss", "val_acc", "val_ppl")}
+            best = min(evals, key=lambda r: float(r["val_loss"]))  # the early-stopping estimate
+            values |= {
+                "best_val_loss": _num(best["val_loss"]),
+                "best_step": int(float(best["step"])),
+            }
+        values["lr"] = self.t.lr
+        if self.t.criterion:  # censored at the cap: None when no evaluation reached it
+            hit = next((r for r in evals if self.reached({k: _num(v) for k, v in r.items()})), None)
+            values |= {
+                "criterion": f"{self.t.criterion} {'>=' if self.t.criterion == 'val_acc' else '<='}"
+                f" {self.t.target}",
+                "steps_to_criterion": int(float(hit["step"])) if hit else None,
+                "stopped_early": bool(hit) and int(float(hit["step"])) < self.t.steps,
+            }
         return values
 
     def signals(self):

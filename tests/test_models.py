@@ -94,3 +94,36 @@ def test_tied_weights_share_one_tensor_and_count_once():
     assert tied.head.weight is tied.embed.weight
     diff = param_counts(untied)["params_total"] - param_counts(tied)["params_total"]
     assert diff == tied.head.weight.numel()
+
+
+@pytest.mark.parametrize("impl", ["fused", "unrolled"])
+def test_lstm_forget_gate_bias_starts_at_one_on_both_paths(impl):
+    """Gers et al. 2000 / Jozefowicz et al. 2015: b_f = 1, read back from the weights each
+    path computes with (the unrolled step reads the fused module's tensors)."""
+    from omegaconf import OmegaConf
+
+    from seqbench.config import build_model, model_configs
+
+    node = OmegaConf.merge(model_configs()["lstm"], {"impl": impl})
+    torch.manual_seed(0)
+    model = build_model(node, 11, "cpu")
+    H = model.d_model
+    for i in range(model.n_layers):
+        _, b_ih, _, b_hh = model.layer_weights(i)
+        forget = (b_ih + b_hh)[H : 2 * H]  # gate order i, f, g, o
+        torch.testing.assert_close(forget, torch.ones(H))
+        assert not torch.allclose((b_ih + b_hh)[:H], torch.ones(H))  # only the forget gate
+    # and the gate really sees it: zero input and state give sigma(1) for the forget gate
+    x, h = torch.zeros(1, model.d_embed), torch.zeros(1, H)
+    w_ih, b_ih, w_hh, b_hh = model.layer_weights(0)
+    gates = torch.nn.functional.linear(x, w_ih, b_ih) + torch.nn.functional.linear(h, w_hh, b_hh)
+    torch.testing.assert_close(torch.sigmoid(gates[0, H : 2 * H]), torch.sigmoid(torch.ones(H)))
+
+
+def test_a_recurrence_without_a_forget_gate_refuses_a_forget_bias():
+    from omegaconf import OmegaConf
+
+    from seqbench.config import ConfigError, build_model, model_configs
+
+    with pytest.raises(ConfigError, match="model.forget_bias=1.0 is not allowed: GRU has no"):
+        build_model(OmegaConf.merge(model_configs()["gru"], {"forget_bias": 1.0}), 11)

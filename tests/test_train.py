@@ -1,9 +1,11 @@
 """The harness: every family learns, runs are reproducible, every config file instantiates."""
 
+import copy
 import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqbench.config import CONF_DIR, build_model, build_task
 from seqbench.train import TIMING_COLUMNS, train
@@ -72,6 +74,7 @@ def test_run_json_records_fairness_figures(make_cfg):
     assert record["model_hparams"] | {} == record["model_args"] | {  # ... and as built
         "d_model": 80,
         "n_layers": 2,
+        "d_embed": 80,
         "impl": "fused",
     }
     assert record["data"]["corpus_sha256"] and record["env"]["threads"] == 1
@@ -136,3 +139,108 @@ def test_compiled_training_follows_the_eager_run(tmp_path):
         losses[compiled] = [float(r["train_loss"]) for r in metrics(summary["run_dir"])]
     assert len(losses[True]) == len(losses[False]) == 4
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+def test_training_stops_at_the_criterion_and_records_the_step(make_cfg):
+    common = [
+        "model=lstm",
+        "data.seq_len=16",
+        "data.distance=4",
+        "train.eval_every=20",
+        "train.batch_size=32",
+        "train.criterion=val_acc",
+    ]
+    reached = train(make_cfg(*common, "train.steps=600", "train.target=0.9"))
+    assert reached["status"] == "complete" and reached["stopped_early"] is True
+    assert reached["val_acc"] >= 0.9 and reached["steps_to_criterion"] == reached["step"] < 600
+    assert int(metrics(reached["run_dir"])[-1]["step"]) == reached["step"]
+    assert (Path(reached["run_dir"]) / "model.pt").exists()
+    censored = train(make_cfg(*common, "train.steps=20", "train.target=1.01"))  # unreachable
+    assert censored["steps_to_criterion"] is None and censored["step"] == 20
+    assert censored["stopped_early"] is False
+
+
+def test_the_learning_rate_is_calibrated_on_the_control_setting_and_recorded(make_cfg):
+    import json
+
+    cfg = make_cfg(
+        "model=lstm",
+        "data.seq_len=16",
+        "data.distance=8",
+        "train.steps=40",
+        "train.eval_every=40",
+        "study=toy",
+        "train.lr_grid=[1e-5,1e-2]",
+        "++train.lr_control={data.distance:2,train.steps:60}",
+    )
+    summary = train(cfg)
+    record = json.loads((Path(summary["run_dir"]) / "run.json").read_text())
+    cal = record["lr_calibration"]
+    assert cal["grid"] == [1e-5, 1e-2] and cal["chosen"] == 1e-2 == summary["lr"]
+    assert cal["val_loss"][1] < cal["val_loss"][0]  # 1e-5 learns nothing in 60 steps
+    assert cal["control"] == {"data.distance": 2, "train.steps": 60}
+    runs = Path(summary["run_dir"]).parent
+    calibration = sorted(p.name for p in runs.glob("toy.lr-lstm-*"))
+    assert len(calibration) == 2
+    for name in calibration:  # the control setting, seed 0, the lr of the grid
+        rec = json.loads((runs / name / "run.json").read_text())
+        assert rec["config"]["data"]["distance"] == 2 and rec["config"]["seed"] == 0
+        assert rec["config"]["train"]["steps"] == 60 and rec["config"]["train"]["lr_grid"] is None
+    # another cell of the same model and task reuses the calibration runs
+    other = train(
+        make_cfg(
+            "model=lstm",
+            "data.seq_len=16",
+            "data.distance=6",
+            "train.steps=40",
+            "train.eval_every=40",
+            "study=toy",
+            "train.lr_grid=[1e-5,1e-2]",
+            "++train.lr_control={data.distance:2,train.steps:60}",
+        )
+    )
+    assert other["lr"] == 1e-2 and len(list(runs.glob("toy.lr-lstm-*"))) == 2
+
+
+def test_the_fused_optimiser_takes_the_steps_of_the_per_parameter_loop():
+    """AdamW(fused=True), the harness's choice on CPU and CUDA, against the reference loop."""
+    from types import SimpleNamespace
+
+    from seqbench.train import make_optimizer
+
+    t = SimpleNamespace(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01)
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 50))
+    b = copy.deepcopy(a)
+    fused = make_optimizer(a.parameters(), t, "cpu")
+    loop = torch.optim.AdamW(
+        b.parameters(), lr=t.lr, betas=t.betas, weight_decay=0.01, foreach=False
+    )
+    assert fused.defaults["fused"] is True
+    x = torch.randint(50, (8, 12))
+    for _ in range(20):
+        for model, opt in ((a, fused), (b, loop)):
+            opt.zero_grad()
+            model(x).logsumexp(-1).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(make_cfg):
+    # a pool of 8 sequences: the held-out loss soon stops improving
+    s = train(
+        make_cfg(
+            "model=transformer",
+            "data=copy",
+            "data.seq_len=12",
+            "data.n_train=8",
+            "train.steps=2000",
+            "train.eval_every=10",
+            "train.patience=3",
+        )
+    )
+    rows = [r for r in metrics(s["run_dir"]) if r["val_loss"]]
+    losses = [float(r["val_loss"]) for r in rows]
+    assert s["step"] < 2000 and s["best_step"] == int(rows[losses.index(min(losses))]["step"])
+    assert len(rows) - 1 - losses.index(min(losses)) == 3  # three evaluations past the best

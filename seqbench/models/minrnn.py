@@ -21,7 +21,8 @@ parameters:
   of whole-tensor ops, so the dataflow depth grows like log T (work T log T; a Blelloch scan
   would do O(T) work at twice the depth). We do not use torch.cumsum/logcumsumexp, which
   are one opaque op each and would show a span that does not depend on T at all.
-tests/test_minrnn.py proves the two paths equal in values and gradients.
+tests/test_minrnn.py proves the two paths equal in values and gradients. Initialisation:
+PyTorch's defaults (Kaiming-uniform Linear, as the paper's reference code uses).
 
 Layer stack (the paper's language-model arrangement, kept small): pre-LN residual blocks,
     x = x + minRNN(LN(x)),   x = x + MLP(LN(x))      (MLP: d -> 4d -> d, GELU)

@@ -6,6 +6,16 @@
     GRU (Cho et al. 2014), gate order r, z, n:
                     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
 
+Initialisation. PyTorch's default for every recurrent weight and bias, U(-1/sqrt(H), 1/sqrt(H))
+(as Torch7's), except the LSTM's forget gate: its bias starts at ``forget_bias`` = 1 (Gers,
+Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015), so that the cell keeps its
+memory from the first step; without it a stacked LSTM can sit at chance for thousands of
+steps (tests/test_models.py reads the bias back from both execution paths).
+
+Sizes. ``d_model`` is the hidden width, ``d_embed`` the token embedding's (the classic word
+LMs decouple them), ``dropout`` applies to the embedding, between layers and before the head
+(as in pytorch/examples' word_language_model).
+
 Both paths use the *same* parameters (those of the fused ``nn.RNN``/``nn.LSTM``/``nn.GRU``):
 - ``impl="fused"`` calls the cuDNN/oneDNN kernel: what you time for speed;
 - ``impl="unrolled"`` is an explicit loop over time steps and layers in plain tensor ops: what
@@ -33,24 +43,52 @@ class Recurrent(SequenceModel):
         size: str = "xs",
         d_model: int | None = None,
         n_layers: int | None = None,
+        d_embed: int | None = None,
         impl: str = "fused",
         dropout: float = 0.0,
         tie_weights: bool = False,
+        forget_bias: float | None = None,
     ):
         super().__init__()
         if impl not in ("fused", "unrolled"):
             raise ValueError(f"model.impl={impl!r} is not allowed: one of ['fused', 'unrolled']")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.dropout={dropout} is not allowed: 0 <= dropout < 1")
         hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
         self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
-        self.embed = nn.Embedding(vocab_size, self.d_model)
-        self.rnn = self.fused_cls(self.d_model, self.d_model, self.n_layers, batch_first=True)
+        self.d_embed = d_embed or self.d_model
+        if tie_weights and self.d_embed != self.d_model:
+            raise ValueError(
+                f"model.tie_weights=true is not allowed with model.d_embed={self.d_embed} != "
+                f"model.d_model={self.d_model}: the head reads the hidden state"
+            )
+        self.embed = nn.Embedding(vocab_size, self.d_embed)
+        between = dropout if self.n_layers > 1 else 0.0  # nn.RNN warns for one layer
+        self.rnn = self.fused_cls(
+            self.d_embed, self.d_model, self.n_layers, batch_first=True, dropout=between
+        )
         self.drop = dropout_layer(dropout)
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight
+        self.forget_bias = forget_bias
+        if forget_bias is not None:
+            self.init_forget_bias(forget_bias)
+
+    def init_forget_bias(self, value):
+        raise ValueError(
+            f"model.forget_bias={value} is not allowed: {type(self).__name__} has no forget "
+            "gate (null)"
+        )
 
     def hparams(self):
-        return {"d_model": self.d_model, "n_layers": self.n_layers, "impl": self.impl}
+        return {
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "d_embed": self.d_embed,
+            "impl": self.impl,
+            "forget_bias": self.forget_bias,
+        }
 
     def forward(self, tokens, state=None):
         x = self.drop(self.embed(tokens))  # [B, T, D]
@@ -69,6 +107,8 @@ class Recurrent(SequenceModel):
         for t in range(T):
             inp = x[:, t]  # [B, D]
             for i in range(self.n_layers):
+                if i:  # between layers, as the fused module's dropout argument does
+                    inp = self.drop(inp)
                 inp, layers[i] = self.step(inp, layers[i], *weights[i])
             outputs.append(inp)
         return torch.stack(outputs, dim=1), _merge(layers)  # [B, T, D]
@@ -122,6 +162,15 @@ class LSTM(Recurrent):
         "s": dict(d_model=158, n_layers=2),
         "m": dict(d_model=236, n_layers=4),
     }
+
+    def init_forget_bias(self, value):
+        """b_f = value: the forget slice (gate order i, f, g, o) of b_ih, with b_hh's slice 0,
+        in every layer; both execution paths read these same tensors."""
+        H = self.d_model
+        with torch.no_grad():
+            for i in range(self.n_layers):
+                getattr(self.rnn, f"bias_ih_l{i}")[H : 2 * H].fill_(value)
+                getattr(self.rnn, f"bias_hh_l{i}")[H : 2 * H].zero_()
 
     def zero_state(self, B, like):
         h = like.new_zeros(self.n_layers, B, self.d_model)  # [L, B, D]

@@ -11,6 +11,11 @@ permutation-equivariance check.
 
 The state is the KV cache: a list with one (K, V) pair per layer, each [B, H, T_past, d_head].
 Feeding tokens together with a cache continues the sequence at position T_past.
+
+Initialisation (GPT-2, Radford et al. 2019, as nanoGPT): every Linear and Embedding weight
+N(0, 0.02), biases 0, and the two projections that write into the residual stream (attention
+out, MLP out) N(0, 0.02 / sqrt(2 n_layers)), so the residual's variance does not grow with
+depth. ``d_ff`` is the MLP's hidden width (4 d_model by default, Vaswani et al.).
 """
 
 import math
@@ -39,6 +44,7 @@ class Transformer(SequenceModel):
         d_model: int | None = None,
         n_layers: int | None = None,
         n_heads: int = 4,
+        d_ff: int | None = None,
         pos: str = "sinusoidal",
         max_len: int = 1024,
         causal: bool = True,
@@ -63,12 +69,17 @@ class Transformer(SequenceModel):
             table = sinusoidal(torch.arange(max_len), self.d_model)  # [max_len, D]
             self.register_buffer("pe", table, persistent=False)  # not in the state_dict
         self.drop = dropout_layer(dropout)
+        self.d_ff = d_ff or 4 * self.d_model
         self.blocks = nn.ModuleList(
-            Block(self.d_model, n_heads, dropout, rope=(pos == "rope"))
+            Block(self.d_model, n_heads, self.d_ff, dropout, rope=(pos == "rope"))
             for _ in range(self.n_layers)
         )
         self.ln_f = nn.LayerNorm(self.d_model)
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)
+        self.apply(_gpt2_init)
+        for block in self.blocks:  # the residual projections, scaled for depth
+            for proj in (block.proj, block.mlp[2]):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * self.n_layers))
         if tie_weights:
             self.head.weight = self.embed.weight
 
@@ -77,6 +88,7 @@ class Transformer(SequenceModel):
             "d_model": self.d_model,
             "n_layers": self.n_layers,
             "n_heads": self.blocks[0].n_heads if self.n_layers else None,
+            "d_ff": self.d_ff,
             "pos": self.pos,
             "causal": self.causal,
             "max_len": self.max_len,
@@ -103,14 +115,21 @@ class Transformer(SequenceModel):
         return self.head(self.ln_f(x)), cache  # [B, T, V]
 
 
+def _gpt2_init(module):
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class Block(nn.Module):
-    def __init__(self, d, n_heads, dropout, rope):
+    def __init__(self, d, n_heads, d_ff, dropout, rope):
         super().__init__()
         self.n_heads, self.rope = n_heads, rope
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.mlp = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
         self.drop = dropout_layer(dropout)
         self.p_attn = dropout
 

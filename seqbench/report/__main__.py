@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 from seqbench import store, studies  # noqa: E402
 from seqbench.errors import ConfigError  # noqa: E402
-from seqbench.report import generic  # noqa: E402
+from seqbench.report import generic, stability  # noqa: E402
 from seqbench.report.claims import claims_table, legend  # noqa: E402
 from seqbench.report.collect import collect  # noqa: E402
 from seqbench.report.plot import Figures  # noqa: E402
@@ -54,7 +54,7 @@ def study_parts(module, tables, figs):
     """(verdicts, markdown) of one study, each contained."""
     name = studies.study_name(module)
     try:
-        verdicts = list(module.verdicts(tables))
+        verdicts = stability.annotate(module, name, tables, list(module.verdicts(tables)))
     except Exception as e:
         verdicts = [Verdict(c, name, "-", "-", f"failed: {first_line(e)}") for c in module.DECIDES]
     try:
@@ -85,6 +85,7 @@ def write_report(runs_root, results, force=False) -> Path:
             present.add(studies.study_name(module))
     names = {studies.study_name(m) for m in modules}
     for title, md in (
+        ("Learning-rate calibration", generic.calibration(tables)),
         ("Other runs", generic.other_runs(tables, names, figs)),
         ("Runs that did not complete", generic.incomplete(tables)),
         ("Files that could not be read", generic.unreadable(tables)),

@@ -31,6 +31,10 @@ SUMMARY = (
     "torn_metric_lines",
     "steps_to_criterion",
     "stopped_early",
+    "criterion",
+    "lr",
+    "best_val_loss",
+    "best_step",
 )
 ENV = ("device", "cpu", "gpu", "threads", "torch", "cuda")
 
@@ -63,6 +67,7 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
             "model": short_name(cfg.get("model._target_", "?")),
             "family": record.get("family"),
             "task": short_name(cfg.get("data._target_", "?")),
+            "seed": cfg.get("seed"),
         }
         if record.get("kind") == "measure":
             rows, problem = _read_rows(d / "rows.csv")

@@ -59,13 +59,57 @@ def bench_jobs(tables) -> str:
     )
 
 
+def calibration(tables) -> str:
+    """The learning-rate calibration runs (study ``<study>.lr``, train.lr_grid): per study,
+    model and task, the held-out result of each learning rate and the one chosen."""
+    runs = tables["runs"]
+    if runs.empty or "study" not in runs:
+        return ""
+    cal = runs[runs.study.astype(str).str.endswith(".lr")]
+    if cal.empty:
+        return ""
+    rows = []
+    for (study, model, task), g in cal.groupby(["study", "model", "task"]):
+        g = g.sort_values("lr")
+        ok = g[g.status == "complete"]
+        if "steps_to_criterion" in ok and ok.steps_to_criterion.notna().any():
+            best = ok.sort_values(["steps_to_criterion", "val_loss", "lr"]).iloc[0]
+        elif not ok.empty:
+            best = ok.sort_values(["val_loss", "lr"]).iloc[0]
+        else:
+            best = None
+        rows.append(
+            {
+                "study": study.removesuffix(".lr"),
+                "model": model,
+                "task": task,
+                "lr: held-out loss (steps to criterion)": ", ".join(
+                    f"{r.lr:g}: {r.val_loss:.3g} ({_steps(r)})" for r in g.itertuples()
+                ),
+                "chosen": f"{best.lr:g}" if best is not None else "none completed",
+            }
+        )
+    return (
+        "Learning rates chosen by data (`train.lr_grid`): one short run per rate on each "
+        "study's control setting (`train.lr_control`), per model and task, seed 0; the rate "
+        "that reaches the criterion first (else the lowest held-out loss) is used for every "
+        "cell of that study.\n\n" + md_table(pd.DataFrame(rows))
+    )
+
+
+def _steps(r) -> str:
+    v = getattr(r, "steps_to_criterion", None)
+    return "-" if v is None or pd.isna(v) else f"{int(v)}"
+
+
 def other_runs(tables, studies: set[str], figs) -> str:
     """Training runs of studies with no module (``adhoc`` included): a table of their final
     metrics and their loss curves, one panel per study."""
     runs = tables["runs"]
     if runs.empty:
         return ""
-    other = runs[(runs.status == "complete") & ~runs.study.isin(studies)]
+    calibration_runs = runs.study.astype(str).str.endswith(".lr")
+    other = runs[(runs.status == "complete") & ~runs.study.isin(studies) & ~calibration_runs]
     if other.empty:
         return ""
     cols = [

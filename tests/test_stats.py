@@ -1,0 +1,95 @@
+"""Intervals on known data, and the stability column on tables built to flip."""
+
+import math
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqbench.report import stability
+from seqbench.report.stats import difference, estimate, fmt
+from seqbench.studies import Verdict
+
+
+def test_interval_of_constant_values_is_the_value():
+    e = estimate([0.7, 0.7, 0.7])
+    assert (e.mean, e.lo, e.hi, e.n) == pytest.approx((0.7, 0.7, 0.7, 3))
+
+
+def test_interval_matches_the_normal_approximation_for_many_values():
+    rng = np.random.default_rng(1)
+    x = rng.normal(10.0, 2.0, size=400)
+    e = estimate(x)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x))
+    assert e.lo == pytest.approx(x.mean() - half, abs=0.05)
+    assert e.hi == pytest.approx(x.mean() + half, abs=0.05)
+
+
+def test_three_seeds_give_an_interval_inside_their_range():
+    e = estimate([0.2, 0.5, 0.9])
+    assert 0.2 <= e.lo < e.mean < e.hi <= 0.9 and fmt(e).startswith("0.533 [")
+
+
+def test_a_difference_counts_only_when_its_interval_excludes_zero():
+    assert difference([0.9, 0.92, 0.95], [0.1, 0.12, 0.15]).sign == 1
+    assert difference([0.1, 0.12, 0.15], [0.9, 0.92, 0.95]).sign == -1
+    assert difference([0.1, 0.9, 0.5], [0.2, 0.8, 0.45]).sign == 0  # overlapping: undecided
+    assert math.isnan(estimate([]).mean) and fmt(estimate([0.3])) == "0.3"
+
+
+def _study(rule):
+    """A study whose verdict is computed by ``rule(runs)`` over its complete runs."""
+
+    def verdicts(tables):
+        runs = tables["runs"]
+        return [Verdict("C5", "toy", "-", "r", rule(runs))]
+
+    return types.SimpleNamespace(verdicts=verdicts)
+
+
+def _tables():
+    runs = pd.DataFrame(
+        {
+            "run": ["a", "b", "c"],
+            "study": "toy",
+            "seed": [0, 1, 2],
+            "val_acc": [0.95, 0.96, 0.10],
+            "train.steps": 100,
+            "steps_to_criterion": [80, 90, np.nan],
+        }
+    )
+    curves = pd.DataFrame(
+        {
+            "run": ["a", "a", "b", "b", "c", "c"],
+            "study": "toy",
+            "step": [50, 100] * 3,
+            "val_loss": [1.0, 0.1] * 3,
+            "val_acc": [0.3, 0.95, 0.4, 0.96, 0.1, 0.1],
+        }
+    )
+    return {"runs": runs, "curves": curves}
+
+
+def test_stability_names_the_seed_that_flips_the_verdict():
+    study = _study(lambda r: "supported" if r.val_acc.min() > 0.5 else "inconclusive")
+    tables = _tables()
+    (v,) = stability.annotate(study, "toy", tables, study.verdicts(tables))
+    assert v.verdict == "inconclusive" and v.stability == "without seed 2: supported"
+
+
+def test_stability_reads_the_first_half_of_the_budget_from_the_curves():
+    study = _study(lambda r: "supported" if r.val_acc.max() > 0.9 else "not supported")
+    tables = _tables()
+    (v,) = stability.annotate(study, "toy", tables, study.verdicts(tables))
+    assert v.stability == "at half the budget: not supported"  # at step 50 nobody was at 0.9
+    half = stability.half_budget(tables)["runs"]
+    assert half.steps_to_criterion.isna().all()  # reached at 80 and 90: after half of 100
+
+
+def test_a_stable_verdict_and_one_nothing_can_perturb():
+    study = _study(lambda r: "supported")
+    tables = _tables()
+    assert stability.annotate(study, "toy", tables, study.verdicts(tables))[0].stability == "stable"
+    other = stability.annotate(study, "elsewhere", tables, study.verdicts(tables))[0]
+    assert other.stability.startswith("n/a")
