@@ -8,7 +8,13 @@ RESULTS ?= results
 FRESH   ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help bench test test-slow lint format report clean
+OUT     ?= out
+ARCHIVE ?= $(OUT)/seqbench-gpu.tar.gz
+# what the GPU machine lacks (its python3 has torch, numpy, pandas, matplotlib, ...)
+GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 \
+	hydra-submitit-launcher==1.2.0 submitit==1.5.4
+
+.PHONY: help bench test test-slow lint format report clean gpu-wheels gpu-run gpu-unpack gpu-dry-run
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +46,23 @@ lint: $(VENV)/.installed ## ruff check and format check
 format: $(VENV)/.installed ## apply ruff's formatter and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+gpu-wheels: $(VENV)/.installed ## here: fetch the wheels the GPU machine lacks into .whl/
+	mkdir -p .whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3  # an sdist only
+
+gpu-run: ## on the GPU machine: install .whl/, run the gpu profile, pack $(OUT)/seqbench-gpu.tar.gz
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+		--target /tmp/site .whl/*.whl
+	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m seqbench.gpu run --out $(OUT)
+
+gpu-unpack: $(VENV)/.installed ## here: unpack ARCHIVE into runs/bench-gpu, write results/gpu
+	$(PY) -m seqbench.gpu unpack $(ARCHIVE)
+
+gpu-dry-run: $(VENV)/.installed ## validate every job of the gpu profile here, run none
+	$(PY) -m seqbench.gpu dry-run --profile gpu
 
 clean: ## remove the venv, caches and local runs (results/ is kept)
 	rm -rf $(VENV) runs outputs multirun .pytest_cache .ruff_cache *.egg-info

@@ -141,3 +141,37 @@ def other_runs(tables, studies: set[str], figs) -> str:
             ax.legend(fontsize=6)
         parts.append(figs.save(fig, "other_runs_loss"))
     return "\n\n".join(parts)
+
+
+def verdict_rows(verdicts) -> pd.DataFrame:
+    """The claims table as data (verdicts.csv), so another report can quote it."""
+    cols = ["claim", "experiment", "measured", "rule", "verdict", "hardware", "stability"]
+    return pd.DataFrame([{c: getattr(v, c) for c in cols} for v in verdicts], columns=cols)
+
+
+def machines(here: pd.DataFrame, others: dict[str, pd.DataFrame]) -> str:
+    """Claims decided on hardware (a ``hardware`` stamp) side by side: this report's verdict
+    and each other report's (e.g. results/gpu), one column pair per machine."""
+    frames = {"this report": here, **others}
+    stamped = {
+        name: df[df.hardware.fillna("").astype(str) != ""]
+        for name, df in frames.items()
+        if df is not None and not df.empty and "hardware" in df
+    }
+    keys = sorted({(r.claim, r.experiment) for df in stamped.values() for r in df.itertuples()})
+    if not keys or len(stamped) < 2:
+        return ""
+    rows = []
+    for claim, experiment in keys:
+        row = {"claim": claim, "experiment": experiment}
+        for name, df in stamped.items():
+            hit = df[(df.claim == claim) & (df.experiment == experiment)]
+            row[f"{name}: hardware"] = hit.hardware.iloc[0] if len(hit) else "-"
+            row[f"{name}: measured"] = hit.measured.iloc[0] if len(hit) else "-"
+            row[f"{name}: verdict"] = f"**{hit.verdict.iloc[0]}**" if len(hit) else "not run"
+        rows.append(row)
+    return (
+        "Claims about speed on parallel hardware, as each machine measured them (a CPU "
+        "report says `not measured on cpu` where one thread cannot decide):\n\n"
+        + md_table(pd.DataFrame(rows))
+    )
