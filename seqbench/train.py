@@ -4,11 +4,24 @@
     python -m seqbench.train -m model=rnn,lstm,gru,transformer seed=0,1
 
 ``train(cfg) -> summary`` is a plain function (tests call it); ``main`` is a thin Hydra
-wrapper. One AdamW loop with linear warm-up and cosine decay, gradient clipping and periodic
-held-out evaluation, identical for every model; the data order is a function of the step
-alone. Failures are contained: a run ends ``complete``, ``diverged``, ``oom``,
-``interrupted`` or ``failed``, its files stay readable, and the function returns normally so
-a sweep goes on. A rerun skips complete runs and resumes the others from their checkpoint.
+wrapper. One loop for every model: AdamW (or plain SGD, ``train.optimizer``) with linear
+warm-up and cosine decay, gradient clipping, periodic held-out evaluation, and optionally the
+lr divided by ``train.plateau_factor`` whenever an evaluation fails to beat the best; the data
+order is a function of the step alone. Failures are contained: a run ends ``complete``,
+``diverged``, ``oom``, ``interrupted`` or ``failed``, its files stay readable, and the
+function returns normally so a sweep goes on. A rerun skips complete runs and resumes the
+others from their checkpoint.
+
+Text corpora (seqbench.data.text) add the language-modelling protocol: with
+``data.stream=true`` the batches are consecutive windows of the corpus, and the model's state
+is carried from one window to the next and detached (truncated BPTT, Williams & Peng 1990;
+Zaremba et al. 2014) through the one contract ``forward(tokens, state)``; evaluation then
+reads the whole held-out stream the same way. Which state can be carried is asked of the model
+by what it returns (``carries_state``), never of its name or family: a state of fixed size (a
+recurrent hidden state, a running sum) is carried; one that grows with the tokens read (the
+Transformer's KV cache) is not, and such a model reads every window fresh, its fixed window.
+Every text run ends with the valid (and, from a corpus folder, test) loss and perplexity over
+the whole stream (``val_stream_ppl``, ``test_stream_ppl``).
 """
 
 import math
@@ -20,16 +33,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from seqbench import runs, store
+from seqbench.calibrate import calibrate
 from seqbench.config import build_model, describe_model, validate
-from seqbench.data import IGNORE
-from seqbench.env import autocast, pick_device, set_deterministic
+from seqbench.data.text import Text
+from seqbench.env import autocast, pick_device, set_deterministic, show_progress
+from seqbench.evaluate import held_out, stream_loss
 from seqbench.models import param_counts
 from seqbench.runs import Diverged
+from seqbench.step import carries_state, detach, make_optimizer, train_step
 
 COLUMNS = (
     "step tokens_seen wall_s train_loss lr grad_norm tokens_per_s val_loss val_acc val_ppl"
@@ -53,60 +68,6 @@ def train(cfg: DictConfig) -> dict:
     return runs.execute(cfg, "train", parts, body, resume=True)
 
 
-# --- a learning rate chosen by data ------------------------------------------------------------
-def calibration_config(cfg: DictConfig, lr: float) -> DictConfig:
-    """The calibration run of ``lr``: this config on its control setting (train.lr_control),
-    seed 0, under study ``<study>.lr``, without a grid of its own."""
-    node = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    node.pop("hydra", None)
-    for key, value in cfg.train.lr_control.items():
-        OmegaConf.update(node, key, value, force_add=False)
-    node.train.lr, node.train.lr_grid, node.train.lr_control = lr, None, {}
-    node.seed, node.study, node.fresh = 0, f"{cfg.study}.lr", False
-    return node
-
-
-def calibration_score(summary: dict) -> tuple:
-    """Lower is better: a failed run last; with a criterion, reaching it first and sooner;
-    then the final held-out loss."""
-    if summary.get("status") != "complete":
-        return (2, math.inf, math.inf)
-    loss = summary.get("val_loss")
-    loss = math.inf if loss is None or not math.isfinite(loss) else loss
-    if summary.get("criterion"):
-        steps = summary.get("steps_to_criterion")
-        return (0, steps, loss) if steps is not None else (1, math.inf, loss)
-    return (0, 0, loss)
-
-
-def calibrate(cfg: DictConfig) -> dict | None:
-    """One short run per learning rate of train.lr_grid on the control setting (per model and
-    task: every cell of a study shares them, and reruns reuse them by content key); the best
-    by ``calibration_score`` wins, the smaller lr on a tie. A run another worker is training
-    (locked) is waited for."""
-    grid = cfg.train.lr_grid
-    if not grid:
-        return None
-    summaries, pending = {}, list(grid)
-    while pending:
-        lr = pending.pop(0)
-        summary = train(calibration_config(cfg, lr))
-        if summary["status"] == "skipped":  # another process holds it: back of the queue
-            pending.append(lr)
-            time.sleep(0.5 if len(pending) == 1 else 0.0)
-            continue
-        summaries[lr] = summary
-    chosen = min(grid, key=lambda lr: (calibration_score(summaries[lr]), lr))
-    return {
-        "grid": list(grid),
-        "control": OmegaConf.to_container(cfg.train.lr_control),
-        "val_loss": [summaries[lr].get("val_loss") for lr in grid],
-        "steps_to_criterion": [summaries[lr].get("steps_to_criterion") for lr in grid],
-        "runs": [summaries[lr].get("run") for lr in grid],
-        "chosen": chosen,
-    }
-
-
 def trained_model(cfg: DictConfig, device=None):
     """(model with the trained weights, training summary): trains the run of ``cfg`` unless
     a complete one exists, then loads its model.pt from the run directory (found from the
@@ -125,34 +86,6 @@ def trained_model(cfg: DictConfig, device=None):
     return model, summary
 
 
-def make_optimizer(params, t, device) -> torch.optim.Optimizer:
-    """The one optimiser recipe: AdamW, with PyTorch's fused kernel where it has one (CUDA
-    and CPU): one kernel for every parameter's update instead of a Python loop over them,
-    the same arithmetic (tests/test_train.py compares the two)."""
-    fused = torch.device(device).type in ("cuda", "cpu")
-    return torch.optim.AdamW(
-        params,
-        lr=t.lr,
-        betas=tuple(t.betas),
-        weight_decay=t.weight_decay,
-        fused=fused or None,
-    )
-
-
-def train_step(forward, params, opt, tokens, targets, clip, amp):
-    """One optimisation step on one batch -> (loss, grad_norm), both left on the device (no
-    host sync). Everything that trains or times a step calls this: the harness, timing, MFU.
-    ``forward`` is the model (or its compiled form), ``params`` the parameters to clip."""
-    with amp:
-        logits, _ = forward(tokens)  # [B, T, V]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
-    return loss, grad_norm
-
-
 class Run:
     """One training run inside its directory (``runs.execute`` gives it its record)."""
 
@@ -168,6 +101,9 @@ class Run:
         self.stop_signal = None
         self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
         self.best, self.since_best = math.inf, 0  # early stopping (train.patience)
+        self.anneal, self.anneals = 1.0, 0  # lr multiplier from plateaus (train.plateau_factor)
+        self.state = None  # what the last training window left (data.stream=true)
+        self.final, self.last_stream_val = {}, None  # the whole-stream figures at the end
         self.started_loop = time.perf_counter()
         record.summarize = self.summary_values
 
@@ -186,6 +122,10 @@ class Run:
         self.autocast = autocast(self.device)
         self.clip = self.t.grad_clip if self.t.grad_clip else float("inf")
         self.first_bad = torch.tensor(-1, device=self.device)  # checked lazily: no sync a step
+        # a text corpus: whole-stream evaluation, and with data.stream=true its stream batches
+        self.text = self.task if isinstance(self.task, Text) else None
+        self.stream = bool(self.text and self.text.stream)
+        self.carry = self.stream and carries_state(self.model, self.device)
         ckpt = self.dir / "ckpt.pt"
         if ckpt.exists():
             try:
@@ -196,21 +136,33 @@ class Run:
         # rows logged after the checkpoint (or after step 0 when there is none) are redone
         self.metrics = store.MetricsLog(self.dir / "metrics.csv", COLUMNS)
         self.metrics.truncate_after(self.step)
-        for row in store.read_metrics_rows(self.dir / "metrics.csv")[0]:  # patience, resumed
+        for row in store.read_metrics_rows(self.dir / "metrics.csv")[0]:  # patience, plateaus
             if row.get("val_loss"):
-                self.out_of_patience(float(row["val_loss"]))
+                self.observe(float(row["val_loss"]))
+        data = self.task.fingerprint()
         self.record.fields |= describe_model(self.model, self.cfg.model) | {
             "params": param_counts(self.model),
-            "data": self.task.fingerprint(),
+            "data": data,
         }
+        if self.text:
+            self.record.fields["stream"] = {"batches": self.stream, "state_carried": self.carry}
+        if data.get("unk_from_cap"):  # a capped vocabulary silently changes the task: say so
+            print(
+                f"seqbench: data.vocab_size={self.task.vocab_size} maps "
+                f"{data['unk_from_cap']:.1%} of the training tokens to <unk> "
+                "(data.vocab_size=null keeps every token type)",
+                file=sys.stderr,
+            )
 
     def lr_factor(self, step):
-        """Linear warm-up to 1, then cosine down to min_lr_frac at the last step."""
+        """Linear warm-up to 1, then cosine down to min_lr_frac at the last step (warmup=0 and
+        min_lr_frac=1: constant), times the plateau annealing so far."""
         warm, total, floor = self.t.warmup, self.t.steps, self.t.min_lr_frac
         if step < warm:
-            return (step + 1) / warm
+            return (step + 1) / warm * self.anneal
         progress = (step - warm) / max(1, total - warm)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return cosine * self.anneal
 
     # --- the loop ----------------------------------------------------------------------
     def execute(self) -> dict:
@@ -228,13 +180,15 @@ class Run:
         bar = tqdm(
             total=t.steps,
             initial=self.step,
-            disable=not _show_progress(t.progress),
+            disable=not show_progress(t.progress),
             desc=self.dir.name,
             leave=False,
         )
         clock, span_tokens = time.perf_counter(), 0
         self.model.train()
         while self.step < t.steps and not self.stop_signal:
+            if self.carry and self.text.starts_pass(self.step, t.batch_size):
+                self.state = None  # a new pass over the stream starts from the zero state
             tokens, targets = task.batch("train", self.step, t.batch_size)
             loss, grad_norm = self.train_step(tokens.to(device), targets.to(device))
             self.tokens_seen += tokens_per_step
@@ -259,7 +213,7 @@ class Run:
                 row |= self.evaluate()
             row["wall_s"] = self.wall_now()
             self.metrics.append(row)
-            if eval_now and (self.reached(row) or self.out_of_patience(row["val_loss"])):
+            if eval_now and (self.reached(row) or self.observe(row["val_loss"])):
                 break  # a criterion reached, or no new best for train.patience evaluations
             if self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.save()
@@ -268,18 +222,26 @@ class Run:
         bar.close()
         if self.stop_signal:
             self.save()
-        else:  # the trained weights, for generation and measurements on trained models
-            store.save_torch(self.model.state_dict(), self.dir / "model.pt")
+            return
+        # the trained weights, for generation and measurements on trained models
+        store.save_torch(self.model.state_dict(), self.dir / "model.pt")
+        if self.text and (self.stream or self.text.has_splits):
+            # the language-modelling protocol asked for (stream batches, or a corpus with its
+            # own valid/test files): the published figures, over the whole held-out streams
+            self.final = self.final_evaluation()
 
-    def out_of_patience(self, val_loss) -> bool:
-        """Early stopping: True once train.patience evaluations passed without a new best."""
-        if self.t.patience is None:
-            return False
+    def observe(self, val_loss) -> bool:
+        """One held-out loss: track the best; without a new best, divide the lr by
+        train.plateau_factor (pytorch/examples divides by 4); True once train.patience
+        evaluations passed without a new best (early stopping)."""
         if val_loss < self.best:
             self.best, self.since_best = val_loss, 0
         else:
             self.since_best += 1
-        return self.since_best >= self.t.patience
+            if self.t.plateau_factor:
+                self.anneal /= self.t.plateau_factor
+                self.anneals += 1
+        return self.t.patience is not None and self.since_best >= self.t.patience
 
     def reached(self, row) -> bool:
         """Has the held-out metric reached train.target (val_acc >=, val_loss <=)?"""
@@ -292,9 +254,18 @@ class Run:
         """One step of the loop: ``train_step`` plus the schedule and the non-finite check,
         recorded in self.first_bad without a host sync (the loop reads it when it logs).
         seqbench.perf times exactly this against a bare PyTorch loop."""
-        loss, grad_norm = train_step(
-            self.forward, self.params, self.opt, tokens, targets, self.clip, self.autocast
+        loss, grad_norm, state = train_step(
+            self.forward,
+            self.params,
+            self.opt,
+            tokens,
+            targets,
+            self.clip,
+            self.autocast,
+            self.state if self.carry else None,
         )
+        if self.carry:  # truncated BPTT: the next window starts from here, without its history
+            self.state = detach(state)
         if self.step == self.t.inject_nan_at:  # fault injection for the reliability tests
             loss = loss * float("nan")
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
@@ -303,42 +274,39 @@ class Run:
         self.step += 1
         return loss, grad_norm
 
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Held-out loss, accuracy and perplexity over the scored positions, and the mean loss
-        at each position in the context (position_loss.csv, C5, Kaplan Fig. 7): the last
-        evaluation's is what a run leaves."""
-        self.model.eval()
-        T = self.task.seq_len
-        loss_sum, correct, count = 0.0, 0, 0
-        pos_loss, pos_count = torch.zeros(T), torch.zeros(T)
-        for i in range(self.t.eval_batches):
-            tokens, targets = self.task.batch("val", i, self.t.batch_size)
-            tokens, targets = tokens.to(self.device), targets.to(self.device)
-            logits, _ = self.model(tokens)  # [B, T, V]
-            scored = targets != IGNORE  # [B, T]
-            losses = F.cross_entropy(
-                logits.float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-            )  # [B, T]
-            loss_sum += float(losses[scored].sum())
-            correct += int((logits.argmax(-1) == targets)[scored].sum())
-            count += int(scored.sum())
-            pos_loss += losses.cpu().sum(0)
-            pos_count += scored.cpu().sum(0)
-        self.model.train()
-        seen = pos_count > 0
-        lines = ["position,loss,count"] + [
-            f"{p},{float(pos_loss[p] / pos_count[p])!r},{int(pos_count[p])}"
-            for p in range(T)
-            if seen[p]
-        ]
-        store.atomic_write_text(self.dir / "position_loss.csv", "\n".join(lines) + "\n")
-        val_loss = loss_sum / max(count, 1)
-        return {
-            "val_loss": val_loss,
-            "val_acc": correct / max(count, 1),
-            "val_ppl": math.exp(min(val_loss, 50.0)),
-        }
+        """Held-out loss, accuracy and perplexity (seqbench.evaluate), and the loss at each
+        context position (position_loss.csv: the last evaluation's is what a run leaves).
+        With data.stream=true: the whole held-out stream, read as training reads it."""
+        if self.stream:
+            loss, acc = self.stream_loss(self.text.streams["val"])
+            self.last_stream_val = (self.step, loss, acc)
+            return {"val_loss": loss, "val_acc": acc, "val_ppl": math.exp(min(loss, 50.0))}
+        metrics, positions = held_out(
+            self.model, self.task, self.t.eval_batches, self.t.batch_size, self.device
+        )
+        store.atomic_write_text(self.dir / "position_loss.csv", positions)
+        return metrics
+
+    def stream_loss(self, ids) -> tuple[float, float]:
+        B = self.t.eval_batch_size or self.t.batch_size
+        return stream_loss(self.model, ids, B, self.task.seq_len, self.device, self.carry)
+
+    def final_evaluation(self) -> dict:
+        """Loss and perplexity over the whole valid and test streams (the figures published
+        for WikiText and PTB); the last evaluation already read the valid one in stream mode."""
+        out = {}
+        for split, ids in self.text.eval_streams().items():
+            if split == "val" and self.last_stream_val and self.last_stream_val[0] == self.step:
+                loss, acc = self.last_stream_val[1:]
+            else:
+                loss, acc = self.stream_loss(ids)
+            out |= {
+                f"{split}_stream_loss": loss,
+                f"{split}_stream_acc": acc,
+                f"{split}_stream_ppl": math.exp(min(loss, 50.0)),
+            }
+        return out
 
     # --- checkpoints and records -------------------------------------------------------
     def save(self):
@@ -349,6 +317,7 @@ class Run:
                 "sched": self.sched.state_dict(),
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
+                "state": self.state,  # the carried state (data.stream=true), or None
                 "wall_s": self.wall_now(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -366,6 +335,7 @@ class Run:
             ckpt["tokens_seen"],
             ckpt["wall_s"],
         )
+        self.state = ckpt.get("state")  # absent in checkpoints from before data.stream
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
@@ -395,6 +365,9 @@ class Run:
                 "best_step": int(float(best["step"])),
             }
         values["lr"] = self.t.lr
+        if self.t.plateau_factor:
+            values["lr_anneals"] = self.anneals  # evaluations that divided the lr
+        values |= self.final  # val_stream_ppl, test_stream_ppl, ... (text corpora)
         if self.t.criterion:  # censored at the cap: None when no evaluation reached it
             hit = next((r for r in evals if self.reached({k: _num(v) for k, v in r.items()})), None)
             values |= {
@@ -439,10 +412,6 @@ def _num(v):
     return float(v) if v not in (None, "") else None
 
 
-def _show_progress(setting):
-    return sys.stderr.isatty() if setting == "auto" else bool(setting)
-
-
 def main(argv=None) -> int:
     """``python -m seqbench.train [overrides]``: one run, or a sweep with ``-m``."""
     from seqbench import cli
@@ -453,10 +422,10 @@ def main(argv=None) -> int:
 def job(cfg: DictConfig) -> dict:
     """The Hydra task function of ``python -m seqbench.train`` (one job of a sweep)."""
     summary = train(cfg)
-    line = {
-        k: summary.get(k)
-        for k in ("status", "step", "executed_steps", "val_loss", "val_acc", "run_dir")
-    }
+    keys = ("status", "step", "executed_steps", "val_loss", "val_acc")
+    line = {k: summary.get(k) for k in keys}
+    line |= {k: summary[k] for k in ("val_stream_ppl", "test_stream_ppl") if k in summary}
+    line["run_dir"] = summary.get("run_dir")
     print(f"seqbench: {line}", flush=True)
     reason = summary.get("error") or ""
     if summary["status"] == "interrupted" and ("SIGINT" in reason or "SIGTERM" in reason):

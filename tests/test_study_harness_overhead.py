@@ -1,10 +1,12 @@
-"""Study harness_overhead: no lecture claim; the section's overhead and MFU tables and figures
-from synthetic perf and mfu tables, read whatever study (perf, harness_overhead) wrote them."""
+"""Study harness_overhead: no lecture claim; the section's overhead, peer, start-up and MFU
+tables and figures from synthetic tables, read whatever study (perf, harness_overhead) wrote
+them, each goal met or missed as its numbers say."""
 
 import matplotlib
 import pandas as pd
 
-from seqbench.perf.overhead import GOAL
+from seqbench.perf.overhead import GOAL, PEER_GOAL
+from seqbench.perf.startup import STARTUP_GOAL
 from seqbench.report.plot import Figures
 from seqbench.studies import harness_overhead as study
 
@@ -40,6 +42,48 @@ def _perf():
         model="-",
         run="r",
         task="lagrecall",
+    )
+
+
+def _with_peer():
+    """_perf() plus the two rows per model of the 3-way comparison at pytorch/examples' shapes."""
+    peer = _perf().iloc[:4].copy()
+    peer["comparison"] = [
+        "lstm_peer_careful", "lstm_peer_examples",
+        "transformer_peer_careful", "transformer_peer_examples",
+    ]  # fmt: skip
+    peer["model"] = ["lstm", "lstm", "transformer", "transformer"]
+    peer["ratio_median"] = [0.99, 1.2, 0.90, 0.97]  # lstm meets both; transformer neither
+    peer["bare_tokens_per_s"] = [1010.0, 830.0, 1100.0, 1030.0]
+    peer = peer.assign(
+        status="complete",
+        goal=[GOAL, PEER_GOAL] * 2,
+        seqbench_tokens_per_s=1000.0,
+        ratio_q25=lambda d: d.ratio_median - 0.01,
+        ratio_q75=lambda d: d.ratio_median + 0.01,
+    )
+    return pd.concat([_perf(), peer], ignore_index=True)
+
+
+def _startup():
+    rows = [("import torch", 1.5, None), ("train --help", 1.6, STARTUP_GOAL),
+            ("train refused value", 2.3, STARTUP_GOAL), ("train 1 step", 4.0, None)]  # fmt: skip
+    return pd.DataFrame(
+        {
+            "command": [c for c, _, _ in rows],
+            "cpu_s_median": [v for _, v, _ in rows],
+            "goal": [g for _, _, g in rows],
+        }
+    ).assign(
+        cpu_s_q25=lambda d: d.cpu_s_median - 0.1,
+        cpu_s_q75=lambda d: d.cpu_s_median + 0.1,
+        beyond_torch_s=lambda d: d.cpu_s_median - 1.5,
+        imports_dynamo=[0, 0, 0, 1],
+        returncode=[0, 0, 2, 0],
+        repeats=3,
+        argv="python ...",
+        status="complete",
+        study="harness_overhead",
     )
 
 
@@ -88,6 +132,29 @@ def test_section_draws_both_figures(tmp_path):
     assert lines["| lstm_step"].endswith("| yes | 0 |")
     assert lines["| transformer_step"].endswith("| no | 0 |")
     assert "fp32 matmul n=1024" in md
+
+
+def test_peer_rows_side_by_side_with_each_goal_from_its_ratio(tmp_path):
+    md = study.section({"perf": _with_peer()}, Figures(tmp_path, FAMILIES))
+    overhead, peer = md.split("**At pytorch/examples' word_language_model shapes**")
+    assert "_peer_" not in overhead  # the peer rows have their own table
+    lines = {ln.split(" | ")[0]: ln for ln in peer.splitlines() if ln.startswith("| ")}
+    assert (
+        "| 1000 | 1010 | 830 | 0.990 [0.980, 1.000] | 1.200 [1.190, 1.210] | 2/2 |"
+        in (lines["| lstm"])
+    )
+    assert lines["| transformer"].endswith("| 0/2 |")
+    assert f"`vs_careful` (goal >= {GOAL})" in peer and f"(goal >= {PEER_GOAL})" in peer
+
+
+def test_startup_reports_seconds_beyond_torch_against_its_goal(tmp_path):
+    md = study.section({"startup": _startup()}, Figures(tmp_path, FAMILIES))
+    assert f"at most {STARTUP_GOAL:g} s beyond torch" in md
+    assert "`train --help` +0.10 s (within 0.5 s)" in md
+    assert "`train refused value` +0.80 s (over 0.5 s)" in md
+    lines = {ln.split(" | ")[0]: ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert " | yes | " in lines["| train --help"] and " | no | " in lines["| train refused value"]
+    assert " | - | " in lines["| train 1 step"]  # no goal: scale only
 
 
 def test_section_with_one_table_or_none(tmp_path):

@@ -30,16 +30,32 @@ class MaskedText(Text):
         self,
         seq_len: int = 128,
         tokenizer: str = "char",
-        vocab_size: int = 2048,
+        vocab_size: int | None = None,
         path: str | None = None,
-        val_frac: float = 0.1,
+        corpus: str | None = None,
+        val_frac: float | None = None,
+        stream: bool = False,
         seed: int = 0,
         n_train: int | None = None,
         mask_rate: float = 0.15,
     ):
         if not (isinstance(mask_rate, int | float) and 0 < mask_rate < 1):
             raise ValueError(f"data.mask_rate={mask_rate!r} is not allowed: a number in (0, 1)")
-        super().__init__(seq_len, tokenizer, vocab_size, path, val_frac, seed, n_train)
+        if stream:  # a masked row sees both sides: there is no state to carry along a stream
+            raise ValueError(
+                "data.stream=true is not allowed with masked_text: random windows only"
+            )
+        super().__init__(
+            seq_len=seq_len,
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            path=path,
+            corpus=corpus,
+            val_frac=val_frac,
+            stream=stream,
+            seed=seed,
+            n_train=n_train,
+        )
         self.mask_rate = float(mask_rate)
         self.mask_id = self.vocab_size  # one past the text vocabulary
         self.vocab_size += 1
@@ -61,6 +77,9 @@ class MaskedText(Text):
         inputs = tokens.masked_fill(masked, self.mask_id)
         targets = tokens.masked_fill(~masked, IGNORE)
         return inputs, targets
+
+    def eval_streams(self) -> dict:
+        return {}  # the masked objective is scored on its windows, not as a stream
 
     def fingerprint(self):
         return super().fingerprint() | {"mask_rate": self.mask_rate, "mask_id": self.mask_id}

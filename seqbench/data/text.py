@@ -1,78 +1,96 @@
-"""Next-word language modelling on real text (C1), with a char or a word tokenizer.
+"""Next-token language modelling on real text (C1): a corpus, a tokenizer, two ways to read it.
 
-The default corpus needs no network: a fixed list of Python standard-library modules read from
-the running interpreter (real prose and code nobody here wrote). Its sha256 and size go into
-every run.json; ``data.path=`` trains on any local UTF-8 file instead. The last ``val_frac``
-of the token stream is held out; batches are random windows of seq_len + 1 tokens.
+Corpora (seqbench/data/corpora.py): the offline standard-library corpus by default, any UTF-8
+file or a folder of train.txt / valid.txt / test.txt with ``data.path=``, a named corpus with
+``data.corpus=`` (fetched once into a cache, sha256-checked). A single file's last
+``val_frac`` of tokens is held out; a folder's splits are its files.
+
+Tokenizers:
+    char        every character is a token, newlines included
+    word        a regex: a run of word characters, one punctuation mark, or a newline
+    whitespace  ``line.split()`` for every line plus one ``<eos>`` per line, empty lines too:
+                how WikiText and PTB are counted in published perplexities (pytorch/examples'
+                word_language_model, data.py); WikiText's own ``<unk>`` is seqbench's <unk>
+
+The vocabulary comes from the training split alone: all of its token types (``vocab_size``
+null, the default), or the ``vocab_size - 1`` most frequent plus <unk> (id 0). What maps to
+<unk> is recorded per split (``unk_share``), and the share the cap alone causes
+(``unk_from_cap``, which the harness prints when it is not 0).
+
+Two ways to read the training split:
+    random windows (default)  each batch is B windows of seq_len + 1 tokens at random offsets,
+                              a pure function of the step (seqbench.data.Task)
+    data.stream=true          the classic protocol (Zaremba et al. 2014; pytorch/examples): the
+                              split cut into B contiguous columns side by side ("batchify") and
+                              read in order, one window of seq_len after the other ("bptt"); the
+                              harness carries the model's state from window to window
+Whole-stream evaluation (``eval_streams`` + ``stream_windows``) scores every held-out token once.
 """
 
 import functools
-import hashlib
+import io
+import math
 import re
-import sysconfig
+from array import array
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from seqbench.data import Task
+from seqbench.data.corpora import STDLIB_FILES, read_named, read_path, read_stdlib
 
-STDLIB_FILES = (
-    "textwrap.py",
-    "argparse.py",
-    "difflib.py",
-    "pydoc.py",
-    "inspect.py",
-    "typing.py",
-    "dataclasses.py",
-    "functools.py",
-    "random.py",
-    "statistics.py",
-    "fractions.py",
-    "calendar.py",
-    "shutil.py",
-    "tarfile.py",
-    "zipfile.py",
-    "json/decoder.py",
-    "json/encoder.py",
-    "logging/__init__.py",
-    "email/message.py",
-    "http/client.py",
-)
-TOKENIZERS = ("char", "word")
+__all__ = ["STDLIB_FILES", "Text", "batchify", "load_corpus", "stream_windows", "tokenize"]
+
+TOKENIZERS = ("char", "word", "whitespace")
 WORD = re.compile(r"\w+|[^\w\s]|\n")
-UNK = "<unk>"
+UNK, EOS = "<unk>", "<eos>"
 
 
 @functools.lru_cache(maxsize=4)
-def load_corpus(path: str | None) -> tuple[str, dict]:
-    """(text, fingerprint). ``path=None`` reads the standard-library corpus."""
-    if path is None:
-        root = Path(sysconfig.get_paths()["stdlib"])
-        files = [root / f for f in STDLIB_FILES if (root / f).is_file()]
-        raw = b"".join(f.read_bytes() for f in files)
-        source = f"python{sysconfig.get_python_version()} stdlib ({len(files)} files)"
-    else:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ValueError(f"data.path={path} is not allowed: no such file")
-        raw = p.read_bytes()
-        source = str(p.resolve())
-        if not raw.strip():
-            raise ValueError(f"data.path={path} is not allowed: the file is empty")
-        if b"\0" in raw[:65536]:
-            raise ValueError(f"data.path={path} is not allowed: binary file, need UTF-8 text")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"data.path={path} is not allowed: not UTF-8 text ({e.reason} at byte {e.start})"
-        ) from None
-    return text, {
-        "corpus": source,
-        "corpus_sha256": hashlib.sha256(raw).hexdigest(),
-        "corpus_bytes": len(raw),
-    }
+def load_corpus(path: str | None = None, corpus: str | None = None) -> tuple[dict, dict]:
+    """({split: text}, fingerprint); split "all" for one file (split later by val_frac)."""
+    if corpus is not None:
+        return read_named(corpus)
+    return read_stdlib() if path is None else read_path(path)
+
+
+def tokenize(text: str, tokenizer: str):
+    """An iterator over the tokens of text (never a list: WikiText-103 has 100M of them)."""
+    if tokenizer == "char":
+        return iter(text)
+    if tokenizer == "word":
+        return (m.group() for m in WORD.finditer(text))
+    return _whitespace(text)
+
+
+def _whitespace(text):
+    for line in io.StringIO(text, newline=None):  # universal newlines, as open() reads a file
+        yield from line.split()
+        yield EOS
+
+
+def encode(tokens, stoi) -> torch.Tensor:
+    ids = array("q", (stoi.get(w, 0) for w in tokens))  # 8 bytes a token, no Python list
+    if not ids:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.frombuffer(ids, dtype=torch.int64).clone()
+
+
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """[B, N]: row b is the b-th contiguous chunk of the stream; the last len % B tokens are
+    dropped (as pytorch/examples' batchify, which lays the same chunks out as [N, B])."""
+    n = len(ids) // batch_size
+    return ids[: batch_size * n].view(batch_size, n)
+
+
+def stream_windows(ids: torch.Tensor, batch_size: int, seq_len: int):
+    """(tokens [B, t], targets [B, t]) covering the batchified stream in order, t = seq_len
+    except for a shorter last window: every token after each column's first is scored once."""
+    columns = batchify(ids, batch_size)  # [B, N]
+    N = columns.size(1)
+    for p in range(0, N - 1, seq_len):
+        t = min(seq_len, N - 1 - p)
+        yield columns[:, p : p + t], columns[:, p + 1 : p + 1 + t]
 
 
 class Text(Task):
@@ -80,9 +98,11 @@ class Text(Task):
         self,
         seq_len: int = 128,
         tokenizer: str = "char",
-        vocab_size: int = 2048,
+        vocab_size: int | None = None,
         path: str | None = None,
-        val_frac: float = 0.1,
+        corpus: str | None = None,
+        val_frac: float | None = None,
+        stream: bool = False,
         seed: int = 0,
         n_train: int | None = None,
     ):
@@ -91,19 +111,44 @@ class Text(Task):
             raise ValueError(
                 f"data.tokenizer={tokenizer!r} is not allowed: one of {list(TOKENIZERS)}"
             )
-        if not 0 < val_frac < 1:
+        if val_frac is not None and not 0 < val_frac < 1:
             raise ValueError(f"data.val_frac={val_frac} is not allowed: 0 < val_frac < 1")
-        if vocab_size < 2:
-            raise ValueError(f"data.vocab_size={vocab_size} is not allowed: >= 2")
-        text, self.corpus = load_corpus(path)
-        pieces = list(text) if tokenizer == "char" else WORD.findall(text)
-        # cap the vocabulary by frequency; everything rarer becomes <unk> (id 0)
-        common = [w for w, _ in Counter(pieces).most_common(vocab_size - 1)]
-        self.itos = [UNK] + sorted(common)
+        if vocab_size is not None and vocab_size < 2:
+            raise ValueError(f"data.vocab_size={vocab_size} is not allowed: >= 2, or null")
+        if path is not None and corpus is not None:
+            raise ValueError(f"data.corpus={corpus} is not allowed together with data.path=")
+        if stream and n_train is not None:
+            raise ValueError(
+                f"data.n_train={n_train} is not allowed with data.stream=true: a stream is "
+                "read whole, in order"
+            )
+        texts, self.corpus = load_corpus(path, corpus)
+        if "all" in texts:  # one file: its tail is held out
+            pieces = list(tokenize(texts["all"], tokenizer))
+            cut = len(pieces) - int(len(pieces) * (0.1 if val_frac is None else val_frac))
+            if len(pieces) - cut < seq_len + 2:  # blame the key that made the split too small
+                raise ValueError(
+                    f"data.val_frac={val_frac} is not allowed: it holds out "
+                    f"{len(pieces) - cut} of {len(pieces)} tokens, fewer than data.seq_len + 2"
+                    f" = {seq_len + 2}"
+                )
+            tokens = {"train": pieces[:cut], "val": pieces[cut:]}
+            counts = Counter(tokens["train"])
+        elif val_frac is not None:
+            key = "data.corpus" if corpus else "data.path"
+            raise ValueError(
+                f"data.val_frac={val_frac} is not allowed with {key}={corpus or path}: "
+                "the folder's valid.txt is the held-out split (val_frac: null)"
+            )
+        else:  # a folder: tokenized as streams, never as lists
+            counts = Counter(tokenize(texts["train"], tokenizer))
+            tokens = {s: tokenize(t, tokenizer) for s, t in texts.items()}
+        counts.pop(UNK, None)  # the corpus's own <unk> is id 0
+        kept = counts.most_common(None if vocab_size is None else vocab_size - 1)
+        self.itos = [UNK] + sorted(w for w, _ in kept)
         stoi = {w: i for i, w in enumerate(self.itos)}
-        ids = torch.tensor([stoi.get(w, 0) for w in pieces], dtype=torch.long)
-        n_val = int(len(ids) * val_frac)
-        self.streams = {"train": ids[:-n_val], "val": ids[-n_val:]}
+        self.streams = {s: encode(t, stoi) for s, t in tokens.items()}
+        self.has_splits = "all" not in texts  # a corpus folder: its own valid (and test) files
         shortest = min(len(s) for s in self.streams.values())
         if shortest <= seq_len + 1:
             raise ValueError(
@@ -111,22 +156,68 @@ class Text(Task):
                 f"{shortest} tokens per split; need seq_len + 2 or more"
             )
         self.seq_len, self.tokenizer, self.vocab_size = seq_len, tokenizer, len(self.itos)
-        self.unk_rate = float((ids == 0).float().mean())
+        self.stream, self._columns = bool(stream), {}
+        n_train_tokens = len(self.streams["train"])
+        self.unk_from_cap = (sum(counts.values()) - sum(c for _, c in kept)) / n_train_tokens
+        self.unk_share = {s: float((ids == 0).double().mean()) for s, ids in self.streams.items()}
+        self.unk_rate = sum(int((ids == 0).sum()) for ids in self.streams.values()) / sum(
+            len(ids) for ids in self.streams.values()
+        )
         # what a model that ignores all context can reach: val cross-entropy under the
         # (add-one smoothed) unigram distribution of the training split
-        counts = torch.bincount(self.streams["train"], minlength=self.vocab_size).double() + 1
-        logp = (counts / counts.sum()).log()
+        freq = torch.bincount(self.streams["train"], minlength=self.vocab_size).double() + 1
+        logp = (freq / freq.sum()).log()
         self.unigram_xent = float(-logp[self.streams["val"]].mean())
 
+    # --- random windows ----------------------------------------------------------------------
     def _generate(self, gen, n, split):
         stream = self.streams[split]
         starts = torch.randint(0, len(stream) - self.seq_len - 1, (n,), generator=gen)
         windows = torch.stack([stream[s : s + self.seq_len + 1] for s in starts.tolist()])
         return windows[:, :-1], windows[:, 1:]  # every position is scored
 
+    # --- the stream (data.stream=true) ---------------------------------------------------------
+    def batch(self, split, index, batch_size):
+        """With data.stream=true, training batch ``index`` is window ``index % windows_per_pass``
+        of the batchified training split, in order; everything else as Task.batch."""
+        if not (self.stream and split == "train"):
+            return super().batch(split, index, batch_size)
+        columns = self.columns(batch_size)  # [B, N]
+        p = (index % self.windows_per_pass(batch_size)) * self.seq_len
+        window = columns[:, p : p + self.seq_len + 1]  # [B, T + 1]
+        return window[:, :-1], window[:, 1:]
+
+    def columns(self, batch_size) -> torch.Tensor:
+        if batch_size not in self._columns:
+            columns = batchify(self.streams["train"], batch_size)
+            if columns.size(1) < self.seq_len + 1:
+                raise ValueError(
+                    f"train.batch_size={batch_size} is not allowed with data.stream=true: each "
+                    f"column of the training split holds {columns.size(1)} tokens, fewer than "
+                    f"data.seq_len + 1 = {self.seq_len + 1}"
+                )
+            self._columns[batch_size] = columns
+        return self._columns[batch_size]
+
+    def windows_per_pass(self, batch_size) -> int:
+        """Full windows in one pass over the training split (a short last one is skipped, so
+        every step has the same shape)."""
+        return (self.columns(batch_size).size(1) - 1) // self.seq_len
+
+    def starts_pass(self, index, batch_size) -> bool:
+        """Does training batch ``index`` begin a new pass over the stream (state from zero)?"""
+        return index % self.windows_per_pass(batch_size) == 0
+
+    def eval_streams(self) -> dict:
+        """The held-out token streams scored whole at the end of training: val, and test for
+        a corpus folder."""
+        return {s: ids for s, ids in self.streams.items() if s != "train"}
+
     def decode(self, ids) -> str:
-        sep = "" if self.tokenizer == "char" else " "
-        return sep.join(self.itos[i] for i in ids)
+        words = [self.itos[i] for i in ids]
+        if self.tokenizer == "whitespace":
+            return "".join("\n" if w == EOS else w + " " for w in words)
+        return ("" if self.tokenizer == "char" else " ").join(words)
 
     def fingerprint(self):
         return (
@@ -134,9 +225,12 @@ class Text(Task):
             | self.corpus
             | {
                 "tokenizer": self.tokenizer,
+                "stream": self.stream,
                 "unk_rate": round(self.unk_rate, 5),
+                "unk_share": {s: round(v, 5) for s, v in self.unk_share.items()},
+                "unk_from_cap": round(self.unk_from_cap, 5),
                 "unigram_xent": round(self.unigram_xent, 5),
-                "train_tokens": len(self.streams["train"]),
-                "val_tokens": len(self.streams["val"]),
+                "unigram_ppl": round(math.exp(self.unigram_xent), 2),
             }
+            | {f"{s}_tokens": len(ids) for s, ids in self.streams.items()}
         )

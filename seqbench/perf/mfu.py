@@ -66,7 +66,7 @@ def nominal_peak(device) -> float | None:
 def mfu(cfg, device, log, tmp):
     peak, how = measured_peak(device, cfg.mfu.peak_matmul_n)
     nominal = nominal_peak(device)
-    for name in cfg.mfu.models:
+    for name in cfg.mfu.models or []:
         for T in cfg.mfu.seq_lens:
             row = _mfu_point(cfg, name, T, device, tmp / f"mfu-{name}-{T}")
             achieved = row["flops_per_s"]

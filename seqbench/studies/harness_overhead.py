@@ -1,7 +1,11 @@
 """Harness overhead, FLOP/s and MFU (python -m seqbench.perf +experiment=harness_overhead).
 
-Table ``perf``: seqbench's training step and train() against the bare PyTorch loop a user
-would write instead, as paired throughput ratios (seqbench/perf/overhead.py). Table ``mfu``:
+Table ``perf``: seqbench's training step and train() against the bare PyTorch loop a careful
+user would write instead (fused optimiser), as paired throughput ratios
+(seqbench/perf/overhead.py), and at pytorch/examples' word_language_model shapes against both
+that careful loop and the example's own step (seqbench/perf/peer.py). Table ``startup``: CPU
+seconds of ``--help``, a refused value and a 1-step run beyond importing torch
+(seqbench/perf/startup.py). Table ``mfu``:
 
     MFU = (matmul FLOPs of one training step, forward + backward, torch.utils.flop_counter)
           / (median step time) / peak FLOP/s
@@ -11,14 +15,16 @@ under study ``perf`` before the study had its own name, so they are read whateve
 """
 
 import numpy as np
+import pandas as pd
 from matplotlib.patches import Patch
 
 from seqbench.perf.mfu import NOMINAL_BF16
-from seqbench.perf.overhead import GOAL
-from seqbench.report.plot import md_table
+from seqbench.perf.overhead import GOAL, PEER_GOAL
+from seqbench.perf.startup import STARTUP_GOAL
+from seqbench.report.plot import md_table, reference
 from seqbench.studies import Verdict, complete, perf
 
-TITLE = "Harness overhead, FLOP/s and MFU"
+TITLE = "Harness overhead, start-up, FLOP/s and MFU"
 ORDER = 60
 DECIDES = ()
 HATCHES = ("", "//", "..", "xx")  # one per length in the MFU bars
@@ -41,6 +47,10 @@ BENCH = {
             "mfu.steps=1",
             "mfu.repeats=2",
             "mfu.peak_matmul_n=256",
+            "peer.tokenizer=char",
+            "peer.repeats=2",
+            "peer.warmup=0",
+            "startup.repeats=1",
         ),
     ],
     "cpu": [
@@ -72,7 +82,7 @@ BENCH = {
             "size=s",
             "compile=true",
             "tables=[perf]",
-            "train_loop.models=[]",
+            "train_loop.models=null",
             "overhead.seq_len=256",
             "overhead.batch_size=64",
             "overhead.steps=10",
@@ -85,6 +95,13 @@ OVERHEAD_COLUMNS = (
     "comparison device threads seq_len batch_size steps_per_block repeats seqbench_tokens_per_s"
     " bare_tokens_per_s ratio ratio_iqr overhead_us_per_step goal_met loss_diff"
 ).split()
+PEER_COLUMNS = (
+    "model device threads seq_len batch_size repeats seqbench_tokens_per_s"
+    " careful_tokens_per_s examples_tokens_per_s vs_careful vs_examples goals_met"
+).split()
+STARTUP_COLUMNS = (
+    "command cpu_s beyond_torch_s imports_dynamo returncode repeats goal_met argv"
+).split()
 MFU_COLUMNS = (
     "model impl flops_counted_on device dtype threads seq_len batch_size gflops_per_step"
     " step_ms step_ms_iqr achieved_tflops peak_tflops mfu_measured mfu_nominal"
@@ -96,8 +113,12 @@ def verdicts(tables) -> list[Verdict]:
 
 
 def section(tables, figs) -> str:
+    perf = complete(tables.get("perf"))
+    peer = perf[perf.comparison.str.contains("_peer_")] if not perf.empty else perf
     parts = [
-        _overhead(complete(tables.get("perf")), figs),
+        _overhead(perf.drop(peer.index) if not perf.empty else perf, figs),
+        _peer(peer),
+        _startup(complete(tables.get("startup"))),
         _mfu(complete(tables.get("mfu")), figs),
     ]
     parts = [p for p in parts if p]
@@ -109,30 +130,25 @@ def _overhead(df, figs) -> str:
     if df.empty:
         return ""
     show = df.assign(
-        ratio=[
-            f"{m:.3f} [{a:.3f}, {b:.3f}]"
-            for m, a, b in zip(df.ratio_median, df.ratio_q25, df.ratio_q75)
-        ],
+        ratio=[_ratio(r) for r in df.itertuples()],
         goal_met=np.where(df.ratio_median >= GOAL, "yes", "no"),
     )
     fig, axes = figs.figure(width=6.0)
     ax = axes[0]
     labels = [f"{r.comparison}\n{r.device}" for r in df.itertuples()]
-    ax.errorbar(
-        range(len(df)),
-        df.ratio_median,
-        yerr=[df.ratio_median - df.ratio_q25, df.ratio_q75 - df.ratio_median],
-        fmt="o",
-        capsize=4,
-    )
-    ax.axhline(1.0, color="gray", lw=0.8)  # as fast as the bare loop
-    ax.axhline(GOAL, color="tab:red", ls="--", lw=0.8, label=f"goal {GOAL}")
+    ax.errorbar(range(len(df)), df.ratio_median, fmt="o", capsize=4, color="0.2",
+                yerr=[df.ratio_median - df.ratio_q25, df.ratio_q75 - df.ratio_median],
+                label="median over A/B pairs, IQR")  # fmt: skip
+    reference(ax, 1.0, "as fast as the bare loop", kind="chance")
+    reference(ax, GOAL, f"goal {GOAL:g}", kind="threshold")
     ax.set_xticks(range(len(df)), labels, fontsize=7, rotation=20)
-    ax.set(ylabel="tokens/s: seqbench / bare loop", title="harness overhead (median, IQR)")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="comparison, device", ylabel="tokens/s: seqbench / bare loop",
+           title="harness overhead (median, IQR)")  # fmt: skip
+    figs.legend(fig)
     return (
-        "**Harness overhead.** Throughput of seqbench against the loop a user would write "
-        "instead (same shapes, same weights, same optimiser and schedule), timed in one "
+        "**Harness overhead.** Throughput of seqbench against the loop a careful user would "
+        "write instead (same shapes, same weights, same optimiser and schedule, the "
+        "optimiser's fused kernel on CPU and CUDA), timed in one "
         "process as interleaved blocks; `ratio` = tokens/s(seqbench) / tokens/s(bare), "
         "median over the A/B pairs with [q25, q75]; `ratio_iqr` = q75 - q25. The goal is "
         f"a median ratio >= {GOAL} (overhead <= {1 - GOAL:.0%}). `loss_diff` = |seqbench loss "
@@ -150,6 +166,86 @@ def _overhead(df, figs) -> str:
     )
 
 
+def _ratio(r) -> str:
+    return f"{r.ratio_median:.3f} [{r.ratio_q25:.3f}, {r.ratio_q75:.3f}]"
+
+
+# --- at pytorch/examples' shapes -------------------------------------------------------------
+def _peer(df) -> str:
+    if df.empty:
+        return ""
+    rows = []
+    for (model, device), g in df.groupby(["model", "device"], sort=True):
+        by = {c.rsplit("_peer_", 1)[1]: r for c, r in zip(g.comparison, g.itertuples())}
+        if not {"careful", "examples"} <= set(by):
+            continue
+        careful, examples = by["careful"], by["examples"]
+        met = (careful.ratio_median >= GOAL) + (examples.ratio_median >= PEER_GOAL)
+        rows.append(
+            {
+                "model": model,
+                "device": device,
+                "threads": careful.threads,
+                "seq_len": careful.seq_len,
+                "batch_size": careful.batch_size,
+                "repeats": careful.repeats,
+                "seqbench_tokens_per_s": round(careful.seqbench_tokens_per_s),
+                "careful_tokens_per_s": round(careful.bare_tokens_per_s),
+                "examples_tokens_per_s": round(examples.bare_tokens_per_s),
+                "vs_careful": _ratio(careful),
+                "vs_examples": _ratio(examples),
+                "goals_met": f"{int(met)}/2",
+            }
+        )
+    if not rows:
+        return ""
+    return (
+        "**At pytorch/examples' word_language_model shapes** (its defaults: embedding = hidden "
+        "= 200, 2 layers, bptt 35, batch 20, SGD at lr 20, clip 0.25, dropout 0.2; the "
+        "Transformer with 2 heads and a feed-forward width of 200), on the stdlib corpus with "
+        "the whitespace tokenizer and every token type in the vocabulary. Three sides timed in "
+        "one interleave, each reading the next window of the stream every step: seqbench "
+        "(`data.stream=true train.optimizer=sgd`, state carried), the careful bare loop (fused "
+        "SGD) and a faithful re-implementation of the example's step (seqbench/perf/"
+        f"examples.py). `vs_careful` (goal >= {GOAL}) and `vs_examples` (goal >= {PEER_GOAL}) "
+        "are tokens/s(seqbench) / tokens/s(other), median [q25, q75] over the repeats.\n\n"
+        + md_table(pd.DataFrame(rows)[PEER_COLUMNS])
+    )
+
+
+# --- start-up -----------------------------------------------------------------------------------
+def _startup(df) -> str:
+    if df.empty:
+        return ""
+    show = df.assign(
+        cpu_s=[
+            f"{m:.2f} [{a:.2f}, {b:.2f}]"
+            for m, a, b in zip(df.cpu_s_median, df.cpu_s_q25, df.cpu_s_q75)
+        ],
+        beyond_torch_s=df.beyond_torch_s.round(2),
+        goal_met=[
+            "-" if pd.isna(g) else ("yes" if b <= g else "no")
+            for b, g in zip(df.beyond_torch_s, df.goal)
+        ],
+    )
+    answered = show[show.goal.notna()]
+    said = "; ".join(
+        f"`{r.command}` {r.beyond_torch_s:+.2f} s ({'within' if r.goal_met == 'yes' else 'over'} "
+        f"{r.goal:g} s)"
+        for r in answered.itertuples()
+    )
+    return (
+        "**Start-up.** CPU seconds (user + system) of fresh `python` processes, median "
+        "[q25, q75] over the repeats, and `beyond_torch_s` = that minus the median of "
+        '`python -c "import torch"` measured alongside (the floor any PyTorch program pays). '
+        f"Goal for the answers that do no work: at most {STARTUP_GOAL:g} s beyond torch"
+        + (f"; measured: {said}." if said else ".")
+        + " `imports_dynamo`: whether `torch._dynamo` was imported (seqbench imports it only "
+        "for train.compile=true; torch.optim imports it when the first optimiser is built, so "
+        "any run that trains pays it).\n\n" + md_table(show[STARTUP_COLUMNS])
+    )
+
+
 # --- FLOP/s and MFU ------------------------------------------------------------------------------
 def _nominal() -> str:
     """'H100/H200 989, A100 312': the nominal peaks seqbench.perf.mfu knows, in TFLOP/s."""
@@ -163,6 +259,8 @@ def _mfu_figure(df, figs) -> str:
     """One panel per device: bars of MFU (measured peak) per model, colour = model, hatch =
     length."""
     devices = sorted(df.device.astype(str).unique())
+    every = sorted(df.seq_len.unique())  # one hatch per length across the devices' panels
+    hatch = {T: HATCHES[i % len(HATCHES)] for i, T in enumerate(every)}
     fig, axes = figs.figure(ncols=len(devices), width=6.5)
     for ax, device in zip(axes, devices):
         d = df[df.device.astype(str) == device]
@@ -175,22 +273,19 @@ def _mfu_figure(df, figs) -> str:
                 g * 100,
                 w,
                 color=[figs.color(m) for m in models],
-                hatch=HATCHES[i % len(HATCHES)],
+                hatch=hatch[T],
                 edgecolor="white",
                 label=f"T={T}",
             )
         ax.set_xticks(np.arange(len(models)) + w * (len(lengths) - 1) / 2, models, fontsize=8)
-        ax.set(ylabel="MFU vs measured peak (%)", title=f"model FLOPs utilisation, {device}")
-        handles = [  # the colours are the models': the legend explains the hatches only
-            Patch(
-                facecolor="lightgray",
-                edgecolor="white",
-                hatch=HATCHES[i % len(HATCHES)],
-                label=f"T={T}",
-            )
-            for i, T in enumerate(lengths)
-        ]
-        ax.legend(handles=handles, fontsize=8)
+        ax.set(xlabel="model", ylabel="MFU vs measured peak (%)",
+               title=f"model FLOPs utilisation, {device}")  # fmt: skip
+    handles = [  # the colours are the models' (named below the bars): the key is the hatches
+        Patch(facecolor="lightgray", edgecolor="white", hatch=h, label=f"T={T}")
+        for T, h in hatch.items()
+    ]
+    fig.legend(handles=handles, title="sequence length\n(tokens)", loc="outside right upper",
+               fontsize=8, title_fontsize=8, frameon=False)  # fmt: skip
     return figs.save(fig, "perf_mfu")
 
 
