@@ -53,6 +53,17 @@ def _record_jobs(path: Path, log: list[dict]) -> None:
     store.atomic_write_text(path, text.getvalue())
 
 
+def _profiles_help() -> str:
+    """Each profile's jobs, in the order they run (from the studies' BENCH)."""
+    import textwrap
+
+    lines = ["Profiles and their jobs (seqbench/studies/*.py, BENCH):"]
+    for p in profiles():
+        names = ", ".join(j.name for j in profile_jobs(p))
+        lines += textwrap.wrap(names, 96, initial_indent=f"  {p}: ", subsequent_indent="    ")
+    return "\n".join(lines)
+
+
 def fail(message) -> int:
     print(f"seqbench: error: {message}", file=sys.stderr)
     return 2
@@ -62,13 +73,38 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m seqbench.bench",
         description=__doc__,
+        epilog=_profiles_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--runs", default=None, help="run directory root (default runs/bench-PROFILE)")
-    ap.add_argument("--results", default=None, help="report folder (default <runs>/report)")
-    ap.add_argument("--fresh", action="store_true", help="discard existing runs, start over")
-    ap.add_argument("--only", default=None, help="comma-separated job names to run")
+    ap.add_argument(
+        "--profile",
+        default="cpu",
+        help=f"which jobs to run: {', '.join(profiles())} (listed below; default: cpu)",
+    )
+    ap.add_argument(
+        "--runs",
+        default=None,
+        metavar="DIR",
+        help="where the run directories go (default: runs/bench-PROFILE)",
+    )
+    ap.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="where the report goes (default: <runs>/report; make bench passes results)",
+    )
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the existing runs and start every one over (default: complete runs are "
+        "skipped, interrupted ones resume)",
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        metavar="JOB,...",
+        help="run only these jobs of the profile (comma-separated names, listed below)",
+    )
     ap.add_argument(
         "--force",
         action="store_true",
@@ -80,7 +116,7 @@ def main(argv=None) -> int:
             f"--profile={args.profile} is not allowed: choose one of {', '.join(profiles())}"
         )
     jobs = profile_jobs(args.profile)
-    only = set(args.only.split(",")) if args.only else None
+    only = set(args.only.split(",")) if args.only is not None else None  # "": no job named
     if only is not None:
         unknown = sorted(only - {j.name for j in jobs})
         if unknown:
@@ -88,13 +124,19 @@ def main(argv=None) -> int:
                 f"--only={args.only} is not allowed: no job named {', '.join(unknown)} "
                 f"in profile {args.profile} (jobs: {', '.join(j.name for j in jobs)})"
             )
+    for flag, value in (("--runs", args.runs), ("--results", args.results)):
+        if value is not None and not value.strip():  # Path("") would be the current folder
+            return fail(f"{flag}={value!r} is not allowed: an empty path")
     runs = Path(args.runs or f"runs/bench-{args.profile}")
     results = Path(args.results) if args.results else runs / "report"
+    from seqbench.cli import check_dir
     from seqbench.report.__main__ import check_results, write_report
 
-    try:
+    try:  # refuse before hours of work, not after: both folders must be writable
+        check_dir(f"--runs={runs}", runs)
+        check_dir(f"--results={results}", results)
+        check_results(runs, results, args.force)
         runs.mkdir(parents=True, exist_ok=True)
-        check_results(runs, results, args.force)  # refuse before hours of work, not after
     except (OSError, ValueError) as e:
         return fail(
             str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: {e.strerror}"

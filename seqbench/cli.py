@@ -19,6 +19,7 @@ from pathlib import Path
 from seqbench.errors import ConfigError
 
 MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=range(0,100000)), not a plan
+MIN_FREE = 1 << 20  # bytes: less free space where runs are written is a full disk
 HYDRA_FLAGS = (
     "--cfg",
     "-c",
@@ -89,19 +90,51 @@ def parse(overrides):
     return parsed
 
 
+def sweep_values(o) -> list[str]:
+    """The values a sweep override takes, as strings; glob() over a config group's files
+    (Hydra lists them only with its config loader), range() without building it."""
+    from hydra.core.override_parser.types import Glob
+
+    from seqbench.config import GROUPS, group_options
+
+    v = o.value()
+    if isinstance(v, Glob):
+        if o.key_or_group not in (*GROUPS, "what"):
+            raise ConfigError(
+                f"{o.input_line} is not allowed: glob() selects the files of a config group "
+                f"({', '.join((*GROUPS, 'what'))})"
+            )
+        return v.filter(group_options(o.key_or_group))
+    if not o.is_discrete_sweep():
+        raise ConfigError(
+            f"{o.input_line} is not allowed: seqbench's sweeper takes lists, choice(), "
+            "range() and glob(), not interval()"
+        )
+    if hasattr(v, "start") and hasattr(v, "stop") and not v.step:
+        raise ConfigError(f"{o.input_line} is not allowed: a range() step must not be 0")
+    return list(o.sweep_string_iterator())
+
+
 def sweep_size(parsed) -> int:
-    n = 1
+    """The number of jobs Hydra's basic sweeper makes of ``parsed``, counted without making
+    them (BasicSweeper.split_arguments builds the whole product first): a later override of
+    a key replaces an earlier one, as there."""
+    sizes = {}
     for o in parsed:
+        n = 1
         if o.is_sweep_override():
             v = o.value()
-            if hasattr(v, "start") and hasattr(v, "stop"):  # range(a, b, step)
-                n *= max(0, math.ceil((v.stop - v.start) / (v.step or 1)))
+            if hasattr(v, "start") and hasattr(v, "stop") and v.step:  # range(a, b, step)
+                n = max(0, math.ceil((v.stop - v.start) / v.step))
             else:
-                n *= sum(1 for _ in o.sweep_string_iterator())
-    return n
+                n = len(sweep_values(o))
+        sizes[o.get_key_element()] = n
+    return math.prod(sizes.values())
 
 
 def check_sweep_size(n: int, where: str) -> None:
+    if n == 0:
+        raise ConfigError(f"{where} is not allowed: it would launch no job")
     if n > MAX_JOBS:
         raise ConfigError(
             f"{where} is not allowed: it would launch {n} jobs, at most "
@@ -118,12 +151,11 @@ def group_choices(parsed) -> None:
         if group not in GROUPS and group != "what" or o.is_delete():
             continue
         options = group_options(group)
-        for v in o.sweep_string_iterator() if o.is_sweep_override() else [o.value()]:
-            if isinstance(v, str):  # a {k: v} mapping merges into the node: not a choice
-                if v not in options:
-                    raise ConfigError(
-                        f"{group}={v!r} is not allowed: choose one of {', '.join(options)}"
-                    )
+        for v in sweep_values(o) if o.is_sweep_override() else [o.value()]:
+            # a {k: v} mapping merges into the node and a list selects several: not a choice
+            if v is None or isinstance(v, dict | list) or v in options:
+                continue
+            raise ConfigError(f"{group}={v!r} is not allowed: choose one of {', '.join(options)}")
 
 
 def preflight(config_name: str, argv) -> None:
@@ -146,10 +178,22 @@ def preflight(config_name: str, argv) -> None:
         base = compose_job(config_name, fixed, hydra=True)
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         merged = parse([f"{k}={v}" for k, v in params.items()] + overrides)
-        first = BasicSweeper.split_arguments(merged, max_batch_size=1)[0][0]
+        everything = [o.input_line for o in merged if o.is_sweep_override()]
+        check_sweep_size(sweep_size(merged), "the sweep " + " ".join(everything))
+        listed = [  # glob() as the list it selects: Hydra expands it only with its loader
+            f"{o.get_key_element()}={','.join(sweep_values(o))}" if _is_glob(o) else o.input_line
+            for o in merged
+        ]
+        first = BasicSweeper.split_arguments(parse(listed), max_batch_size=1)[0][0]
     cfg = compose_job(config_name, first)
     check_out_dir(cfg)
     validate_job(cfg)
+
+
+def _is_glob(o) -> bool:
+    from hydra.core.override_parser.types import Glob
+
+    return isinstance(o.value(), Glob)
 
 
 def compose_job(config_name: str, overrides, hydra=False):
@@ -187,7 +231,25 @@ def explain(config_name, overrides, err) -> str:
             return f"{key}={value!r} is not allowed: no such key (keys here: {keys})"
     cause = err.__cause__ or err
     lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
+    reason = lines[0] if lines else type(err).__name__
+    culprit = _culprit(config_name, overrides)
+    if not culprit:
+        return reason
+    if "is not in struct" in reason and not culprit.startswith("+"):
+        reason += f" (a mapping with new keys merges in with +{culprit})"
+    return f"{culprit} is not allowed: {reason}"
+
+
+def _culprit(config_name, overrides) -> str | None:
+    """The first override whose addition breaks composition (the message names it)."""
+    from hydra import compose
+
+    for i in range(len(overrides)):
+        try:
+            compose(config_name, overrides=list(overrides[: i + 1]))
+        except Exception:
+            return overrides[i]
+    return None
 
 
 def check_out_dir(cfg) -> None:
@@ -195,18 +257,40 @@ def check_out_dir(cfg) -> None:
     out = cfg.get("out_dir")
     if not isinstance(out, str) or not out:
         raise ConfigError(f"out_dir={out!r} is not allowed: a directory path")
-    path = Path(out).expanduser().absolute()
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"out_dir={out!r} is not allowed: {probe} is a file, not a directory")
+    check_dir(f"out_dir={out!r}", out)
+
+
+def check_dir(label: str, path) -> None:
+    """A directory seqbench will create (if need be) and write into: refused, as ``label is
+    not allowed: ...``, when a regular file is in its way, it is not writable, or the disk
+    holding it is full (less than MIN_FREE bytes or no inode free)."""
+    if not str(path).strip():  # Path("") is the current directory: never written by accident
+        raise ConfigError(f"{label} is not allowed: an empty path")
+    probe = Path(path).expanduser().absolute()
+    try:
+        while not probe.exists():
+            probe = probe.parent
+        is_dir = probe.is_dir()
+    except OSError as e:
+        raise ConfigError(f"{label} is not allowed: {e.strerror} ({probe})") from None
+    if not is_dir:
+        raise ConfigError(f"{label} is not allowed: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"out_dir={out!r} is not allowed: {probe} is not writable")
+        raise ConfigError(f"{label} is not allowed: {probe} is not writable")
+    disk = os.statvfs(probe)
+    free = disk.f_bavail * disk.f_frsize
+    if free < MIN_FREE or (disk.f_files > 0 and disk.f_favail == 0):
+        raise ConfigError(
+            f"{label} is not allowed: the disk holding {probe} is full "
+            f"({free // 1024} KiB, {disk.f_favail} inodes free)"
+        )
 
 
 def validate_job(cfg) -> None:
     """The checks of one job, whatever entry point it belongs to."""
+    from seqbench.config import check_resolves
+
+    check_resolves(cfg)
     if "tables" in cfg:  # the perf benchmark's config
         from seqbench.perf import check
 
@@ -217,16 +301,42 @@ def validate_job(cfg) -> None:
         validate(cfg)
 
 
+class Job:
+    """The entry's task function as Hydra runs it, in every job process. A ConfigError that
+    only a job can meet (its run record cannot be written: a full disk, a read-only folder)
+    is told like any bad input, one line and exit 2, instead of Hydra's traceback; a
+    sweep stops there, since every later job would meet it too. In a launcher's worker the
+    job is watched: the worker ends when the launching process dies (seqbench.launch). A
+    class, not a closure, so the joblib and submitit launchers can pickle it (by reference)."""
+
+    def __init__(self, target: str):
+        import importlib
+
+        module, _, name = target.partition(":")
+        self.__wrapped__ = getattr(importlib.import_module(module), name)  # Hydra's job name
+
+    def __call__(self, cfg):
+        from seqbench import launch
+
+        launch.watch_parent()  # in a launcher's worker: end when the launching process dies
+        try:
+            with launch.job_running():
+                return self.__wrapped__(cfg)
+        except ConfigError as e:
+            fail(str(e))
+            sys.stderr.flush()
+            sys.exit(2)
+
+
 def launch(config_name: str, target: str, argv) -> int:
     """Hand the command line to Hydra with the entry's task function."""
-    import importlib
-
     import hydra
 
-    module, _, name = target.partition(":")
-    task = getattr(importlib.import_module(module), name)
+    from seqbench.launch import LAUNCH_PID
+
+    os.environ[LAUNCH_PID] = str(os.getpid())  # inherited by launcher workers (watchdog)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path="pkg://seqbench.conf", config_name=config_name, version_base=None)(
-        task
+        Job(target)
     )()
     return 0

@@ -15,6 +15,7 @@ import functools
 import importlib
 import importlib.resources
 import inspect
+import logging
 import typing
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 import hydra_plugins.seqbench_sweeper.seqbench_sweeper  # noqa: F401  registers hydra/sweeper
 from seqbench import schema
 from seqbench.errors import ConfigError
-from seqbench.schema import need
+from seqbench.schema import need, plain
 
 __all__ = ["CONF_DIR", "ConfigError", "build_model", "build_task", "validate"]
 
@@ -37,6 +38,17 @@ MEASUREMENTS = "seqbench.measure."  # what._target_ must name a function in this
 
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def quietly(lookup, path):
+    """hydra.utils.get_class / get_method, without the line Hydra logs before it raises (our
+    refusal is the one line a user sees)."""
+    logger = logging.getLogger("hydra.utils")
+    was, logger.disabled = logger.disabled, True
+    try:
+        return lookup(path)
+    finally:
+        logger.disabled = was
 
 
 # --- model and task ----------------------------------------------------------------------
@@ -63,9 +75,18 @@ def _check_node(group: str, node: DictConfig):
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     need(isinstance(target, str), f"{group}._target_", target, "a dotted class path")
     try:
-        cls = get_class(target)
+        cls = quietly(get_class, target)
     except Exception:
         raise ConfigError(f"{group}._target_={target!r} is not allowed: no such class") from None
+    if group == "model":  # a class attribute of every model: ask the class, before its keys
+        family = getattr(cls, "family", None)
+        need(
+            isinstance(family, str) and bool(family),
+            "model._target_",
+            target,
+            "a model class that declares its family (a class attribute, e.g. "
+            "family = 'recurrent' | 'attention' | 'scan' | 'conv' | 'baseline')",
+        )
     specs = _signature_schema(cls, group)
     for key, value in node.items():
         if str(key).startswith("_"):
@@ -115,15 +136,7 @@ class _SkipInit(TorchFunctionMode):
 
 def build_model(model_cfg: DictConfig, vocab_size: int, device="meta"):
     """Instantiate the model; on ``meta`` (the default) it is a free dry run of its checks."""
-    cls = _check_node("model", model_cfg)
-    family = getattr(cls, "family", None)  # a class attribute of every model: ask the class
-    need(
-        isinstance(family, str) and bool(family),
-        "model._target_",
-        model_cfg._target_,
-        "a model class that declares its family (a class attribute, e.g. "
-        "family = 'recurrent' | 'attention' | 'scan' | 'conv' | 'baseline')",
-    )
+    _check_node("model", model_cfg)
     try:
         if str(device) == "meta":
             with torch.device("meta"), _SkipInit():
@@ -192,6 +205,8 @@ def check_top(cfg: DictConfig, groups=("model", "data", "train")) -> None:
     if "train" in groups:
         t = cfg.train
         schema.check(t, schema.TRAIN, "train.")
+        for key, value in t.items():  # the sanity limits (LIMITS) of every node's sizes
+            schema.check_size(f"train.{key}", value)
         need(
             (t.criterion is None) == (t.target is None),
             "train.target",
@@ -218,20 +233,74 @@ def measurement(cfg: DictConfig):
         allowed,
     )
     try:
-        fn = get_method(target)
+        fn = quietly(get_method, target)
     except Exception:
         raise ConfigError(f"what._target_={target!r} is not allowed: {allowed}") from None
     return fn, importlib.import_module(fn.__module__)
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every ${...} interpolation resolves: a missing key or a loop is one line naming it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        for key in cfg:  # the hydra node resolves only inside Hydra's own run
+            if key != "hydra":
+                value = cfg[key]
+                if OmegaConf.is_config(value):
+                    OmegaConf.to_container(value, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        raw = OmegaConf.to_container(cfg, resolve=False)  # the ${...} as written
+        for part in key.split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{key}={raw!r} is not allowed: {reason}") from None
+
+
+def check_calibration(cfg: DictConfig) -> None:
+    """With train.lr_grid the control setting's runs start first: checked now, each bad value
+    named under train.lr_control."""
+    if not cfg.train.get("lr_grid"):
+        return
+    from seqbench.calibrate import calibration_config
+
+    try:
+        validate(calibration_config(cfg, cfg.train.lr_grid[0]))
+    except ConfigError as e:
+        message = str(e)
+        if any(message.startswith(f"{k}=") for k in cfg.train.lr_control):
+            message = "train.lr_control." + message
+        raise ConfigError(f"{message} (the control setting of train.lr_grid)") from None
+    except Exception as e:  # an override OmegaConf cannot apply (a key under a number)
+        value = plain(cfg.train.lr_control)
+        raise ConfigError(f"train.lr_control={value!r} is not allowed: {e}") from None
 
 
 def validate(cfg: DictConfig):
     """Check everything in a training or measurement config; return the built task (reused
     by the caller) or raise ConfigError."""
     measuring = "what" in cfg
+    check_resolves(cfg)
     check_top(cfg, groups=("model", "data", "train", "what") if measuring else GROUPS[:3])
+    check_calibration(cfg)
     task = build_task(cfg.data)
-    build_model(cfg.model, task.vocab_size)
+    model = build_model(cfg.model, task.vocab_size)
+    # a model with a longest sequence (hparams' max_len: a position table) must take the
+    # task's, or every run ends `failed` at its first forward
+    longest = model.hparams().get("max_len")
+    need(
+        longest is None or longest >= task.seq_len,
+        "model.max_len",
+        longest,
+        f"at least data.seq_len={task.seq_len}, the length of every training sequence",
+    )
     if measuring:
+        from seqbench.runs import check_name
+
+        for key, value in cfg.what.items():
+            if str(key).endswith("study"):  # what.train_study: the study of its training runs
+                check_name(f"what.{key}", value)
         _, module = measurement(cfg)
         table = cfg.what.get("table")
         need(
@@ -257,13 +326,15 @@ def model_configs() -> dict[str, DictConfig]:
     return out
 
 
-def param_table(vocab_size: int = 64, sizes=("xs", "s", "m")) -> list[dict]:
-    """Parameter counts of every model file at every size preset, built on the meta device."""
+def param_table(vocab_size: int = 64, sizes=None) -> list[dict]:
+    """Parameter counts of every model file at each size preset its class has (of ``sizes``
+    when given), built on the meta device."""
     from seqbench.models import param_counts
 
     rows = []
     for name, node in model_configs().items():
-        for size in sizes:
+        presets = getattr(get_class(node._target_), "presets", None) or {}  # a class constant
+        for size in [s for s in presets if sizes is None or s in sizes]:
             if "size" not in node:
                 continue
             model = build_model(OmegaConf.merge(node, {"size": size}), vocab_size)

@@ -43,6 +43,13 @@ def dtype_label(device) -> str:
     return "bf16-autocast" if torch.device(device).type == "cuda" else "fp32"
 
 
+def show_progress(setting) -> bool:
+    """A progress bar (train.progress): ``auto`` shows it only on a terminal."""
+    import sys
+
+    return sys.stderr.isatty() if setting == "auto" else bool(setting)
+
+
 def sync(device) -> None:
     """Wait for queued kernels: a CUDA timer without this measures the launch, not the work."""
     if torch.device(device).type == "cuda":

@@ -1,7 +1,8 @@
-"""Launching sweeps: torch threads per job, and handing a preemption back to the cluster.
+"""Launching sweeps: torch threads per job, handing a preemption back to the cluster, and
+ending the workers a dead launch leaves behind.
 
-Both live in one Hydra callback, ``LaunchCallback``, that runs inside every job process
-(enable it under ``hydra.callbacks`` in conf/config.yaml, or on the command line with
+The first two live in one Hydra callback, ``LaunchCallback``, that runs inside every job
+process (enable it under ``hydra.callbacks`` in conf/config.yaml, or on the command line with
 ``++hydra.callbacks.launch._target_=seqbench.launch.LaunchCallback``).
 
 Threads (on job start). Torch's intra-op pool defaults to every core, so N parallel jobs would
@@ -25,15 +26,30 @@ requeued job continues from the last checkpoint. When the harness also catches U
 the step, write ckpt.pt, return ``interrupted``), ``hand_back_preemption`` raises the signal
 again once the job function has returned, and submitit's handler, which the harness restored
 on its way out, requeues the job: no step is lost.
+
+Orphans. A joblib (loky) worker does not notice that the process that launched the sweep has
+died (killed, or its terminal closed): it would go on training, unseen, on cores someone else
+now uses. Every job of every entry point runs through ``seqbench.cli.Job``, which in a worker
+(a child of the launching process, named in SEQBENCH_LAUNCH_PID) starts ``watch_parent``: a
+daemon thread that, once the worker's parent pid changes (it was re-parented: the parent is
+gone), sends the worker SIGTERM (a run finishes its step, writes ckpt.pt and records
+``interrupted``, so a relaunch resumes it) and ends the process as soon as its job has
+returned, or ``GRACE_S`` later whatever it is doing.
 """
 
 import os
 import signal
+import threading
+import time
+from contextlib import contextmanager
 
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 
 PREEMPT_SIGNAL = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")  # submitit's choice
+LAUNCH_PID = "SEQBENCH_LAUNCH_PID"  # set by seqbench.cli.launch in the launching process
+WATCH_S = 0.5  # how often a worker looks at its parent pid
+GRACE_S = 30.0  # SIGTERM, then this long to checkpoint, then the worker ends
 
 
 def cores() -> int:
@@ -79,6 +95,44 @@ def hand_back_preemption(summary) -> bool:
         return False  # not a submitit job: nobody to requeue it
     os.kill(os.getpid(), getattr(signal, PREEMPT_SIGNAL))
     return True
+
+
+_idle = threading.Event()  # set while this process runs no job (an orphan then ends at once)
+_idle.set()
+
+
+@contextmanager
+def job_running():
+    """Marks the block as a job of this process, for the orphan watchdog."""
+    _idle.clear()
+    try:
+        yield
+    finally:
+        _idle.set()
+
+
+def watch_parent(interval=WATCH_S, grace=GRACE_S) -> threading.Thread | None:
+    """In a worker process of the launch (its parent is the process SEQBENCH_LAUNCH_PID
+    names), start the orphan watchdog once; returns it (None elsewhere: the launching
+    process itself, a SLURM job, a plain python call)."""
+    launcher = os.environ.get(LAUNCH_PID, "")
+    parent = os.getppid()
+    if not launcher.isdigit() or int(launcher) != parent or os.getpid() == parent:
+        return None
+    for thread in threading.enumerate():  # a worker runs many jobs: one watchdog
+        if thread.name == "seqbench-watch-parent":
+            return thread
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)  # the main thread checkpoints and returns
+        _idle.wait(grace)
+        os._exit(128 + signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="seqbench-watch-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 class LaunchCallback(Callback):

@@ -19,10 +19,17 @@ write ``running``, call the body, and record how it ended:
     failed        any other exception: its type and first line are recorded
 
 A failure is contained (the function returns its summary, so a sweep goes on); only a bad
-configuration raises. Nothing stored is trusted as a path: the directory of a run is always
-recomputed from its config, so a runs folder can be moved.
+configuration raises, and a run whose record cannot be written (a full disk) is refused
+before any work. Nothing stored is trusted as a path: the directory of a run is always
+recomputed from its config, so a runs folder can be moved. Nothing stored is trusted blindly
+either: a complete run is skipped only when its files agree (``distrust``: the summary
+matches its checksum and metrics.csv, model.pt matches its sha256, every CSV reads), and a
+run whose files cannot be read or trusted has them moved to ``untrusted-<n>/`` inside its
+directory (kept for inspection) and starts over, the reason in run.json ``recovered``.
 """
 
+import hashlib
+import json
 import re
 import shutil
 import time
@@ -37,6 +44,8 @@ from seqbench.errors import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")  # a run-directory name part
 KEPT = {"lock"}  # what fresh=true leaves in place
+CSVS = ("metrics.csv", "position_loss.csv", "rows.csv")  # the tables a run directory may hold
+ASIDE = "untrusted-"  # <run>/untrusted-<n>/: the files of a run that could not be trusted
 
 
 class Diverged(Exception):
@@ -100,6 +109,7 @@ class Record:
             "status": status,
             "key": self.key,
             "summary": summary,
+            "summary_sha256": summary_digest(summary),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             **self.fields,
             "env": environment(self.device),
@@ -110,15 +120,106 @@ class Record:
         return summary | {"run_dir": str(self.dir)}
 
 
+def summary_digest(summary: dict) -> str:
+    """sha256 of a summary as run.json holds it (after a JSON round trip)."""
+    plain = json.loads(json.dumps(summary, default=str))
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+
+
 def previous_summary(directory, fresh: bool) -> dict | None:
-    """The stored summary of a complete run (None if incomplete, unreadable, absent or fresh)."""
-    record = store.read_json(Path(directory) / "run.json")
-    if fresh or not isinstance(record, dict) or record.get("status") != "complete":
+    """The stored summary of a complete run that can be trusted (None if incomplete,
+    unreadable, untrusted, absent or fresh)."""
+    if fresh:
         return None
+    record, _ = examine(Path(directory))
+    return None if record is None else record["summary"] | {"run_dir": str(directory)}
+
+
+def examine(directory: Path) -> tuple[dict | None, str | None]:
+    """(record, None) for a complete run that can be trusted; (None, reason) for a run whose
+    files cannot be read or trusted; (None, None) for an absent or incomplete one (resumed)."""
+    path = directory / "run.json"
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            return None, "run.json: not a regular file"
+        record = store.read_json(path)
+        if record is None:
+            return None, "run.json: not readable JSON (torn, not UTF-8, or empty)"
+        if not isinstance(record, dict):
+            return None, "run.json: not a run record (not a mapping)"
+    else:
+        record = None
+    for name in CSVS:
+        problem = store.csv_problem(directory / name)
+        if problem:
+            return None, problem
+    if record is None or record.get("status") != "complete":
+        return None, None
+    problem = distrust(record, directory)
+    return (None, problem) if problem else (record, None)
+
+
+def distrust(record: dict, directory, weights: bool = True) -> str | None:
+    """Why the summary of a complete run cannot be trusted (None when it can): no complete
+    summary, one that does not match its checksum (edited by hand), for training one that
+    metrics.csv contradicts or (``weights``) a model.pt that fails its sha256, for a
+    measurement a row count rows.csv contradicts."""
+    directory = Path(directory)
     summary = record.get("summary")
     if not isinstance(summary, dict) or summary.get("status") != "complete":
-        return None  # a record without its summary is not trusted: the run is redone
-    return summary | {"run_dir": str(directory)}
+        return "run.json: status complete without a complete summary"
+    digest = record.get("summary_sha256")  # absent in records from before it existed
+    if digest is not None and digest != summary_digest(summary):
+        return "run.json: the summary does not match its checksum (edited?)"
+    try:
+        if record.get("kind") == "train":
+            problem = store.checksum_problem(directory / "model.pt") if weights else None
+            return problem or _contradicted(summary, directory / "metrics.csv")
+        if isinstance(summary.get("rows"), int):
+            rows, _ = store.read_metrics_rows(directory / "rows.csv")
+            if len(rows) != summary["rows"]:
+                return f"run.json: summary rows={summary['rows']}, rows.csv has {len(rows)}"
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"unreadable: {first_line(e)}"
+    return None
+
+
+def _contradicted(summary: dict, metrics: Path) -> str | None:
+    """A training summary's figures are read back from metrics.csv (train.Run.summary_values):
+    its last row's step and train_loss, its last evaluation's val_loss and val_acc."""
+    rows, _ = store.read_metrics_rows(metrics)
+    if not rows:
+        return "metrics.csv: no rows behind a complete summary"
+    evals = [r for r in rows if r.get("val_loss")]
+    expected = {"step": int(float(rows[-1]["step"])), "train_loss": _float(rows[-1], "train_loss")}
+    if evals:
+        expected |= {k: _float(evals[-1], k) for k in ("val_loss", "val_acc")}
+    for key, value in expected.items():
+        if key in summary and summary[key] != value and not _both_nan(summary[key], value):
+            return f"run.json: summary {key}={summary[key]!r}, metrics.csv says {value!r}"
+    return None
+
+
+def _float(row, key):
+    return float(row[key]) if row.get(key) not in (None, "") else None
+
+
+def _both_nan(a, b) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and a != a and b != b
+
+
+def set_aside_files(directory: Path, reason: str) -> str:
+    """Move every file of a run but its lock to <dir>/untrusted-<n>/ (kept for inspection);
+    returns what run.json records as ``recovered``."""
+    n = 0
+    while (target := directory / f"{ASIDE}{n}").exists():
+        n += 1
+    target.mkdir()
+    # the checkpoint first: a kill half-way must never leave it to resume beside lost rows
+    for p in sorted(directory.iterdir(), key=lambda p: not p.name.startswith("ckpt.pt")):
+        if p.name not in KEPT and not p.name.startswith(ASIDE):
+            p.rename(target / p.name)
+    return f"{reason}; its files were moved to {target.name}/ and the run started over"
 
 
 @contextmanager
@@ -154,6 +255,7 @@ def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False) -
     keeps an incomplete run's files for the body to continue from (training)."""
     key = store.content_key(cfg, extra=key_extra)
     directory = run_dir(cfg, parts, key)
+    made = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -161,24 +263,38 @@ def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False) -
     with claimed(directory) as busy:
         if busy:
             return busy
-        done = previous_summary(directory, cfg.fresh)
+        done, problem = (None, None) if cfg.fresh else examine(directory)
         if done:
-            return done | {"skipped": True, "executed_steps": 0}
-        if cfg.fresh or not resume:
+            return done["summary"] | {
+                "run_dir": str(directory),
+                "skipped": True,
+                "executed_steps": 0,
+            }
+        for tmp in directory.glob(".*.tmp"):  # what a writer killed mid-write left (store)
+            tmp.unlink()
+        recovered = None
+        if problem:  # files that cannot be read or trusted are kept aside, never resumed from
+            recovered = set_aside_files(directory, problem)
+        elif cfg.fresh or not resume:
             clear(directory)
         record = Record(cfg, kind, key, directory, table)
+        if recovered:
+            record.fields["recovered"] = recovered
         try:
             record.write("running")
         except OSError as e:  # a full disk or a read-only folder: refuse before any work
-            raise ConfigError(f"out_dir={cfg.out_dir!r} is not allowed: {e.strerror}") from None
+            if made:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise ConfigError(
+                f"out_dir={cfg.out_dir!r} is not allowed: cannot write "
+                f"{directory.name}/run.json ({e.strerror})"
+            ) from None
         return contained(record, body)
 
 
 def contained(record: Record, body) -> dict:
     """Run ``body(record)`` and record how it ended; re-raise only Ctrl-C/SIGTERM (after
     recording ``interrupted``) and configuration errors."""
-    import torch
-
     try:
         values = dict(body(record) or {})
         status = values.pop("status", "complete")
@@ -186,15 +302,34 @@ def contained(record: Record, body) -> dict:
     except KeyboardInterrupt as e:
         record.write("interrupted", str(e) or type(e).__name__, **record.summarize())
         raise
-    except ConfigError:
+    except ConfigError as e:  # met inside the work (a nested run's name): recorded, then told
+        record.write("failed", first_line(e), **record.summarize())
         raise
     except Diverged as e:
         status, error, values = "diverged", str(e), {}
-    except (torch.OutOfMemoryError, MemoryError) as e:
-        status, error, values = "oom", first_line(e), {}
     except Exception as e:  # contained: the sweep goes on, the reason is recorded
-        status, error, values = "failed", first_line(e), {}
-    return record.write(status, error, **(record.summarize() | values))
+        status, error, values = ("oom" if out_of_memory(e) else "failed"), first_line(e), {}
+    try:
+        return record.write(status, error, **(record.summarize() | values))
+    except OSError as e:  # the disk filled up during the run: run.json still says running,
+        # so the next launch resumes it; this launch reports it failed, with the reason
+        why = f"run.json could not be written ({e.strerror}); the run ended {status}"
+        return record.summary("failed", f"{why}: {error}" if error else why) | {
+            "run_dir": str(record.dir)
+        }
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Out of memory on the GPU (torch.OutOfMemoryError) or the CPU: MemoryError, or the
+    RuntimeError of torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "DefaultCPUAllocator" in text or "can't allocate memory" in text
+    )
 
 
 def first_line(e: BaseException) -> str:

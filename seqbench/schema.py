@@ -25,12 +25,18 @@ LIMITS = {
     "d_embed": 65536,
     "n_heads": 1024,
     "seq_len": 1 << 20,
+    "seq_lens": 1 << 20,  # a list of seq_len values (perf mfu.seq_lens): each gets the limit
     "max_len": 1 << 20,
     "vocab_size": 1 << 22,
     "batch_size": 1 << 20,
     "steps": 10**9,
+    "n_train": 1 << 24,  # a fixed pool of examples, generated at once
+    "eval_batches": 1 << 16,  # held-out batches per evaluation
 }
 SEED_MAX = 2**63 - 1
+# keys every class receiving them reads as a probability: refused here with the key's name,
+# before a constructor (nn.Dropout) says "probability has to be between 0 and 1" without it
+PROBABILITIES = ("dropout",)
 
 
 @dataclass(frozen=True)
@@ -192,9 +198,25 @@ def check_size(key: str, value) -> None:
             value,
             "an integer in [0, 2**63 - 1]",
         )
+    if name in PROBABILITIES:
+        need(
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1,
+            key,
+            value,
+            "a probability, a number in [0, 1]",
+        )
     limit = LIMITS.get(name)
-    if limit is not None and isinstance(value, int) and not isinstance(value, bool):
-        need(1 <= value <= limit, key, value, f"an integer in [1, {limit}]")
+    if limit is None:
+        return
+    many = isinstance(value, list | tuple | ListConfig)
+    for v in value if many else [value]:
+        if isinstance(v, int) and not isinstance(v, bool):
+            need(
+                1 <= v <= limit,
+                key,
+                value,
+                f"{'integers' if many else 'an integer'} in [1, {limit}]",
+            )
 
 
 # --- the schemas -----------------------------------------------------------------------------
@@ -217,6 +239,12 @@ TRAIN = {
     ),
     "batch_size": Spec(int, "sequences per step", low=1, high=LIMITS["batch_size"]),
     "lr": Spec(float, "peak learning rate", positive=True),
+    "optimizer": Spec(
+        str,
+        "adamw (the studies' recipe) or sgd (plain SGD, pytorch/examples' word_language_model; "
+        "betas unused); fused kernels on CPU and CUDA",
+        choices=("adamw", "sgd"),
+    ),
     "betas": Spec(list, "AdamW betas", item=float, low=0, high=0.9999, length=2),
     "weight_decay": Spec(float, "AdamW decoupled weight decay", low=0),
     "warmup": Spec(int, "linear warm-up steps, then cosine decay", low=0),
@@ -227,6 +255,21 @@ TRAIN = {
     "log_every": Spec(int, "steps between logged training rows", low=1),
     "eval_every": Spec(int, "steps between held-out evaluations (the last step always is)", low=1),
     "eval_batches": Spec(int, "held-out batches per evaluation", low=1),
+    "eval_batch_size": Spec(
+        int,
+        "columns of a held-out stream in whole-stream evaluation (text corpora); null: "
+        "train.batch_size",
+        low=1,
+        high=LIMITS["batch_size"],
+        nullable=True,
+    ),
+    "plateau_factor": Spec(
+        float,
+        "divide the lr by this at every evaluation that does not beat the best held-out loss "
+        "(pytorch/examples: 4); null: never",
+        low=1,
+        nullable=True,
+    ),
     "ckpt_every": Spec(int, "steps between checkpoints (resume points)", low=1),
     "threads": Spec(
         int, "torch intra-op threads; null keeps torch's default", low=1, high=4096, nullable=True

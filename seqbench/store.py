@@ -83,6 +83,26 @@ def save_torch(obj, path) -> None:
     atomic_write_text(_checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
 
 
+def checksum_problem(path) -> str | None:
+    """Why a file saved by save_torch cannot be trusted: missing, no readable checksum beside
+    it, or bytes that do not match it (None when they match)."""
+    name = Path(path).name
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError as e:
+        return f"{name}: {(e.strerror or type(e).__name__).lower()}"
+    try:
+        expected = _checksum_path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return f"{name}: no readable checksum beside it"
+    if digest.hexdigest() != expected:
+        return f"{name}: sha256 does not match its checksum"
+    return None
+
+
 def load_torch(path, map_location=None):
     """torch.load of a file saved by save_torch, after checking its bytes against the
     checksum; raises CorruptFile (with the reason) when they disagree or it is missing."""
@@ -149,9 +169,10 @@ class MetricsLog:
 
 def read_metrics_rows(path) -> tuple[list[dict], int]:
     """(complete rows, number of torn lines dropped). A killed writer can leave at most the
-    last line incomplete: it lacks the newline or the right number of fields."""
+    last line incomplete: it lacks the newline or the right number of fields. A file that
+    is not such a CSV at all (not UTF-8, NUL bytes, a directory) raises: see csv_problem."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return [], 0
     lines = text.split("\n")
@@ -169,6 +190,21 @@ def read_metrics_rows(path) -> tuple[list[dict], int]:
             continue
         rows.append(dict(zip(header, values)))
     return rows, torn
+
+
+def csv_problem(path) -> str | None:
+    """Why a CSV written by MetricsLog (or atomic_write_text) cannot be read: None when it
+    can, or is absent."""
+    name = Path(path).name
+    try:
+        read_metrics_rows(path)
+    except UnicodeDecodeError:
+        return f"{name}: not UTF-8 text"
+    except OSError as e:
+        return f"{name}: {(e.strerror or type(e).__name__).lower()}"
+    except csv.Error as e:
+        return f"{name}: not a CSV ({e})"
+    return None
 
 
 def _fmt(v):

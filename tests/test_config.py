@@ -20,50 +20,8 @@ def run_cli(argv, entry="train") -> int:
         return e.code
 
 
-BAD = [  # (command line, the key the message must name)
-    (["model=foo"], "model"),
-    (["data=nope"], "data"),
-    (["-m", "model=rnn,foo"], "model"),
-    (["train.stpes=5"], "train.stpes"),
-    (["model.dmodel=5"], "model.dmodel"),
-    (["train.steps=0"], "train.steps"),
-    (["train.batch_size=-4"], "train.batch_size"),
-    (["train.steps=abc"], "train.steps"),
-    (["model.d_model=0"], "model.d_model"),
-    (["model=transformer", "model.n_heads=3"], "model.n_heads"),
-    (["data.distance=70"], "data.distance"),
-    (["-m", "data.distance=8,500"], "data.distance"),
-    (
-        [
-            "-m",
-            "+experiment=recall",
-            "hydra.sweeper.params.data='{distance:8,seq_len:16},{distance:300,seq_len:24}'",
-        ],
-        "data.distance",
-    ),
-    (["data=mqar", "data.num_kv_pairs=40"], "data.num_kv_pairs"),
-    (["data.vocab_size=10"], "data.vocab_size"),
-    (["data=mqar", "data.vocab_size=8"], "data.vocab_size"),
-    (["train.lr=nan"], "train.lr"),
-    (["train.lr=-0.1"], "train.lr"),
-    (["device=tpu"], "device"),
-    (["device=cuda"], "device"),
-    (["model.size=xl"], "model.size"),
-    (["model=transformer", "model.pos=alibi"], "model.pos"),
-    (["model.impl=cudnn"], "model.impl"),
-    (["data=copy", "data.seq_len=15"], "data.seq_len"),
-    (["data=text", "data.tokenizer=bpe"], "data.tokenizer"),
-    (["data=text", "data.path=/no/such/file.txt"], "data.path"),
-]
-
-
-@pytest.mark.parametrize("argv,key", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_gives_one_line_naming_the_key_and_exit_2(argv, key, capsys, tmp_path):
-    assert run_cli([*argv, f"out_dir={tmp_path / 'runs'}"]) == 2
-    assert not (tmp_path / "runs").exists()  # refused before anything was written
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("seqbench: error: ")
-    assert f"{key}=" in err and "is not allowed" in err, err
+# The bad command lines (each refused in one line naming its key, exit 2, nothing written) are
+# the table in tests/bad_inputs.py, run by tests/test_garbage.py.
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,34 +92,87 @@ def _wait_for_step(run_root, step, proc, timeout=120):
     raise AssertionError("no progress")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_bitwise_identical_result(tmp_path, sig):
-    args = [*RUN, "train.steps=400"]
-    ref = cli(*args, f"out_dir={tmp_path / 'ref'}")
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    out = tmp_path / "killed"
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """reference(args) -> the run directory of an uninterrupted run of args (once per args)."""
+    done = {}
+
+    def run(args):
+        key = tuple(args)
+        if key not in done:
+            out = tmp_path_factory.mktemp("ref")
+            ref = cli(*args, f"out_dir={out}")
+            assert ref.returncode == 0, ref.stderr[-2000:]
+            done[key] = next(out.glob("*/run.json")).parent
+        return done[key]
+
+    return run
+
+
+def killed_run(out, args, sig=signal.SIGKILL, at_step=45) -> Path:
+    """The run directory of args, killed with sig once metrics.csv has reached at_step."""
     proc = subprocess.Popen(
         [PY, "-m", "seqbench.train", *args, f"out_dir={out}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for_step(out, 45, proc)
+    _wait_for_step(out, at_step, proc)
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    run_dir = next(out.glob("*/run.json")).parent
-    status = json.loads((run_dir / "run.json").read_text())["status"]
-    assert status == ("running" if sig == signal.SIGKILL else "interrupted")
-    assert (run_dir / "ckpt.pt").exists() and not (run_dir / "model.pt").exists()
-    again = cli(*args, f"out_dir={out}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    ref_dir = next((tmp_path / "ref").glob("*/run.json")).parent
+    return next(out.glob("*/run.json")).parent
+
+
+def assert_same_run(ref_dir, run_dir):
     a = torch.load(ref_dir / "model.pt", weights_only=True)
     b = torch.load(run_dir / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert metrics(ref_dir) == metrics(run_dir)
+    assert metrics(ref_dir) == metrics(run_dir)  # no row lost, none twice
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_bitwise_identical_result(tmp_path, sig, reference):
+    args = [*RUN, "train.steps=400"]
+    run_dir = killed_run(tmp_path / "killed", args, sig)
+    status = json.loads((run_dir / "run.json").read_text())["status"]
+    assert status == ("running" if sig == signal.SIGKILL else "interrupted")
+    assert (run_dir / "ckpt.pt").exists() and not (run_dir / "model.pt").exists()
+    again = cli(*args, f"out_dir={tmp_path / 'killed'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_same_run(reference(args), run_dir)
     summary = json.loads((run_dir / "run.json").read_text())["summary"]
     assert summary["resumed_from"] >= 20 and summary["status"] == "complete"
+
+
+def test_run_killed_before_its_first_checkpoint_restarts_without_duplicate_rows(
+    tmp_path, reference
+):
+    args = [*RUN, "train.steps=200", "train.ckpt_every=1000"]  # no checkpoint before the end
+    run_dir = killed_run(tmp_path / "killed", args)
+    assert not (run_dir / "ckpt.pt").exists()
+    assert len(store.read_metrics_rows(run_dir / "metrics.csv")[0]) >= 9  # rows to be redone
+    again = cli(*args, f"out_dir={tmp_path / 'killed'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    steps = [int(r["step"]) for r in metrics(run_dir)]
+    assert steps == sorted(set(steps))  # 5, 10, ..., never 5, 10, 15, 5, 10
+    assert_same_run(reference(args), run_dir)
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert summary["resumed_from"] is None and summary["executed_steps"] == 200
+
+
+def test_a_flipped_bit_in_the_checkpoint_is_detected_and_recovered(tmp_path, reference):
+    args = [*RUN, "train.steps=400"]
+    run_dir = killed_run(tmp_path / "killed", args)
+    ckpt = bytearray((run_dir / "ckpt.pt").read_bytes())
+    ckpt[len(ckpt) // 2] ^= 0x10  # one bit
+    (run_dir / "ckpt.pt").write_bytes(bytes(ckpt))
+    again = cli(*args, f"out_dir={tmp_path / 'killed'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert "sha256" in record["recovered"] and "restarted at 0" in record["recovered"]
+    assert (run_dir / "ckpt.pt.corrupt-0").read_bytes() == bytes(ckpt)  # kept, as it was
+    assert record["summary"]["resumed_from"] is None and record["status"] == "complete"
+    assert_same_run(reference(args), run_dir)  # metrics truncated to step 0, nothing doubled
 
 
 def test_rerunning_a_finished_sweep_trains_nothing(tmp_path):
@@ -211,3 +265,181 @@ def test_two_processes_on_the_same_run_train_it_once(tmp_path):
     executed = [int(o.split("'executed_steps': ")[1].split(",")[0]) for o in outs]
     assert sorted(executed) == [0, 150]  # one trained it; the other skipped or found it done
     assert len(list(tmp_path.glob("*/run.json"))) == 1
+
+
+# --- issue 13: moved folders, full disks, CPU OOM, orphaned workers ------------------------------
+def test_a_moved_runs_folder_is_measured_from_its_new_place(tmp_path):
+    """Weights are found from the config, never through a stored path: after a move the
+    measurement reads the moved run, and a different folder at the old path is never used."""
+    from seqbench.measure.run import run_measurement
+    from tests.conftest import TINY, compose_cfg
+
+    def cfg(out, *extra):
+        return compose_cfg(
+            [*TINY, "what=influence", "what.trained=[true]", "what.batch_size=8",
+             "data.seq_len=16", "data.distance=4", "train.steps=20", f"out_dir={out}", *extra],
+            config_name="measure",
+        )  # fmt: skip
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    first = run_measurement(cfg(old))
+    assert first["status"] == "complete", first
+    rows = (Path(first["run_dir"]) / "rows.csv").read_text()
+    shutil.move(old, new)
+    shutil.copytree(new, old)  # the trap: the same run names at the old path, other weights
+    trained = next(old.glob("path_length_train-*/model.pt"))
+    state = store.load_torch(trained)
+    store.save_torch({k: torch.zeros_like(v) for k, v in state.items()}, trained)
+    trap = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    again = run_measurement(cfg(new, "fresh=true"))  # measure again; the training is reused
+    assert again["status"] == "complete", again
+    assert Path(again["run_dir"]).parent == new
+    assert (Path(again["run_dir"]) / "rows.csv").read_text() == rows  # the moved weights
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == trap  # untouched
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a full filesystem: a 256 KiB tmpfs filled up (root, Linux), else None."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+    ):
+        yield None
+        return
+    try:
+        with open(mnt / "filler", "wb", buffering=0) as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_at_start_is_refused_in_one_line(full_disk, tmp_path, monkeypatch, capsys):
+    from tests.test_config import run_cli
+
+    if full_disk is not None:  # a real full filesystem, through the real command line
+        before = sorted(full_disk.rglob("*"))
+        proc = cli(*RUN, "train.steps=10", f"out_dir={full_disk / 'runs'}")
+        assert proc.returncode == 2 and sorted(full_disk.rglob("*")) == before
+        err = proc.stderr.strip().splitlines()
+    else:  # no tmpfs to mount here: the disk reports no space left
+        monkeypatch.setattr(os, "statvfs", lambda p: os.statvfs_result((4096,) * 2 + (0,) * 8))
+        assert run_cli([*RUN, "train.steps=10", f"out_dir={tmp_path / 'runs'}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seqbench: error: out_dir=")
+    assert "is full" in err[0], err
+
+
+def test_a_record_that_cannot_be_written_refuses_the_sweep_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """The disk fills between the checks and the first run.json: exit 2 and one line, not a
+    traceback, and no run directory left behind."""
+    import errno
+
+    from tests.test_config import run_cli
+
+    def no_space(path, write):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store, "_atomic", no_space)
+    out = tmp_path / "runs"
+    assert run_cli(["-m", *RUN, "train.steps=10", "seed=0,1", f"out_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run.json (No space left on device)" in err[0], err
+    assert not [p for p in out.iterdir() if p.name != ".hydra"]
+
+
+def test_a_disk_that_fills_during_the_run_is_recorded_and_resumed(make_cfg, monkeypatch):
+    import errno
+
+    cfg = make_cfg(*RUN, "train.steps=30")
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "save_torch", no_space)  # the first checkpoint, at step 20
+        summary = train(cfg)
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    again = train(cfg)  # space again: the run restarts at 0 (no checkpoint), rows not doubled
+    assert again["status"] == "complete" and again["executed_steps"] == 30
+    steps = [int(r["step"]) for r in metrics(again["run_dir"])]
+    assert steps == sorted(set(steps))
+
+
+def test_a_cpu_allocation_failure_is_recorded_oom(make_cfg, monkeypatch):
+    from seqbench.models.recurrent import Recurrent
+
+    def allocate_4_eib(self, tokens, state=None):
+        return torch.empty(1 << 62, dtype=torch.uint8)  # DefaultCPUAllocator: can't allocate
+
+    monkeypatch.setattr(Recurrent, "forward", allocate_4_eib)
+    summary = train(make_cfg("model=lstm", "train.steps=10"))
+    assert summary["status"] == "oom", summary
+    assert "DefaultCPUAllocator" in summary["error"]
+
+
+def _children(pid) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid) -> bool:
+    try:  # a zombie (state Z) has ended; only its parent has not reaped it yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_joblib_workers_end_when_the_launching_process_dies(tmp_path):
+    out = tmp_path / "runs"
+    args = [*RUN, "train.steps=1000000", "train.eval_every=100000", "train.ckpt_every=100000"]
+    proc = subprocess.Popen(
+        [PY, "-m", "seqbench.train", "-m", "hydra/launcher=local", "seed=0,1", *args,
+         f"out_dir={out}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    workers = []
+    try:
+        deadline = time.time() + 180
+        while len(list(out.glob("*/metrics.csv"))) < 2 or any(
+            not store.read_metrics_rows(m)[0] for m in out.glob("*/metrics.csv")
+        ):
+            assert proc.poll() is None and time.time() < deadline, "the sweep did not start"
+            time.sleep(0.2)
+        workers = [
+            p
+            for p in _children(proc.pid)
+            if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2
+        proc.kill()  # SIGKILL: the launching process can do nothing on its way out
+        proc.wait(timeout=30)
+        deadline = time.time() + 60
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "orphaned workers kept training"
+    finally:
+        for w in workers:  # whatever happened, leave no trainer behind
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+    for run_json in out.glob("*/run.json"):  # each stopped at a step boundary, checkpointed
+        record = json.loads(run_json.read_text())
+        assert record["status"] == "interrupted" and "SIGTERM" in record["summary"]["error"]
+        assert (run_json.parent / "ckpt.pt").exists()

@@ -34,19 +34,12 @@ class SeqbenchSweeper(BasicSweeper):
         self.dry_run = dry_run
 
     def sweep(self, arguments):
-        from seqbench.cli import MAX_JOBS, explain, validate_job
+        from seqbench.cli import explain, validate_job
         from seqbench.errors import ConfigError
 
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
         config_name = self.config.hydra.job.config_name
         try:
-            if len(jobs) > MAX_JOBS:
-                raise ConfigError(
-                    f"the sweep is not allowed: it would launch {len(jobs)} jobs, at most "
-                    f"{MAX_JOBS} per command (split the sweep)"
-                )
+            jobs = self.expand(arguments)
             for i, job in enumerate(jobs):
                 try:
                     cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
@@ -65,6 +58,23 @@ class SeqbenchSweeper(BasicSweeper):
             print(f"seqbench: dry run: {len(jobs)} jobs validated, none launched", flush=True)
             return []
         return super().sweep(arguments)
+
+    def expand(self, arguments) -> list:
+        """Every job of the sweep (the experiment's params, then the command line), counted
+        before it is built: Hydra's expansion builds the whole product at once."""
+        from seqbench.cli import check_sweep_size, sweep_size
+        from seqbench.errors import ConfigError
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [*self._parse_config(), *arguments]
+        try:
+            overrides = parser.parse_overrides(lines)
+        except Exception as e:  # a malformed hydra.sweeper.params value
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"the sweep is not allowed: {reason}") from None
+        sweeps = " ".join(o.input_line for o in overrides if o.is_sweep_override())
+        check_sweep_size(sweep_size(overrides), f"the sweep {sweeps}")
+        return [job for batch in self.split_arguments(overrides, None) for job in batch]
 
     def validate_batch_is_legal(self, batch) -> None:
         """Done for the whole sweep in ``sweep`` (with seqbench's checks), before launching."""

@@ -10,7 +10,9 @@ Training runs (``run.json`` + ``metrics.csv``) become
 Measurement runs (``run.json`` with ``"kind": "measure"`` and ``"table": NAME`` + ``rows.csv``)
 are concatenated per NAME into a table of that name, each row tagged with its run.
 Incomplete runs are kept, with their status, so the report can list them; studies use only
-``status == "complete"`` rows.
+``status == "complete"`` rows. A complete run whose summary cannot be trusted (it does not match
+its checksum or metrics.csv: seqbench.runs.distrust) gets status ``untrusted`` and a row in
+``unreadable`` with the reason; a sweep retrains it.
 """
 
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from seqbench import store
-from seqbench.runs import short_name
+from seqbench.runs import distrust, short_name
 
 SUMMARY = (
     "step",
@@ -37,6 +39,7 @@ SUMMARY = (
     "best_step",
 )
 ENV = ("device", "cpu", "gpu", "threads", "torch", "cuda")
+RUN_CSVS = ("metrics.csv", "position_loss.csv", "rows.csv")
 
 
 def flat(tree, prefix="") -> dict:
@@ -60,19 +63,26 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
             unreadable.append({"run": d.name, "file": "run.json", "reason": reason})
             continue
         cfg = flat(record["config"])
+        files = {name: _read_rows(d / name) for name in RUN_CSVS}
+        problems = {name: problem for name, (_, problem) in files.items() if problem}
+        unreadable += [{"run": d.name, "file": n, "reason": p} for n, p in problems.items()]
+        status = record["status"]
+        if status == "complete":  # the report reads no weights
+            reason = "unreadable files" if problems else distrust(record, d, weights=False)
+            if reason and not problems:
+                unreadable.append({"run": d.name, "file": "run.json", "reason": reason})
+            status = "untrusted" if reason else status
         base = {
             "run": d.name,
             "study": cfg.get("study"),
-            "status": record.get("status"),
+            "status": status,
             "model": short_name(cfg.get("model._target_", "?")),
             "family": record.get("family"),
             "task": short_name(cfg.get("data._target_", "?")),
             "seed": cfg.get("seed"),
         }
         if record.get("kind") == "measure":
-            rows, problem = _read_rows(d / "rows.csv")
-            if problem:
-                unreadable.append({"run": d.name, "file": "rows.csv", "reason": problem})
+            rows = files["rows.csv"][0]
             if rows is not None:
                 for k, v in base.items():  # a row's own model/family columns win
                     if k not in rows:
@@ -80,15 +90,10 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
                 measured.setdefault(str(record.get("table")), []).append(rows)
             continue
         runs.append(_run_row(base, cfg, record))
-        metrics, problem = _read_rows(d / "metrics.csv")
-        if problem:
-            unreadable.append({"run": d.name, "file": "metrics.csv", "reason": problem})
+        metrics, pos = files["metrics.csv"][0], files["position_loss.csv"][0]
         if metrics is not None:
             keys = ("run", "study", "model", "family", "task")
             curves.append(metrics.assign(**{k: base[k] for k in keys}))
-        pos, problem = _read_rows(d / "position_loss.csv")
-        if problem:
-            unreadable.append({"run": d.name, "file": "position_loss.csv", "reason": problem})
         if pos is not None:
             positions.append(pos.assign(run=d.name))
     tables = {
@@ -98,11 +103,16 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
         "unreadable": pd.DataFrame(unreadable, columns=["run", "file", "reason"]),
     }
     tables |= {name: pd.concat(parts, ignore_index=True) for name, parts in measured.items()}
-    jobs, problem = _read_rows(Path(runs_root) / "bench_jobs.csv")
+    jobs, problem = _read_rows(Path(runs_root) / "bench_jobs.csv", torn_ok=False)
+    if jobs is not None and not problem:
+        if not {"job", "seconds"} <= set(jobs):
+            problem = "bench_jobs.csv: no job and seconds columns"
+        elif not pd.api.types.is_numeric_dtype(jobs["seconds"]):
+            problem = "bench_jobs.csv: seconds that are not numbers"
     if problem:
         unreadable.append({"run": "-", "file": "bench_jobs.csv", "reason": problem})
-        tables["unreadable"] = pd.DataFrame(unreadable)
-    if jobs is not None and {"job", "seconds"} <= set(jobs):
+        tables["unreadable"] = pd.DataFrame(unreadable, columns=["run", "file", "reason"])
+    elif jobs is not None:
         tables["bench_jobs"] = jobs
     return tables
 
@@ -116,6 +126,8 @@ def _record(path: Path):
         return None, "not readable JSON (torn, not UTF-8, or empty)"
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return None, "not a run record (no config mapping)"
+    if not isinstance(record.get("status"), str):
+        return None, "not a run record (no status)"
     return record, None
 
 
@@ -136,14 +148,20 @@ def _mapping(v) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _read_rows(path):
-    """(table or None, problem or None) of a CSV written by store.MetricsLog."""
+def _read_rows(path, torn_ok=True):
+    """(table or None, problem or None) of a CSV written by store.MetricsLog; ``torn_ok``:
+    a torn line is what a kill leaves (appended files), not damage (atomic ones)."""
     if not path.exists():
         return None, None
+    problem = store.csv_problem(path)
+    if problem:  # a directory, not UTF-8, NUL bytes, a malformed CSV ...
+        return None, problem
     try:
-        rows, _ = store.read_metrics_rows(path)
-    except Exception as e:  # a directory, not UTF-8, NUL bytes, a malformed CSV ...
-        return None, f"unreadable: {type(e).__name__}"
+        rows, torn = store.read_metrics_rows(path)
+    except Exception as e:  # whatever else a hand-made file holds: one unreadable row
+        return None, f"{path.name}: unreadable ({type(e).__name__})"
+    if torn and not torn_ok:
+        return None, f"{path.name}: {torn} malformed line(s)"
     if not rows:
         return None, None
     return numeric(pd.DataFrame(rows)), None
