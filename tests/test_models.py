@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from seqbench.config import build_model, model_configs, param_table
+from seqbench.config import build_model, model_configs
 
 V, B, T = 23, 3, 12
 RECURRENT = ["rnn", "lstm", "gru"]
@@ -77,14 +77,41 @@ def test_fused_and_unrolled_agree_in_outputs_and_gradients(name):
         torch.testing.assert_close(gu[n], gf[n], rtol=0, atol=1e-5, msg=f"gradient of {n}")
 
 
+def non_embedding(name, size, vocab_size=64) -> int:
+    """Non-embedding parameters of a model file at a size preset, built on the meta device
+    (config.param_table builds xs, s and m of every file, the bag of words included, which has
+    no other presets)."""
+    from seqbench.models import param_counts
+
+    model = build_model(OmegaConf.merge(model_configs()[name], {"size": size}), vocab_size)
+    return param_counts(model)["params_non_embedding"]
+
+
 def test_size_presets_match_non_embedding_params_within_10_percent():
-    rows = [r for r in param_table() if r["model"] != "bow"]
-    for size in ("xs", "s", "m"):
-        counts = {r["model"]: r["params_non_embedding"] for r in rows if r["size"] == size}
-        assert {"rnn", "lstm", "gru", "transformer"} <= counts.keys()
+    from hydra.utils import get_class
+
+    from seqbench.models.transformer import PRESETS
+
+    compared = [n for n, node in model_configs().items() if n != "bow" and "size" in node]
+    for name in compared:  # every family offers every size the Transformer does
+        assert get_class(model_configs()[name]._target_).presets.keys() == PRESETS.keys(), name
+    for size in PRESETS:
+        counts = {name: non_embedding(name, size) for name in compared}
+        assert {"rnn", "lstm", "gru", "mingru", "transformer"} <= counts.keys()
         ref = counts["transformer"]
         for model, n in counts.items():
             assert abs(n / ref - 1) <= 0.10, f"{model} at {size}: {n} vs transformer {ref}"
+
+
+def test_the_size_presets_below_s_span_30x_for_every_family():
+    """The scaling study's CPU range (C10): five sizes, >= 30x in non-embedding parameters."""
+    from seqbench.studies.scaling import CPU_SIZES
+
+    assert len(CPU_SIZES) >= 5
+    for name in ("rnn", "lstm", "gru", "mingru", "minlstm", "transformer"):
+        counts = [non_embedding(name, s) for s in CPU_SIZES]
+        assert counts == sorted(counts), f"{name}: sizes out of order {counts}"
+        assert counts[-1] / counts[0] >= 30, f"{name}: {counts[-1] / counts[0]:.1f}x"
 
 
 def test_tied_weights_share_one_tensor_and_count_once():

@@ -52,6 +52,17 @@ def dropout_layer(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
+SIZES = ("5xs", "4xs", "3xs", "2xs", "xs", "s", "m", "l")
+
+
+def size_presets(spec: str) -> dict:
+    """'40x1 60x1 ...' (d_model x n_layers, one per size of SIZES, in order) -> presets."""
+    pairs = [tuple(map(int, p.split("x"))) for p in spec.split()]
+    if len(pairs) != len(SIZES):
+        raise ValueError(f"size presets {spec!r}: one width x depth for each of {SIZES}")
+    return {s: {"d_model": d, "n_layers": n} for s, (d, n) in zip(SIZES, pairs)}
+
+
 def resolve_size(size: str, presets: dict, **explicit) -> dict:
     """Preset (d_model, n_layers, ...) for ``size``, with any explicitly given value winning."""
     if size not in presets:

@@ -19,10 +19,11 @@ PRESETS = {"xs": dict(d_model=64), "s": dict(d_model=128), "m": dict(d_model=192
 
 class BagOfWords(SequenceModel):
     family = "baseline"
+    presets = PRESETS
 
     def __init__(self, vocab_size: int, size: str = "xs", d_model: int | None = None):
         super().__init__()
-        self.d_model = resolve_size(size, PRESETS, d_model=d_model)["d_model"]
+        self.d_model = resolve_size(size, self.presets, d_model=d_model)["d_model"]
         self.embed = nn.Embedding(vocab_size, self.d_model)
         self.mix = nn.Linear(self.d_model, self.d_model)  # the only non-embedding weights
         self.head = nn.Linear(self.d_model, vocab_size, bias=False)

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size
+from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
 
 IMPLS = ("sequential", "scan")
 
@@ -191,17 +191,9 @@ class MinRNN(SequenceModel):
 
 class MinGRU(MinRNN):
     cell_cls = MinGRUCell
-    presets = {
-        "xs": dict(d_model=70, n_layers=2),
-        "s": dict(d_model=140, n_layers=2),
-        "m": dict(d_model=210, n_layers=4),
-    }
+    presets = size_presets("17x1 26x1 44x1 53x2 70x2 140x2 210x4 280x4")
 
 
 class MinLSTM(MinRNN):
     cell_cls = MinLSTMCell
-    presets = {
-        "xs": dict(d_model=67, n_layers=2),
-        "s": dict(d_model=134, n_layers=2),
-        "m": dict(d_model=201, n_layers=4),
-    }
+    presets = size_presets("16x1 25x1 42x1 50x2 67x2 134x2 201x4 267x4")

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size
+from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
 
 
 class Recurrent(SequenceModel):
@@ -127,11 +127,7 @@ class Recurrent(SequenceModel):
 
 class RNN(Recurrent):
     fused_cls = nn.RNN
-    presets = {
-        "xs": dict(d_model=158, n_layers=2),
-        "s": dict(d_model=316, n_layers=2),
-        "m": dict(d_model=472, n_layers=4),
-    }
+    presets = size_presets("40x1 60x1 99x1 118x2 158x2 316x2 472x4 628x4")
 
     def step(self, x, h, w_ih, b_ih, w_hh, b_hh):
         h = torch.tanh(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh))
@@ -140,11 +136,7 @@ class RNN(Recurrent):
 
 class GRU(Recurrent):
     fused_cls = nn.GRU
-    presets = {
-        "xs": dict(d_model=90, n_layers=2),
-        "s": dict(d_model=182, n_layers=2),
-        "m": dict(d_model=272, n_layers=4),
-    }
+    presets = size_presets("22x1 34x1 57x1 68x2 90x2 182x2 272x4 362x4")
 
     def step(self, x, h, w_ih, b_ih, w_hh, b_hh):
         ir, iz, i_n = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)  # 3 x [B, D]
@@ -157,11 +149,7 @@ class GRU(Recurrent):
 
 class LSTM(Recurrent):
     fused_cls = nn.LSTM
-    presets = {
-        "xs": dict(d_model=80, n_layers=2),
-        "s": dict(d_model=158, n_layers=2),
-        "m": dict(d_model=236, n_layers=4),
-    }
+    presets = size_presets("20x1 30x1 49x1 59x2 80x2 158x2 236x4 314x4")
 
     def init_forget_bias(self, value):
         """b_f = value: the forget slice (gate order i, f, g, o) of b_ih, with b_hh's slice 0,

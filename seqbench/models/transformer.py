@@ -15,7 +15,9 @@ Feeding tokens together with a cache continues the sequence at position T_past.
 Initialisation (GPT-2, Radford et al. 2019, as nanoGPT): every Linear and Embedding weight
 N(0, 0.02), biases 0, and the two projections that write into the residual stream (attention
 out, MLP out) N(0, 0.02 / sqrt(2 n_layers)), so the residual's variance does not grow with
-depth. ``d_ff`` is the MLP's hidden width (4 d_model by default, Vaswani et al.).
+depth. With the sinusoidal table the token embeddings are scaled by sqrt(d_model) (Vaswani et
+al. 2017, sec. 3.4), so the table does not drown them. ``d_ff`` is the MLP's hidden width
+(4 d_model by default, Vaswani et al.).
 """
 
 import math
@@ -24,18 +26,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size
+from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
 
-PRESETS = {
-    "xs": dict(d_model=64, n_layers=2),
-    "s": dict(d_model=128, n_layers=2),
-    "m": dict(d_model=192, n_layers=4),
-}
+# 5xs .. xs span 30x in non-embedding parameters (the CPU range of the scaling study, C10);
+# s .. l extend it to ~950x on a GPU. Every other family's presets match these within 10%.
+PRESETS = size_presets("16x1 24x1 40x1 48x2 64x2 128x2 192x4 256x4")
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 
 
 class Transformer(SequenceModel):
     family = "attention"
+    presets = PRESETS
 
     def __init__(
         self,
@@ -52,7 +53,7 @@ class Transformer(SequenceModel):
         tie_weights: bool = False,
     ):
         super().__init__()
-        hp = resolve_size(size, PRESETS, d_model=d_model, n_layers=n_layers)
+        hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
         self.d_model, self.n_layers = hp["d_model"], hp["n_layers"]
         if self.d_model % n_heads:
             raise ValueError(
@@ -106,7 +107,9 @@ class Transformer(SequenceModel):
         elif self.pos == "sinusoidal":
             fits = past + T <= self.pe.size(0)
             pe = self.pe[past : past + T] if fits else sinusoidal(positions, self.d_model)
-            x = x + pe.to(x.dtype)
+            # Vaswani et al. (2017, sec. 3.4) scale the embeddings by sqrt(d_model): the table's
+            # entries are ~1, a GPT-2-initialised embedding's 0.02, which it would drown
+            x = x * math.sqrt(self.d_model) + pe.to(x.dtype)
         x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):
