@@ -1,89 +1,277 @@
 """``--help`` of train, measure and perf: seqbench's own page, generated, never typed.
 
-The groups a user picks and their options come from the files in conf/; one line per key
-from the schemas (seqbench/schema.py) for the top-level and train keys, and from the comment
-beside each key in the chosen model/data/what file. Hydra's own page stays at --hydra-help.
+What a user picks, and where each line comes from:
+
+- groups (model, data, train; what for measure; +experiment; hydra/launcher) and their
+  options: the files in conf/, each described by the first sentence of its opening comment;
+  the experiments an entry runs are the ones the studies' bench jobs run with it;
+- keys, one line each: the comment beside the key in its YAML file (conf/config.yaml, the
+  chosen model/data/train/what file, conf/perf.yaml), else the schema's help
+  (seqbench/schema.py); what a key accepts comes from the schema or the class's constructor;
+  the value shown is the one this command line composes to (experiment included);
+- examples: the smoke-profile bench job of this entry.
+
+Hydra's own page stays at --hydra-help.
 """
 
 import re
+import shlex
+import textwrap
 
 from seqbench.config import CONF_DIR, group_options
-from seqbench.schema import TOP, TRAIN
+from seqbench.schema import TOP, TRAIN, Spec
 
+WIDTH, KEY_WIDTH = 100, 26
 USAGE = {
     "train": "python -m seqbench.train [-m] [group=option ...] [key=value ...]",
-    "measure": "python -m seqbench.measure what=<measurement> [-m] [key=value ...]",
+    "measure": "python -m seqbench.measure what=<measurement> [-m] [group=option ...] [key=value]",
     "perf": "python -m seqbench.perf [+experiment=harness_overhead] [key=value ...]",
 }
 ABOUT = {
     "train": "Train one run (or, with -m, a sweep) through seqbench's one next-token harness.",
-    "measure": "Trace or time the same models: span, timing, decode, kernels, influence, ...",
+    "measure": "Trace or time the same models and tasks: what=<measurement> picks which.",
     "perf": "Time seqbench's training step against a bare PyTorch loop; FLOP/s and MFU.",
 }
-KEY = re.compile(r"^(\w+):\s*([^#]*?)\s*(?:#\s*(.*))?$")  # key: value  # comment
-LAUNCHERS = "local, slurm, slurm_local (presets in conf/hydra/launcher/); joblib, submitit_local"
-
-
-def yaml_keys(path) -> list[tuple[str, str, str]]:
-    """(key, value, comment) for each top-level scalar `key: value  # comment` of a YAML file."""
-    out = []
-    for line in path.read_text().splitlines():
-        m = KEY.match(line)
-        if m and m.group(2) and not m.group(1).startswith("_"):
-            out.append((m.group(1), m.group(2), m.group(3) or ""))
-    return out
-
-
-def chosen(argv, group, default) -> str:
-    for a in argv:
-        key, _, value = a.lstrip("+").partition("=")
-        if key == group and value and "," not in value:
-            return value
-    return default
+CONFIG = {"train": "config", "measure": "measure", "perf": "perf"}
+GROUPS = {"train": ("model", "data", "train"), "measure": ("model", "data", "train", "what"),
+          "perf": ("data",)}  # fmt: skip
+SENTENCE_END = re.compile(
+    r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\bvs)(?<!\.)\.(?!\.)(?=\s|$)"
+)
+KEY = re.compile(r"^(?P<indent> *)(?P<key>[\w.]+):(?P<value>[^#]*?)\s*(?:#\s*(?P<note>.*))?$")
 
 
 def page(entry: str, argv) -> str:
+    cfg, choices, problem = _compose(entry, argv)
     lines = [f"usage: {USAGE[entry]}", "", ABOUT[entry], ""]
-    if entry == "perf":
-        lines += _keys_of_file("conf/perf.yaml", CONF_DIR / "perf.yaml", "")
-    else:
-        lines += ["Groups (group=option; -m sweeps a comma list, e.g. model=rnn,lstm):"]
-        groups = ["model", "data", "train"] + (["what"] if entry == "measure" else [])
-        for g in groups:
-            lines.append(f"  {g:<11} {', '.join(group_options(g))}")
-        lines.append(
-            f"  {'experiment':<11} (+experiment=NAME) {', '.join(group_options('experiment'))}"
-        )
-        lines.append(f"  {'launcher':<11} (hydra/launcher=NAME) {LAUNCHERS}")
-        lines += ["", "Keys:"] + [_spec_line(k, s) for k, s in TOP.items()]
-        lines += [_spec_line(f"train.{k}", s) for k, s in TRAIN.items()]
-        for g, default in (("model", "lstm"), ("data", "lag_recall")) + (
-            (("what", "span"),) if entry == "measure" else ()
-        ):
-            name = chosen(argv, g, default)
+    if problem:
+        note = f"note: this command line does not compose ({problem}); defaults shown"
+        lines += textwrap.wrap(note, WIDTH, subsequent_indent="  ") + [""]
+    lines += ["Groups (group=option; with -m a comma list sweeps them, e.g. model=rnn,lstm):"]
+    for g in GROUPS[entry]:
+        lines += _group(f"{g}=NAME", choices.get(g), _describe_files(CONF_DIR / g))
+    lines += _group("+experiment=NAME", choices.get("experiment"), _experiments(entry))
+    if entry != "perf":
+        lines += _group("hydra/launcher=NAME", choices.get("hydra/launcher"), _launchers())
+    lines += [""] + textwrap.wrap(
+        "Keys (key=value; 'now': what this command line composes to; add group=option after "
+        "--help, e.g. --help model=gru, for that file's keys):",
+        WIDTH,
+        subsequent_indent="  ",
+    )
+    top = TOP if entry != "perf" else {}
+    primary = [CONF_DIR / f"{CONFIG[entry]}.yaml"] + (
+        [CONF_DIR / "config.yaml"] * (entry == "measure")
+    )
+    lines += _keys(cfg, primary, "", top, skip=GROUPS["measure"])
+    for g in GROUPS[entry]:
+        name = choices.get(g)
+        if name and cfg is not None and g in cfg:
             path = CONF_DIR / g / f"{name}.yaml"
-            if path.exists():
-                lines += [""] + _keys_of_file(f"{g}={name}", path, f"{g}.")
-    lines += [
-        "",
-        "Examples:",
-        "  python -m seqbench.train model=gru data=lag_recall data.distance=64 train.steps=2000",
-        "  python -m seqbench.train -m +experiment=recall hydra/launcher=local",
-        "  python -m seqbench.train -m +experiment=recall hydra.sweeper.dry_run=true",
-        "Hydra's own help: --hydra-help. The resolved config: --cfg job.",
-    ]
+            lines += ["", f"{g}={name} ({path.relative_to(CONF_DIR.parent)}):"]
+            specs = {"train": TRAIN, "what": {}}.get(g) or _class_specs(cfg[g], g)
+            lines += _keys(cfg[g], [path], f"{g}.", specs)
+    lines += ["", "Examples (the smoke bench's job):"] + _examples(entry)
+    lines += ["Hydra's own help: --hydra-help. The composed config: --cfg job. A sweep checked "
+              "and not launched: -m ... hydra.sweeper.dry_run=true"]  # fmt: skip
     return "\n".join(lines)
 
 
-def _spec_line(key, spec) -> str:
-    return f"  {key:<24} {spec.help} ({spec.allowed()})"
+def _compose(entry, argv):
+    """(config without its hydra node, group choices, why it failed or None)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from seqbench.cli import compose_job
+    from seqbench.errors import ConfigError
+
+    try:
+        cfg = compose_job(CONFIG[entry], first_job(CONFIG[entry], argv), hydra=True)
+    except ConfigError as e:
+        cfg, problem = compose_job(CONFIG[entry], [], hydra=True), str(e)
+    else:
+        problem = None
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, {k: v for k, v in choices.items() if v is not None}, problem
 
 
-def _keys_of_file(title, path, prefix) -> list[str]:
-    rows = yaml_keys(path)
-    if not rows:
-        return []
-    return [f"Keys of {title} ({path.name}):"] + [
-        f"  {prefix + k:<24} {comment + ' ' if comment else ''}(default {v})"
-        for k, v, comment in rows
-    ]
+def first_job(config_name, argv) -> list[str]:
+    """The overrides of the first job this command line runs: with -m, the experiment's
+    ``hydra.sweeper.params`` first and the command line's sweeps over them, as Hydra's basic
+    sweeper expands them (seqbench.cli.preflight takes the same job)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from omegaconf import OmegaConf
+
+    from seqbench.cli import compose_job, parse, split_argv
+
+    overrides, multirun = split_argv(argv)
+    parsed = parse(overrides)
+    if not any(o.is_sweep_override() for o in parsed) and not multirun:
+        return overrides
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    params = OmegaConf.select(compose_job(config_name, fixed, hydra=True), "hydra.sweeper.params")
+    merged = parse([f"{k}={v}" for k, v in (params or {}).items()] + overrides)
+    return BasicSweeper.split_arguments(merged, max_batch_size=1)[0][0]
+
+
+def _group(title, now, options: dict) -> list[str]:
+    head = f"  {title}" + (f"   (now: {now})" if now else "")
+    return [head] + [_row(f"    {name}", text, KEY_WIDTH + 2) for name, text in options.items()]
+
+
+def _row(left, text, width=KEY_WIDTH) -> str:
+    pad = max(width, len(left) + 1)
+    body = textwrap.wrap(text, WIDTH - pad) or [""]
+    return "\n".join([f"{left:<{pad}}{body[0]}", *(" " * pad + b for b in body[1:])]).rstrip()
+
+
+def first_sentence(path) -> str:
+    """The opening comment of a YAML file up to its first full stop (not an abbreviation's
+    such as 'et al.', not an ellipsis) or a title's double space ('SLURM clusters:  ...')."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            lines.append(line.lstrip("#").strip())
+    text = " ".join(lines).split("  ")[0].rstrip(":")
+    end = SENTENCE_END.search(text)
+    return text[: end.start() + 1] if end else text
+
+
+def _describe_files(folder) -> dict:
+    return {name: first_sentence(folder / f"{name}.yaml") for name in group_options(folder.name)}
+
+
+def _experiments(entry) -> dict:
+    """The experiments this entry's bench jobs run (all of them where no job names one)."""
+    from seqbench import studies
+
+    used: dict[str, set] = {}
+    for m in studies.all_studies():
+        for job in (j for jobs in m.BENCH.values() for j in jobs):
+            for a in job.args:
+                if str(a).startswith("+experiment="):
+                    used.setdefault(str(a).split("=", 1)[1], set()).add(job.module)
+    files, me = _describe_files(CONF_DIR / "experiment"), f"seqbench.{entry}"
+    return {name: text for name, text in files.items() if me in used.get(name, {me})}
+
+
+def _launchers() -> dict:
+    """Every option of hydra/launcher: seqbench's presets (conf/hydra/launcher) and the
+    launcher plugins installed."""
+    from hydra import initialize_config_module
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_module("seqbench.conf", version_base=None):
+        names = GlobalHydra.instance().config_loader().get_group_options("hydra/launcher")
+    presets = CONF_DIR / "hydra" / "launcher"
+    out = {}
+    for name in names:
+        if (presets / f"{name}.yaml").exists():
+            out[name] = first_sentence(presets / f"{name}.yaml")
+        else:
+            node = ConfigStore.instance().repo["hydra"]["launcher"].get(f"{name}.yaml")
+            target = str(getattr(getattr(node, "node", None), "_target_", None) or "?")
+            plugin = target.split(".")[1] if target.startswith("hydra_plugins.") else "hydra"
+            out[name] = f"{plugin.replace('_', '-')}: {target.rsplit('.', 1)[-1]}"
+    return out
+
+
+def yaml_notes(path) -> dict[str, tuple[str, str]]:
+    """dotted key -> (value as written, comment) for every `key: value  # comment` line of a
+    YAML file, nested mappings included (``overhead.tiny.steps``); lists and defaults skipped."""
+    out, stack = {}, []  # stack: (indent, key) of the mappings above this line
+    for line in path.read_text().splitlines():
+        m = KEY.match(line)
+        if not m or line.lstrip().startswith("-"):
+            continue
+        indent = len(m["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        key = ".".join([k for _, k in stack] + [m["key"]])
+        out[key] = (m["value"].strip(), (m["note"] or "").strip())
+        if not m["value"].strip():
+            stack.append((indent, m["key"]))
+    return out
+
+
+def _keys(node, paths, prefix, specs: dict, skip=()) -> list[str]:
+    """One line per leaf key of ``node`` (the nodes in ``skip`` left out): its comment in the
+    first of ``paths`` that has one (else the schema's help), what it accepts, and its
+    composed value."""
+    from omegaconf import OmegaConf
+
+    notes = {}
+    for path in reversed(paths):  # the first file wins
+        notes |= {k: v for k, v in yaml_notes(path).items() if v[1]} if path.exists() else {}
+    rows, shown = [], set()
+    try:  # the value the run gets (max_len: ${data.seq_len} -> 64)
+        tree = OmegaConf.to_container(node, resolve=True)
+    except Exception:  # an interpolation into a node this page does not compose
+        tree = OmegaConf.to_container(node, resolve=False)
+    for key, value in _leaves(tree).items():
+        if key.startswith("_") or key.split(".")[0] in skip:
+            continue
+        parts = key.split(".")
+        for node_key in (".".join(parts[:i]) for i in range(1, len(parts))):
+            if node_key in notes and node_key not in shown:  # a nested node's own comment
+                shown.add(node_key)
+                rows.append(_row(f"  {prefix}{node_key}.*", notes[node_key][1]))
+        spec = specs.get(key)
+        note = notes.get(key, ("", ""))[1] or (spec.help if isinstance(spec, Spec) else "")
+        allowed = _allowed(spec)
+        tail = f"[{allowed + '; ' if allowed else ''}now {_show(value)}]"
+        rows.append(_row(f"  {prefix}{key}", f"{note} {tail}".strip()))
+    return rows
+
+
+def _leaves(tree, prefix="") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out |= _leaves(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _allowed(spec) -> str:
+    if not isinstance(spec, Spec) or (spec.kind is object and not spec.choices):
+        return ""
+    return spec.allowed()
+
+
+def _show(v) -> str:
+    """A value as YAML writes it: null, true, [a, b], {k: v}."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(map(_show, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_show(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _class_specs(node, group) -> dict:
+    """What the group's class accepts, from its constructor (as validation reads it)."""
+    from hydra.utils import get_class
+
+    from seqbench.config import _signature_schema
+
+    try:
+        return _signature_schema(get_class(node._target_), group)
+    except Exception:  # an unknown class: validation says so; help shows the keys
+        return {}
+
+
+def _examples(entry) -> list[str]:
+    from seqbench import studies
+
+    jobs = [j for m in studies.all_studies() for j in m.BENCH.get("smoke", [])]
+    mine = [j for j in jobs if j.module == f"seqbench.{entry}"][:2]
+    return [f"  python -m {shlex.join(j.command())}" for j in mine]

@@ -1,49 +1,317 @@
-"""One look for every figure in results/: colours by model family, saving, markdown tables.
+"""One look for every figure in results/: the style, the helpers that apply it, saving, tables.
 
-Every study section draws through a ``Figures`` object: ``figs.color(model)`` gives each model
-a colour of its own from its family's palette (recurrent models reds and oranges, attention
-blues, scans greens, baselines greys, any other family a palette of its own), assigned once
-per report over every model of every table, so a model keeps its colour in every figure.
-``figs.save(fig, name)`` writes ``<out>/<name>.png``, remembers it (the report removes the
-figures it no longer writes) and returns the markdown that shows it.
+Every study section draws through a ``Figures`` object, so a figure reads without the text:
+
+- encodings: ``figs.color(model)`` a colour per model from its family's palette (recurrent
+  reds, attention blues, scans greens, baselines greys, other families hues of their own),
+  assigned once per report over every model, so a model keeps its colour in every figure;
+  ``figs.linestyle(impl)`` solid for a fast path (fused kernel, parallel scan), dashed for
+  its per-step loop; ``figs.marker(depth)`` one per number of layers; ``figs.style`` all
+  three as plot keywords and ``series_label`` the words ('lstm (unrolled), 2 layers').
+- drawing: ``figs.line`` a series with its 95% interval as a band clipped to the metric's
+  range (``UNIT_RANGE`` for accuracy); ``figs.legend`` one legend outside the panels, or a
+  key (colour = model, line = path, marker = depth; ``key_entry`` names any other meaning
+  of a line style); ``figs.label_ends`` direct labels; ``figs.claim_title`` the claim under
+  test as title. Module functions for one axes:
+  ``reference`` (a chance level or threshold, drawn and labelled), ``log_axis`` (plain
+  ticks, at least two: never "6x10^0"), ``band``, ``clipped_yerr``, ``axis_label`` (units).
+- ``figs.save(fig, name, decides="C5")`` writes ``<out>/<name>.png`` and returns its
+  markdown; ``decides`` marks the figures a verdict reads (the contact sheet shows them;
+  they get the claim as title). ``on_save(fig, name)`` sees each live figure before it is
+  closed (tests/figure_checks.py checks them there).
 """
 
+import colorsys
+import math
+import textwrap
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib import colormaps
+from matplotlib.colors import LinearSegmentedColormap, to_rgba
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, NullFormatter
 
-# family -> colormap; shades are spread over the middle of the map (never near-white)
-PALETTES = {
-    "recurrent": "Reds",
-    "attention": "Blues",
-    "scan": "Greens",
-    "baseline": "Greys",
-}
+PALETTES = {"recurrent": "Reds", "attention": "Blues", "scan": "Greens", "baseline": "Greys"}
 SPARE = ("Purples", "Oranges", "YlOrBr", "PuRd", "BuGn", "GnBu")  # families nobody listed
+# a fast path is solid, its per-step loop dashed; anything else a style of its own
+LINESTYLES = {"-": "-", "fused": "-", "scan": "-", "unrolled": "--", "sequential": "--"}
+SPARE_LINESTYLES = (":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+MARKERS = {1: "o", 2: "s", 3: "D", 4: "^", 6: "P", 8: "v"}
+SPARE_MARKERS = ("X", "*", "<", ">", "h", "p")
+# colour-blind-safe qualitative colours (Okabe & Ito 2008) for categories that are not models
+CATEGORY = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+UNIT_RANGE = (0.0, 1.0)  # accuracy, probabilities: intervals are clipped to it
+BAND_ALPHA = 0.18
 
 
 class Figures:
-    def __init__(self, out, families: dict[str, str]):
-        """``families``: model -> family for every model the report will draw."""
+    def __init__(self, out, families: dict[str, str], on_save=None, claims=None):
+        """``families``: model -> family for every model the report will draw; ``claims``:
+        claim id -> text for titles (default: the lecture's and every study's)."""
         self.out = Path(out)
         self.written: list[str] = []
+        self.deciding: dict[str, list[str]] = {}  # claim -> figures (png names) deciding it
         self.colors = palette(families)
+        self.on_save, self.claims = on_save, claims
+        self._styles, self._markers, self._categories = dict(LINESTYLES), dict(MARKERS), {}
+        self._unlisted: list = []
+        self._used: dict[str, list] = {"model": [], "impl": [], "depth": []}  # since last save
 
+    # --- encodings ----------------------------------------------------------------------
     def color(self, model):
-        return self.colors.get(model, "black")
+        if model not in self.colors:  # a model no table named: a colour of its own all the same
+            self._unlisted.append(model)
+            self.colors[model] = nth_color(len(self._unlisted) - 1, lightness=0.3)
+        return self.colors[model]
 
-    def figure(self, ncols=1, width=5.0, height=3.6):
-        fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
-        return fig, axes[0]
+    def linestyle(self, impl):
+        return _assign(self._styles, _plain_impl(impl), SPARE_LINESTYLES, "-")
 
-    def save(self, fig, name: str) -> str:
+    def marker(self, depth):
+        return _assign(self._markers, _depth(depth), SPARE_MARKERS, "o")
+
+    def category(self, value):
+        """A colour for a category that is not a model (an objective, an encoding)."""
+        if value not in self._categories:
+            self._categories[value] = nth_color(len(self._categories))
+        return self._categories[value]
+
+    def style(self, model, impl=None, depth=None) -> dict:
+        """Plot keywords for one series; remembered for ``legend(fig, key=True)``."""
+        for kind, v in (("model", model), ("impl", _plain_impl(impl)), ("depth", _depth(depth))):
+            if v is not None and v not in self._used[kind]:
+                self._used[kind].append(v)
+        out = {"color": self.color(model), "ls": self.linestyle(impl)}
+        return out | ({"marker": self.marker(depth)} if _depth(depth) is not None else {})
+
+    # --- figures ------------------------------------------------------------------------
+    def figure(self, ncols=1, width=5.0, height=3.6, nrows=1, **kw):
+        """(fig, axes): axes flat, one per panel; constrained layout keeps outside legends and
+        labels inside the saved image."""
+        import matplotlib.pyplot as plt  # here, not at import: --help need not load pyplot
+
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                                 squeeze=False, layout="constrained", **kw)  # fmt: skip
+        return fig, axes.ravel()
+
+    def line(self, ax, x, y, lo=None, hi=None, *, model, impl=None, depth=None, label=None,
+             clip=None, **kw):  # fmt: skip
+        """One series with its interval [lo, hi] as a band (clipped to ``clip``)."""
+        style = self.style(model, impl, depth) | kw
+        (ln,) = ax.plot(x, y, label=label or series_label(model, impl, depth), **style)
+        if lo is not None and hi is not None:
+            band(ax, x, lo, hi, style["color"], clip)
+        return ln
+
+    def save(self, fig, name: str, decides=()) -> str:
         """Save as out/name.png and return the markdown that shows it."""
-        fig.tight_layout()
+        decides = (decides,) if isinstance(decides, str) else tuple(decides)
+        if decides and not fig.get_suptitle():
+            self.claim_title(fig, *decides)
+        if fig.get_layout_engine() is None:  # a figure not made by figure()
+            fig.tight_layout()
+        if fig.get_suptitle() and fig.legends:
+            _title_over_panels(fig)
         fig.savefig(self.out / f"{name}.png", dpi=110)
-        plt.close(fig)
         self.written.append(f"{name}.png")
+        for claim in decides:
+            self.deciding.setdefault(claim, []).append(f"{name}.png")
+        if self.on_save is not None:
+            self.on_save(fig, name)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        self._used = {k: [] for k in self._used}
         return f"![{name}]({name}.png)"
+
+    def claim_title(self, fig, *claims, text=None):
+        """A title that states the claim being tested: 'C5: <the claim>' (or ``text``)."""
+        said = text or "; ".join(self._claim_texts().get(c, "") for c in claims)
+        head = ", ".join(claims)
+        title = f"{head}: {said}" if head and said else head or said
+        width = max(40, int(fig.get_figwidth() * 13))  # ~13 characters per inch at 10 pt
+        fig.suptitle("\n".join(textwrap.wrap(title, width, break_on_hyphens=False)), fontsize=10)
+
+    def _claim_texts(self) -> dict:
+        if self.claims is None:
+            from seqbench import studies
+            from seqbench.report.claims import LECTURE
+
+            self.claims = dict(LECTURE)
+            for m in studies.all_studies():
+                self.claims |= getattr(m, "CLAIMS", {})
+        return self.claims
+
+    # --- legends and labels -------------------------------------------------------------
+    def legend(self, fig, key=False, title=None, extra=(), **kw):
+        """One legend for the whole figure, outside the data area (right of the panels).
+        ``key``: colour = model, line style = path, marker = depth, from the series drawn
+        through ``style`` since the last save, instead of one entry per line; ``extra``:
+        (handle, label) pairs added at the end (``key_entry``: what a line style means)."""
+        if key:
+            handles = self._key_handles()
+        else:
+            handles = {}
+            for ax in fig.axes:
+                for h, lab in zip(*ax.get_legend_handles_labels()):
+                    handles.setdefault(lab, h)
+            handles = list(zip(handles.values(), handles.keys()))
+        handles = [*handles, *extra]
+        if not handles:
+            return None
+        hs, labels = zip(*handles)
+        kw = {"loc": "outside right upper", "fontsize": 7, "frameon": False} | kw
+        return fig.legend(hs, labels, title=title, **kw)
+
+    def _key_handles(self) -> list:
+        used, gray = self._used, "0.35"
+        out = [(Line2D([], [], color=self.color(m), lw=2.5), str(m)) for m in used["model"]]
+        paths = [i for i in used["impl"] if i != "-"]  # a model's only path needs no entry
+        out += [(Line2D([], [], color=gray, ls=self.linestyle(i)), f"path: {i}") for i in paths]
+        if used["depth"]:
+            out += [(Line2D([], [], color=gray, ls="", marker=self.marker(d)), _layers(d))
+                    for d in used["depth"]]  # fmt: skip
+        return out
+
+    def label_ends(self, ax, fontsize=7):
+        """Direct labels: each labelled line's name beside the right edge of the panel, at the
+        height of its last point, in its colour, pushed apart so none overlap."""
+        ends = []
+        for ln in ax.get_lines():
+            x, y = (np.asarray(v, float) for v in ln.get_data())
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ln.get_label().startswith("_") or not ok.any():
+                continue
+            i = np.flatnonzero(ok)[np.argmax(x[ok])]  # the point at the largest x
+            to_axes = ax.transData + ax.transAxes.inverted()
+            ends.append([to_axes.transform((x[i], y[i]))[1], ln])
+        height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+        gap = 1.15 * fontsize / max(height_pt, 1.0)  # one text line, in axes fractions
+        ends.sort(key=lambda e: e[0])
+        for k in range(1, len(ends)):  # push upwards, then shift all down if past the top
+            ends[k][0] = max(ends[k][0], ends[k - 1][0] + gap)
+        over = ends[-1][0] - 1.0 if ends else 0.0
+        for e in ends:
+            e[0] -= max(over, 0.0)
+        for yf, ln in ends:
+            ax.text(1.02, yf, ln.get_label(), transform=ax.transAxes, color=ln.get_color(),
+                    fontsize=fontsize, va="center", ha="left", clip_on=False)  # fmt: skip
+
+
+# --- helpers that need no Figures ------------------------------------------------------------
+def _title_over_panels(fig):
+    """Centre the title over the panels, wrapped to their width, so a legend outside on the
+    right never runs into it (laid out once to learn where the panels are)."""
+    fig.canvas.draw()
+    boxes = [ax.get_position() for ax in fig.axes]
+    x0, x1 = min(b.x0 for b in boxes), max(b.x1 for b in boxes)
+    title = fig._suptitle  # the Text itself: its words are re-wrapped, its style kept
+    words = " ".join(title.get_text().split())
+    width = max(30, int((x1 - x0) * fig.get_figwidth() * 13))  # ~13 characters per inch
+    title.set_text("\n".join(textwrap.wrap(words, width, break_on_hyphens=False)))
+    title.set_x((x0 + x1) / 2)
+
+
+def key_entry(label, ls="-", marker=None, color="0.35", **kw) -> tuple:
+    """A gray legend entry for what a line style or marker means when it is not an execution
+    path or a depth (a decoding mode, a fitted curve): (handle, label) for ``legend(extra=)``."""
+    return Line2D([], [], color=color, ls=ls, marker=marker or "", **kw), label
+
+
+def series_label(model, impl=None, depth=None) -> str:
+    """'lstm (unrolled), 2 layers': no '(-)' for a model with one path, no '1 layers'."""
+    text = str(model) + (f" ({impl})" if _plain_impl(impl) not in (None, "-") else "")
+    return text + (f", {_layers(_depth(depth))}" if _depth(depth) is not None else "")
+
+
+def axis_label(what: str, unit: str | None = None) -> str:
+    """'sequence length T (tokens)'; no unit for a pure number (a share, a ratio)."""
+    return f"{what} ({unit})" if unit else what
+
+
+def band(ax, x, lo, hi, color, clip=None):
+    """A shaded interval, clipped to the metric's range (``clip``: (low, high) or None)."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if clip is not None:
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+    return ax.fill_between(np.asarray(x, float), lo, hi, color=color, alpha=BAND_ALPHA, lw=0)
+
+
+def clipped_yerr(mean, lo, hi, clip=None) -> np.ndarray:
+    """[2, n] error-bar lengths for ax.errorbar / ax.bar from an interval, clipped to ``clip``
+    (a missing bound: no bar on that side)."""
+    mean, lo, hi = (np.asarray(v, float) for v in (mean, lo, hi))
+    if clip is not None:
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+    return np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(min=0))
+
+
+def reference(ax, value, label, axis="y", kind="chance"):
+    """A chance level (gray, dotted) or a threshold (dark, dashed), labelled on the line."""
+    style = {"chance": dict(color="0.45", ls=":"), "threshold": dict(color="0.15", ls="--")}
+    draw = ax.axhline if axis == "y" else ax.axvline
+    ln = draw(value, lw=0.9, label=label, zorder=1.5, **style[kind])
+    if axis == "y":
+        pos = dict(xy=(0.995, value), xycoords=("axes fraction", "data"), ha="right", va="bottom")
+    else:
+        pos = dict(xy=(value, 0.99), xycoords=("data", "axes fraction"), ha="right", va="top",
+                   rotation=90)  # fmt: skip
+    ax.annotate(label, xytext=(0, 1), textcoords="offset points", fontsize=7,
+                color=ln.get_color(), **pos)  # fmt: skip
+    return ln
+
+
+def log_axis(ax, which="x", ticks=None):
+    """A log axis with plain tick labels: at ``ticks`` (the measured values, thinned to at most
+    MAX_TICKS) or at 1-2-5 steps chosen so the view shows at least two."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    if ticks is not None:
+        vals = sorted({float(v) for v in ticks if np.isfinite(v) and v > 0})
+        step = math.ceil(len(vals) / MAX_TICKS) if vals else 1
+        axis.set_major_locator(FixedLocator(vals[::step]))
+    else:
+        axis.set_major_locator(ReadableLogLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+MAX_TICKS = 8
+
+
+class ReadableLogLocator(Locator):
+    """Decades when the view spans several (every n-th past MAX_TICKS), else 1-3 or 1-2-5
+    steps, else the two ends: three labelled ticks where the steps give them (a line far
+    from the only two would be hard to read off), at least two, never one."""
+
+    def __call__(self):
+        return self.tick_values(*self.axis.get_view_interval())
+
+    def tick_values(self, vmin, vmax):
+        lo, hi = sorted((float(vmin), float(vmax)))
+        lo = max(lo, hi * 1e-12, 1e-300)
+        k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        candidates = []
+        for subs in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7), range(1, 10)):
+            ticks = [m * 10.0**k for k in range(k0, k1 + 1) for m in subs]
+            ticks = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+            candidates.append(ticks[:: math.ceil(len(ticks) / MAX_TICKS)] if ticks else [])
+        for enough in (3, 2):
+            for ticks in candidates:
+                if len(ticks) >= enough:
+                    return ticks
+        return [float(f"{lo:.2g}"), float(f"{hi:.2g}")]
+
+
+def number(v) -> str:
+    """A tick label: '16', '0.05', '2048'; '3e11' for the very large or small."""
+    if v == 0 or not np.isfinite(v):
+        return "0" if v == 0 else ""
+    if 1e-3 <= abs(v) < 1e5:
+        return f"{v:.6g}"
+    k = math.floor(math.log10(abs(v)))
+    return f"{v / 10**k:.3g}e{k}"
 
 
 def palette(families: dict[str, str]) -> dict:
@@ -52,15 +320,58 @@ def palette(families: dict[str, str]) -> dict:
     by_family: dict[str, list[str]] = {}
     for model, fam in sorted(families.items()):
         by_family.setdefault(str(fam), []).append(model)
-    spare = iter(SPARE)
+    unlisted = sorted(f for f in by_family if f not in PALETTES)
     colors = {}
     for fam in sorted(by_family):
-        cmap = colormaps[PALETTES.get(fam) or next(spare, "viridis")]
+        cmap = _family_cmap(fam, unlisted)
         models = by_family[fam]
         for i, model in enumerate(models):
-            shade = 0.85 if len(models) == 1 else 0.45 + 0.5 * i / (len(models) - 1)
+            shade = 0.75 if len(models) == 1 else 0.45 + 0.55 * i / (len(models) - 1)
             colors[model] = cmap(shade)
     return colors
+
+
+def _family_cmap(fam, unlisted):
+    if fam in PALETTES:
+        return colormaps[PALETTES[fam]]
+    i = unlisted.index(fam)
+    if i < len(SPARE):
+        return colormaps[SPARE[i]]
+    hue = (0.13 + 0.618 * i) % 1.0  # golden-ratio hues: each extra family its own
+    dark, mid = colorsys.hls_to_rgb(hue, 0.2, 0.9), colorsys.hls_to_rgb(hue, 0.5, 0.9)
+    return LinearSegmentedColormap.from_list(fam, ["white", mid, dark])
+
+
+def nth_color(i: int, lightness=0.45):
+    """The i-th category colour: Okabe-Ito first, then golden-ratio hues (never a repeat)."""
+    if i < len(CATEGORY):
+        return to_rgba(CATEGORY[i])
+    return to_rgba(colorsys.hls_to_rgb((0.05 + 0.618 * i) % 1.0, lightness, 0.8))
+
+
+def _assign(table, key, spare, default):
+    if key is None:
+        return default
+    if key not in table:
+        used = set(map(str, table.values()))
+        free = [s for s in spare if str(s) not in used] or list(spare)
+        table[key] = free[0] if free else default
+    return table[key]
+
+
+def _plain_impl(impl):
+    return None if impl is None or (isinstance(impl, float) and math.isnan(impl)) else str(impl)
+
+
+def _depth(depth):
+    try:
+        return None if depth is None or math.isnan(float(depth)) else int(depth)
+    except (TypeError, ValueError):
+        return None
+
+
+def _layers(d) -> str:
+    return f"{d} layer{'' if d == 1 else 's'}"
 
 
 def md_table(df, floatfmt=".3g") -> str:
