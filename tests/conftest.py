@@ -5,6 +5,20 @@ from hydra import compose, initialize_config_dir
 
 from seqbench.config import CONF_DIR
 
+# model -> family, as the model classes declare it: for synthetic tables in the study tests
+FAMILY = {
+    "rnn": "recurrent",
+    "lstm": "recurrent",
+    "gru": "recurrent",
+    "transformer": "attention",
+    "mingru": "scan",
+    "minlstm": "scan",
+    "bow": "baseline",
+}
+
+# a Transformer on a pool of 8 copy sequences: its held-out loss soon stops improving
+SMALL_POOL = ["model=transformer", "data=copy", "data.seq_len=12", "data.n_train=8"]
+
 TINY = [
     "device=cpu",
     "train.threads=1",

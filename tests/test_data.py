@@ -31,19 +31,69 @@ def test_lag_recall_query_is_exactly_distance_after_the_pair(distance):
 
 
 def test_mqar_keys_values_disjoint_unique_and_only_answers_scored():
+    """Zoology's generator: keys from [1, V/2) and values from [V/2, V), each drawn without
+    replacement; the context first; each key queried once at an even offset after it, the
+    label at the query position."""
     task = MQAR(seq_len=128, num_kv_pairs=8, vocab_size=256)
     tokens, targets = task.batch("train", 0, 32)
     half, P = 128, 8
     for x, y in zip(tokens, targets):
         keys, values = x[0 : 2 * P : 2], x[1 : 2 * P : 2]
         assert ((keys >= 1) & (keys < half)).all() and (values >= half).all()
-        assert len(set(keys.tolist())) == P  # unique keys
+        assert len(set(keys.tolist())) == P and len(set(values.tolist())) == P  # no repeats
         scored = (y != IGNORE).nonzero().flatten()
-        assert len(scored) == P and (scored >= 2 * P).all()
+        assert len(scored) == P and (scored >= 2 * P).all() and ((scored - 2 * P) % 2 == 0).all()
         lookup = dict(zip(keys.tolist(), values.tolist()))
         for q in scored.tolist():
             assert y[q] == lookup[int(x[q])]  # the answer is the value bound to the queried key
         assert sorted(x[scored].tolist()) == sorted(keys.tolist())  # each key asked once
+
+
+def test_mqar_never_feeds_the_answer_back_and_fills_with_random_tokens():
+    P, V = 4, 64
+    x, y = MQAR(seq_len=64, num_kv_pairs=P, vocab_size=V, random_non_queries=False).batch(
+        "val", 0, 64
+    )
+    scored = y != IGNORE  # [B, T]
+    filler = scored.clone()
+    filler[:, : 2 * P] = True
+    assert (x[~filler] == 0).all()  # random_non_queries=False: 0 wherever nothing is asked
+    after = scored.roll(1, dims=1)  # the input right after each query
+    assert (x[after] == 0).all()  # ... including the position after the query: no answer
+    x, y = MQAR(seq_len=64, num_kv_pairs=P, vocab_size=V).batch("val", 0, 256)
+    scored = y != IGNORE
+    filler = ~scored
+    filler[:, : 2 * P] = False
+    assert len(x[filler].unique()) == V  # Zoology's default: random tokens from the vocabulary
+    after = scored.roll(1, dims=1)
+    answers = y[scored]
+    assert (x[after] == answers).float().mean() < 0.1  # the next input is not the answer
+
+
+def test_mqar_pairs_the_ith_key_with_the_ith_gap_drawn():
+    """numpy's choice without replacement draws in order, the smallest gaps most likely
+    first; Zoology gives the i-th drawn gap to the i-th key of the context, so the first key
+    is asked before the last more often than not (numpy and torch alike: 0.55, not 0.5)."""
+    P = 4
+    x, y = MQAR(seq_len=256, num_kv_pairs=P, vocab_size=256).batch("train", 0, 4000)
+    scored = y != IGNORE
+    first_key, last_key = x[:, 0:1], x[:, 2 * P - 2 : 2 * P - 1]  # [B, 1]
+    pos = torch.arange(x.size(1)).expand_as(x)
+    where_first = torch.where(scored & (x == first_key), pos, -1).max(1).values
+    where_last = torch.where(scored & (x == last_key), pos, -1).max(1).values
+    assert (where_first < where_last).float().mean() > 0.53  # a random pairing: 0.5
+
+
+def test_mqar_rejects_bad_settings_in_one_line():
+    for kwargs, key in [
+        ({"seq_len": 12, "num_kv_pairs": 4}, "data.num_kv_pairs=4"),
+        ({"vocab_size": 8, "num_kv_pairs": 4}, "data.vocab_size=8"),
+        ({"power_a": 0.0}, "data.power_a=0.0"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            MQAR(**kwargs)
+        text = str(e.value)
+        assert text.startswith(f"{key} is not allowed: ") and "\n" not in text
 
 
 def test_mqar_gaps_follow_a_decreasing_power_law():

@@ -14,6 +14,7 @@ from seqbench.data.masked import MaskedText
 from seqbench.data.text import Text
 from seqbench.flops import train_step_flops
 from seqbench.measure.objectives import (
+    own_loss,
     prefix_loss,
     supervised_targets,
     training_config,
@@ -119,6 +120,20 @@ def test_masked_prefix_loss_reads_the_mask_position(masked, text):
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_own_loss_is_the_objective_on_its_scored_positions_only(masked, text, causal):
+    torch.manual_seed(0)
+    task = text if causal else masked
+    model = Transformer(task.vocab_size, causal=causal, max_len=T).eval()
+    loss, n = own_loss(model, task, n_batches=2, batch_size=4, device="cpu")
+    tokens, targets = (torch.cat(p) for p in zip(*(task.batch("val", i, 4) for i in range(2))))
+    with torch.no_grad():
+        logits, _ = model(tokens)
+    scored = targets != IGNORE  # causal: every position; masked: the ~15% under [MASK]
+    assert n == int(scored.sum()) and ((n == 8 * T) if causal else (0 < n < 8 * T))
+    assert loss == pytest.approx(F.cross_entropy(logits[scored], targets[scored]).item(), rel=1e-5)
+
+
 def test_prefix_eval_measurement_end_to_end(tmp_path):
     from seqbench.measure.run import run_measurement
     from seqbench.store import read_metrics_rows
@@ -131,6 +146,7 @@ def test_prefix_eval_measurement_end_to_end(tmp_path):
                 "+experiment=causal_vs_masked",
                 "data.seq_len=16",
                 "train.steps=3",
+                "train.lr_control={train.steps:2,train.eval_every:2}",  # a quick calibration
                 "train.batch_size=4",
                 "train.eval_batches=1",
                 "what.eval_batches=1",
@@ -152,6 +168,10 @@ def test_prefix_eval_measurement_end_to_end(tmp_path):
         ("masked", "15"),
     ]
     by = {r["objective"]: r for r in rows}
+    for r in by.values():  # each objective scored in its own distribution too, per seed
+        assert float(r["own_loss"]) > 0 and int(r["own_n"]) > 0 and r["seed"] == "0"
+        assert float(r["unigram_xent"]) == pytest.approx(Text(seq_len=16).unigram_xent)
+    assert int(by["masked"]["own_n"]) < int(by["causal"]["own_n"]) == 1 * 4 * 16
     assert int(by["causal"]["targets_total"]) == 3 * 4 * 16
     assert int(by["masked"]["targets_total"]) < int(by["causal"]["targets_total"])
     flops = [int(by[o]["flops_per_step"]) for o in ("causal", "masked")]

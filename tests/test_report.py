@@ -106,3 +106,43 @@ def test_a_rule_states_every_threshold_it_has():
     assert Rule("above {a} and below {b:.0%}", a=2, b=0.5).text == "above 2 and below 50%"
     with pytest.raises(ValueError, match="not in its sentence"):
         Rule("above {a}", a=2, b=3)
+
+
+def test_hardware_stamped_verdicts_of_another_report_are_shown_side_by_side(core_runs, tmp_path):
+    gpu = tmp_path / "results" / "gpu"
+    gpu.mkdir(parents=True)
+    pd.DataFrame(
+        [
+            {
+                "claim": "C9",
+                "experiment": "decode_cost + time_vs_length",
+                "measured": "training 3.1x, decoding 1.2x",
+                "rule": "r",
+                "verdict": "supported",
+                "hardware": "NVIDIA H200, torch 2.11, bf16",
+                "stability": "stable",
+            }
+        ]
+    ).to_csv(gpu / "verdicts.csv", index=False)
+    here = pd.DataFrame(
+        [
+            {
+                "claim": "C9",
+                "experiment": "decode_cost + time_vs_length",
+                "measured": "training 0.3x",
+                "rule": "r",
+                "verdict": "not measured on cpu",
+                "hardware": "cpu, 1 thread",
+                "stability": "n/a",
+            }
+        ]
+    )
+    from seqbench.report import generic
+
+    md = generic.machines(here, {"gpu": pd.read_csv(gpu / "verdicts.csv")})
+    row = next(line for line in md.splitlines() if line.startswith("| C9 |"))
+    assert "**not measured on cpu**" in row and "**supported**" in row and "H200" in row
+    readme = write_report(core_runs, tmp_path / "results").read_text()  # gpu/ found by default
+    assert (tmp_path / "results" / "verdicts.csv").exists()
+    c9 = readme.split("### On each machine")[1].split("\n\n")[2]  # the GPU verdict is quoted
+    assert "| C9 |" in c9 and "not run" in c9 and "**supported**" in c9

@@ -1,4 +1,4 @@
-"""Causal versus masked at equal counted compute (C8): every verdict, the budget table, figure."""
+"""Causal versus masked at equal counted compute (C8): every verdict, the control, the figure."""
 
 import matplotlib
 import pandas as pd
@@ -8,52 +8,77 @@ from seqbench.report.plot import Figures
 from seqbench.studies import causal_vs_masked as cvm
 
 matplotlib.use("Agg")
+UNIGRAM = 3.0
 
 
-def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8)):
-    """objectives rows as prefix_eval writes them: one per (objective, budget, prefix)."""
+def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 2),
+                own_masked=2.5, spread=0.01):  # fmt: skip
+    """objectives rows as prefix_eval writes them: one per (objective, budget, seed, prefix).
+    causal/masked: prefix loss per budget (a tuple per budget gives one value per seed)."""
     rows = []
     for i, (c, m) in enumerate(zip(causal, masked)):
         steps = 100 * 2**i
-        for obj, loss, flops, targets in (
-            ("causal", c, 1e9 * steps, 1024),
-            ("masked", m, flops_masked * 1e9 * steps, 154),
+        for obj, loss, flops, targets, own in (
+            ("causal", c, 1e9 * steps, 1024, 2.2),
+            ("masked", m, flops_masked * 1e9 * steps, 154, own_masked),
         ):
-            rows += [
-                {"run": f"{obj}{steps}", "study": "causal_vs_masked", "status": "complete",
-                 "model": "transformer", "family": "attention", "objective": obj,
-                 "steps": steps, "prefix_len": p, "prefix_loss": loss, "prefix_acc": 0.3,
-                 "train_flops": flops, "targets_per_pass": targets, "tokens_per_pass": 1024,
-                 "val_loss": loss}
-                for p in prefixes
-            ]  # fmt: skip
+            for k, seed in enumerate(seeds):
+                value = loss[k] if isinstance(loss, tuple) else loss + spread * k
+                rows += [
+                    {"run": f"{obj}{steps}-{seed}", "study": "causal_vs_masked",
+                     "status": "complete", "model": "transformer", "family": "attention",
+                     "objective": obj, "steps": steps, "seed": seed, "prefix_len": p,
+                     "prefix_loss": value + 0.1 / p, "prefix_acc": 0.3, "train_flops": flops,
+                     "targets_per_pass": targets, "tokens_per_pass": 1024, "lr": 1e-2,
+                     "val_loss": own, "own_loss": own + spread * k, "unigram_xent": UNIGRAM}
+                    for p in prefixes
+                ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def _verdict(rows):
+    return cvm.verdict(cvm.seed_table(rows))
+
+
 @pytest.mark.parametrize(
-    "causal,masked,flops,expected",
+    "causal,masked,expected",
     [
-        ((2.4, 2.2, 2.0), (3.0, 2.9, 2.8), 1.0, "supported"),
-        ((2.4, 2.2, 2.0), (2.3, 2.3, 2.3), 1.0, "nuanced"),
-        ((2.4, 2.2, 2.0), (3.0, 2.9, 2.8), 1.5, "nuanced"),  # compute not matched
-        ((3.0, 2.9, 2.8), (2.4, 2.2, 2.0), 1.0, "not supported"),
+        ((2.4, 2.2, 2.0), (3.0, 2.9, 2.8), "supported"),
+        ((3.0, 2.9, 2.8), (2.4, 2.2, 2.0), "not supported"),
+        ((2.4, 2.2, 2.0), (2.6, 2.3, 1.9), "nuanced"),  # better early, worse late
+        # the seeds of the last budget straddle: its interval includes 0
+        ((2.4, 2.2, (1.9, 2.0, 2.3)), (3.0, 2.9, (2.1, 2.1, 2.1)), "inconclusive"),
     ],
 )
-def test_objective_verdicts(causal, masked, flops, expected):
-    v, measured = cvm.verdict(cvm.budget_table(_objectives(causal, masked, flops)))
-    assert v == expected and "6.6x" in measured and "at 3 budgets" in measured
-    assert ("compute not matched" in measured) == (flops > 1 + cvm.RULE.matched)
+def test_objective_verdicts(causal, masked, expected):
+    v, measured = _verdict(_objectives(causal, masked))
+    assert v == expected, measured
+    assert "6.6x" in measured and "at 400 steps" in measured and "3 seeds" in measured
 
 
-def test_flops_within_the_matched_share_count_as_equal():
+def test_compute_not_matched_is_inconclusive():
+    v, measured = _verdict(_objectives((2.4, 2.2), (3.0, 2.9), flops_masked=1.5))
+    assert v == "inconclusive" and "compute not matched" in measured
     near = 1 + cvm.RULE.matched / 2
-    v, measured = cvm.verdict(cvm.budget_table(_objectives((2.0,), (3.0,), near)))
+    v, measured = _verdict(_objectives((2.0,), (3.0,), flops_masked=near))
     assert v == "supported" and "matched within 2.5%" in measured
+
+
+def test_a_masked_model_that_never_learned_its_own_task_fails_the_control():
+    stuck = cvm.RULE.learned * UNIGRAM + 0.05  # its own held-out loss above the bar
+    v, measured = _verdict(_objectives((2.4, 2.2), (3.0, 2.9), own_masked=stuck))
+    assert v == "inconclusive" and "control not met: masked" in measured
+    assert "own held-out loss at the largest budget" in measured
+
+
+def test_one_seed_cannot_decide():
+    v, _ = _verdict(_objectives((2.4, 2.2), (3.0, 2.9), seeds=(0,)))
+    assert v == "inconclusive"
 
 
 def test_no_verdict_without_both_objectives():
     causal_only = _objectives((2.0, 1.9), (3.0, 2.9)).query("objective == 'causal'")
-    assert cvm.verdict(cvm.budget_table(causal_only)) is None
+    assert _verdict(causal_only) is None
     assert cvm.verdicts({"objectives": causal_only}) == []
     assert cvm.verdicts({}) == []  # prefix_eval never ran: no table at all
 
@@ -61,19 +86,40 @@ def test_no_verdict_without_both_objectives():
 def test_incomplete_rows_are_left_out():
     rows = _objectives((2.4, 2.2), (3.0, 2.9))
     rows.loc[(rows.objective == "masked") & (rows.steps == 200), "status"] = "failed"
-    table = cvm.budget_table(rows)
-    assert len(table) == 3  # the failed budget keeps only its causal row
+    assert len(cvm.budget_table(cvm.seed_table(rows))) == 3  # the failed budget: causal only
     (v,) = cvm.verdicts({"objectives": rows})
-    assert v.claim == "C8" and v.verdict == "supported" and "at 1 budgets" in v.measured
+    assert v.claim == "C8" and v.verdict == "supported" and "200 steps" not in v.measured
     assert v.rule == cvm.RULE.text and f"{cvm.RULE.matched:.0%}" in v.rule
+
+
+def test_a_swept_lr_keeps_the_best_per_objective_and_budget():
+    good = _objectives((2.4, 2.2), (3.0, 2.9))  # lr 1e-2
+    bad = _objectives((3.5, 3.4), (3.6, 3.5)).assign(lr=3e-2)  # both worse at 3e-2
+    per_seed = cvm.seed_table(pd.concat([good, bad]))
+    assert set(per_seed.lr) == {1e-2} and len(per_seed) == 12  # 2 objectives, 2 budgets, 3 seeds
+    # each objective gets its own best lr: a grid where 3e-2 suits the masked model
+    better = _objectives((3.5, 3.4), (2.0, 1.9)).assign(lr=3e-2)
+    per_seed = cvm.seed_table(pd.concat([good, better]))
+    assert dict(per_seed.groupby("objective").lr.first()) == {"causal": 1e-2, "masked": 3e-2}
+    assert _verdict(pd.concat([good, better]))[0] == "not supported"
+
+
+def test_seed_table_averages_prefixes_per_seed():
+    per_seed = cvm.seed_table(_objectives((2.4,), (3.0,), prefixes=(4, 8)))
+    causal = per_seed[per_seed.objective == "causal"].set_index("seed").prefix_loss
+    assert causal[0] == pytest.approx(2.4 + (0.1 / 4 + 0.1 / 8) / 2)
+    assert len(per_seed) == 6
 
 
 def test_section_draws_the_figure(tmp_path):
     tables = {"objectives": _objectives((2.4, 2.2, 2.0), (3.0, 2.9, 2.8))}
-    md = cvm.section(tables, Figures(tmp_path, {"transformer": "attention"}))
+    figs = Figures(tmp_path, {"transformer": "attention"})
+    md = cvm.section(tables, figs)
     assert (tmp_path / "causal_vs_masked.png").stat().st_size > 1000
-    assert "(causal_vs_masked.png)" in md
+    assert figs.deciding == {"C8": ["causal_vs_masked.png"]}
+    assert "(causal_vs_masked.png)" in md and "own_loss" in md
     assert "encoder on 15% masked tokens" in md  # 154 / 1024 targets per pass, as measured
+    assert "| causal | 100 | 3 | 1e+11 | 2.43 [2.42, 2.44] |" in md  # with its interval
     empty = cvm.section({}, Figures(tmp_path, {}))
     assert "No completed prefix_eval" in empty
 

@@ -1,40 +1,29 @@
-"""The core study (C1): its verdict on synthetic text runs, its section's figures, its jobs."""
+"""The core study (C1): every verdict on synthetic text runs, best-of-grid, the section, jobs."""
 
 import matplotlib
 import pandas as pd
+import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import core
+from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
 
-FAMILY = {
-    "rnn": "recurrent",
-    "lstm": "recurrent",
-    "gru": "recurrent",
-    "transformer": "attention",
-    "mingru": "scan",
-}
+SEEDS = (0, 1, 2)
 
 
-def _text_runs(losses: dict, unigram=3.0, seeds=(0,)):
-    """Complete core text runs, one per (model, seed); losses: model -> loss (or per seed)."""
+def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2):
+    """Complete core text runs, one per (model, seed); losses: model -> loss or per-seed."""
     rows = []
     for m, loss in losses.items():
         for i, s in enumerate(seeds):
             rows.append(
-                {
-                    "run": f"{m}{s}",
-                    "study": "core",
-                    "status": "complete",
-                    "task": "text",
-                    "model": m,
-                    "family": FAMILY[m],
-                    "seed": s,
-                    "val_loss": loss[i] if isinstance(loss, tuple) else loss,
-                    "unigram_xent": unigram,
-                }
-            )
+                {"run": f"{m}{s}-{lr}", "study": "core", "status": "complete", "task": "text",
+                 "model": m, "family": FAMILY[m], "seed": s, "lr": lr,
+                 "val_loss": loss[i] if isinstance(loss, tuple) else loss + 0.01 * i,
+                 "val_acc": 0.5, "unigram_xent": unigram}
+            )  # fmt: skip
     return {"runs": pd.DataFrame(rows)}
 
 
@@ -44,39 +33,79 @@ def _verdict(tables):
     return v
 
 
-def test_c1_supported_when_every_model_beats_the_unigram_bar():
-    v = _verdict(_text_runs({"rnn": 2.0, "lstm": 2.1, "gru": 2.2, "transformer": 1.9}))
+FOUR = {"rnn": 2.0, "lstm": 2.1, "gru": 2.2, "transformer": 1.9}
+
+
+def test_c1_supported_when_every_interval_is_below_the_bar():
+    v = _verdict(_text_runs(FOUR))
     assert v.verdict == "supported"
-    assert "lstm: 2.10 nats" in v.measured and "unigram cross-entropy 3.00 nats" in v.measured
+    assert "lstm 2.11 [2.1, 2.12]" in v.measured and "3 seeds" in v.measured
+    assert "bar 0.9 x unigram 3.00 = 2.70 nats" in v.measured
 
 
-def test_c1_not_supported_when_one_model_stays_near_the_unigram_loss():
-    bar = core.RULE.below * 3.0  # 2.7 nats: a loss of 2.9 is not clearly below the unigram
-    v = _verdict(_text_runs({"rnn": 2.0, "lstm": bar + 0.2, "gru": 2.2, "transformer": 1.9}))
+def test_c1_not_supported_when_a_model_interval_lies_above_the_bar():
+    bar = core.RULE.below * 3.0
+    v = _verdict(_text_runs(FOUR | {"lstm": bar + 0.2}))
     assert v.verdict == "not supported"
 
 
-def test_c1_not_supported_when_one_seed_misses_the_bar():
-    runs = _text_runs(
-        {"rnn": 2.0, "lstm": (2.0, 2.95), "gru": 2.2, "transformer": 1.9}, seeds=(0, 1)
-    )
-    assert _verdict(runs).verdict == "not supported"  # every run counts, not the mean
+def test_c1_inconclusive_when_an_interval_straddles_the_bar():
+    bar = core.RULE.below * 3.0  # one seed above, two below: the interval contains the bar
+    v = _verdict(_text_runs(FOUR | {"lstm": (bar - 0.2, bar - 0.1, bar + 0.3)}))
+    assert v.verdict == "inconclusive"
 
 
-def test_c1_needs_enough_models():
+def test_c1_inconclusive_with_one_seed_or_too_few_models():
+    assert _verdict(_text_runs(FOUR, seeds=(0,))).verdict == "inconclusive"  # no interval
     few = {"rnn": 2.0, "gru": 2.2, "transformer": 1.9}  # all below the bar, but only three
     assert len(few) < core.RULE.min_models
-    assert _verdict(_text_runs(few)).verdict == "not supported"
-    five = {"rnn": 2.0, "lstm": 2.1, "gru": 2.2, "transformer": 1.9, "mingru": 2.0}
-    assert _verdict(_text_runs(five)).verdict == "supported"
+    assert _verdict(_text_runs(few)).verdict == "inconclusive"
+    assert _verdict(_text_runs(FOUR | {"mingru": 2.0})).verdict == "supported"
+    # one seed cannot support, but a single run far above the bar still has no interval:
+    # it is not evidence against either
+    assert _verdict(_text_runs(FOUR | {"lstm": 2.95}, seeds=(0,))).verdict == "inconclusive"
+
+
+def test_c1_verdict_survives_a_dropped_seed():
+    runs = _text_runs(FOUR)["runs"]
+    assert _verdict({"runs": runs[runs.seed != 1]}).verdict == "supported"  # two seeds remain
 
 
 def test_c1_not_measured_without_complete_core_text_runs():
-    tables = _text_runs({"rnn": 2.0, "transformer": 1.9})
-    assert core.verdicts({"runs": tables["runs"].assign(task="copy")}) == []
-    assert core.verdicts({"runs": tables["runs"].assign(status="failed")}) == []
-    assert core.verdicts({"runs": tables["runs"].assign(study="recall")}) == []
+    runs = _text_runs({"rnn": 2.0, "transformer": 1.9})["runs"]
+    assert core.verdicts({"runs": runs.assign(task="copy")}) == []
+    assert core.verdicts({"runs": runs.assign(status="failed")}) == []
+    assert core.verdicts({"runs": runs.assign(study="recall")}) == []
     assert core.verdicts({"runs": pd.DataFrame()}) == []
+
+
+def test_best_of_grid_keeps_the_best_lr_per_model_and_cell():
+    # a swept grid (the GPU profile): the lstm is best at 1e-2, the gru at 3e-3
+    runs = pd.concat(
+        [
+            _text_runs({"lstm": 2.5, "gru": 2.0}, lr=3e-3)["runs"],
+            _text_runs({"lstm": 2.0, "gru": 2.4}, lr=1e-2)["runs"],
+        ]
+    ).assign(setting="text")
+    best = core.best_of_grid(runs, ["setting"])
+    assert dict(best.groupby("model").lr.unique().map(list)) == {"gru": [3e-3], "lstm": [1e-2]}
+    assert len(best) == 6  # three seeds each
+    one = runs[runs.lr == 1e-2]
+    assert core.best_of_grid(one, ["setting"]) is one  # one lr per cell: nothing to choose
+    table = core.lr_table(runs, ["setting"]).set_index("model")
+    assert table.loc["lstm", "lr"] == "0.01" and table.loc["gru", "lr"] == "0.003"
+    assert table.loc["lstm", "how"] == "best of the swept grid (top of the grid)"
+    assert _verdict({"runs": runs}).verdict == "inconclusive"  # two models < min_models
+
+
+def test_lr_table_says_calibrated():
+    runs = _text_runs(FOUR)["runs"].assign(setting="text")
+    runs["train.lr_grid"] = [[3e-3, 1e-2, 3e-2]] * len(runs)
+    table = core.lr_table(runs, ["setting"])
+    assert set(table.how) == {"calibrated on the control"} and set(table.lr) == {"0.01"}
+    edge = core.lr_table(runs.assign(lr=3e-2), ["setting"])
+    assert set(edge.how) == {"calibrated on the control (top of the grid)"}
+    assert set(table.grid) == {"[0.003, 0.01, 0.03]"}
 
 
 def test_rule_sentence_is_made_from_its_thresholds():
@@ -86,49 +115,37 @@ def test_rule_sentence_is_made_from_its_thresholds():
 
 def test_bench_jobs_per_profile():
     assert set(core.BENCH) == {"smoke", "cpu", "gpu"}
-    for profile, jobs in core.BENCH.items():
-        assert [j.name for j in jobs] == ["core_recall", "core_copy", "core_text"], profile
+    names = {p: [j.name for j in jobs] for p, jobs in core.BENCH.items()}
+    assert names["cpu"] == ["core_copy", "core_text"]  # lag_recall: the recall study's
+    assert names["smoke"] == names["gpu"] == ["core_recall", "core_copy", "core_text"]
+    for jobs in core.BENCH.values():
         for j in jobs:
             assert j.module == "seqbench.train" and f"+experiment={j.name}" in j.args
     gpu = {j.name: j.args for j in core.BENCH["gpu"]}
-    assert "seed=0,1,2" in gpu["core_copy"]  # one override: three seeds
-    assert "data.distance=8,48,256" in gpu["core_recall"]
+    assert "seed=0,1,2" in gpu["core_copy"] and core.GRID in gpu["core_text"]
+    assert "train.lr_grid=null" in gpu["core_text"]  # swept in every cell instead
 
 
 def _section_tables():
-    settings = [("lagrecall", 8), ("lagrecall", 48), ("copy", None), ("text", None)]
+    settings = [("lagrecall", 8), ("copy", None), ("text", None)]
     runs, curves = [], []
     for model in ("gru", "transformer", "mingru"):
         for task, d in settings:
-            for seed in (0, 1):
+            for seed in SEEDS:
                 run = f"{model}-{task}-{d}-{seed}"
                 runs.append(
-                    {
-                        "run": run,
-                        "study": "core",
-                        "status": "complete",
-                        "model": model,
-                        "family": FAMILY[model],
-                        "task": task,
-                        "data.distance": d,
-                        "seed": seed,
-                        "val_acc": 0.8 if model == "transformer" else 0.5,
-                        "val_loss": 1.5,
-                        "unigram_xent": 3.0,
-                        "params_non_embedding": 100_000,
-                        "wall_s": 10.0,
-                    }
-                )
+                    {"run": run, "study": "core", "status": "complete", "model": model,
+                     "family": FAMILY[model], "task": task, "data.distance": d, "seed": seed,
+                     "val_acc": (0.8 if model == "transformer" else 0.5) + 0.01 * seed,
+                     "val_loss": 1.5 + 0.01 * seed, "unigram_xent": 3.0, "lr": 1e-2,
+                     "train.steps": 30, "data.seq_len": 256, "train.batch_size": 8,
+                     "train.lr_control.train.steps": 10.0 if task == "text" else None,
+                     "train.lr_grid": [1e-3, 1e-2] if task == "text" else None,
+                     "params_non_embedding": 100_000, "wall_s": 10.0}
+                )  # fmt: skip
                 for step in (10, 20, 30):
-                    curves.append(
-                        {
-                            "run": run,
-                            "model": model,
-                            "step": step,
-                            "wall_s": step / 3,
-                            "train_loss": 3.0 / step,
-                        }
-                    )
+                    curves.append({"run": run, "model": model, "step": step, "wall_s": step / 3,
+                                   "train_loss": 3.0 / step + 0.01 * seed})  # fmt: skip
     return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves)}
 
 
@@ -136,13 +153,27 @@ def test_section_draws_its_figures(tmp_path):
     tables = _section_tables()
     figs = Figures(tmp_path, FAMILY)
     md = core.section(tables, figs)
-    for name in ("core_loss_vs_step", "core_loss_vs_time", "core_final_accuracy"):
+    for name in ("core_c1_text", "core_loss_vs_step", "core_loss_vs_time", "core_final_accuracy"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert f"({name}.png)" in md
-    assert "lagrecall d=48" in md and "| copy |" in md
+    assert figs.deciding == {"C1": ["core_c1_text.png"]}
+    assert "| lagrecall d=8 | gru | 1.51 [1.5, 1.52] |" in md  # intervals in the table
+    assert "control (train.steps=10" in md  # the calibration, read from the runs
     params = md.split("\n\n")[1]  # the parameter table: every compared model, no baseline
     assert "transformer" in params and "bow" not in params
-    assert [v.verdict for v in core.verdicts(tables)] == ["not supported"]  # 3 models < 4
+    assert [v.verdict for v in core.verdicts(tables)] == ["inconclusive"]  # 3 models < 4
+
+
+def test_section_states_what_the_profile_cut(tmp_path):
+    tables = _section_tables()
+    runs = tables["runs"]
+    cut = runs[(runs.task != "lagrecall") & ~((runs.task == "copy") & (runs.seed > 0))]
+    md = core.section({"runs": cut, "curves": tables["curves"]}, Figures(tmp_path, FAMILY))
+    assert "lag_recall is not run in this profile" in md and "Copy keeps one seed" in md
+    full = core.section(tables, Figures(tmp_path, FAMILY))
+    assert "lag_recall is not run" not in full and "Copy keeps one seed" not in full
+    swept = {"runs": runs.assign(**{"train.lr_grid": None}), "curves": tables["curves"]}
+    assert "on the control (" not in core.section(swept, Figures(tmp_path, FAMILY))
 
 
 def test_section_without_runs_still_lists_parameters(tmp_path):
@@ -151,7 +182,11 @@ def test_section_without_runs_still_lists_parameters(tmp_path):
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_section_without_curves_draws_only_the_bars(tmp_path):
-    tables = _section_tables() | {"curves": pd.DataFrame()}
+@pytest.mark.parametrize("curves", [pd.DataFrame(), None])
+def test_section_without_curves_draws_no_curve_figure(tmp_path, curves):
+    tables = _section_tables() | {"curves": curves}
     core.section(tables, Figures(tmp_path, FAMILY))
-    assert [p.name for p in tmp_path.glob("*.png")] == ["core_final_accuracy.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "core_c1_text.png",
+        "core_final_accuracy.png",
+    ]

@@ -1,6 +1,4 @@
-"""Data efficiency (C7): the gap, steps to threshold, every verdict, and the section's figure."""
-
-import math
+"""Data efficiency (C7): the gap with intervals, steps to tau, every verdict, the figure."""
 
 import matplotlib
 import pandas as pd
@@ -13,121 +11,138 @@ matplotlib.use("Agg")
 
 FAMILY = {"rnn": "recurrent", "lstm": "recurrent", "gru": "recurrent", "transformer": "attention",
           "mingru": "scan"}  # fmt: skip
-NS = (10, 100, 1000, 10000)
+NS = (40, 400, 4000)
+STEPS, BATCH, UNIGRAM = 300, 16, 3.0
+LSTM = (2.6, 2.3, 2.0)  # best held-out loss at each N
+HUNGRY = (2.9, 2.4, 1.8)  # above the LSTM at small N, below at large N: the gap shrinks
+SATED = (2.3, 2.2, 2.15)  # below the LSTM at small N, and the gap grows
+FAST, SLOW = 50, 250  # the step at which a curve first gets below tau
 
 
-def _losses(curves: dict):
-    """A loss table: model -> final loss at each N of NS."""
-    return pd.DataFrame(
-        [
-            {"model": m, "family": FAMILY[m], "n_train": n, "loss": v[i], "loss_std": 0.0,
-             "seeds": 1}
-            for m, v in curves.items()
-            for i, n in enumerate(NS)
-        ]
-    )  # fmt: skip
+def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01):
+    """Runs at every N and seed (best loss per N from ``best``), with eval curves: at the
+    unigram loss until, at the largest N, the step ``reach[model]`` (+ 10 per seed), from
+    where they sit at the run's best loss; every curve ends at its best."""
+    runs, curves = [], []
+    for m, per_n in best.items():
+        for n, b in zip(NS, per_n):
+            for s in seeds:
+                run = f"{m}-{n}-{s}"
+                loss = b + spread * s
+                runs.append({"run": run, "study": "data_efficiency", "status": "complete",
+                             "model": m, "family": FAMILY[m], "task": "text", "seed": s,
+                             "data.n_train": n, "train.steps": STEPS, "train.batch_size": BATCH,
+                             "val_loss": loss + 0.05, "best_val_loss": loss, "lr": 1e-2,
+                             "unigram_xent": UNIGRAM})  # fmt: skip
+                if reach is None:
+                    continue
+                hit = reach.get(m) if n == NS[-1] else None
+                for step in range(25, STEPS + 1, 25):
+                    below = hit is not None and step >= hit + 10 * s
+                    val = loss if below or step == STEPS else UNIGRAM
+                    curves.append({"run": run, "model": m, "step": step, "val_loss": val})
+    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves)}
 
 
-HUNGRY = (5, 3, 2.1, 1.5)  # above the LSTM's (4, 2.5, 2.0, 1.8) at small N, below at large N
-SATED = (3, 2.5, 2.4, 2.35)  # below at N=10, and the gap grows
+LSTM_SLOW = {"lstm": SLOW, "transformer": FAST}
+LSTM_FAST = {"lstm": FAST, "transformer": SLOW}
 
 
 @pytest.mark.parametrize(
-    "tr,steps,expected",
+    "tr,reach,expected",
     [
-        (HUNGRY, {"lstm": 300, "transformer": 100}, "supported"),  # (a) and (b)
-        (HUNGRY, {"lstm": 100, "transformer": 300}, "nuanced"),  # (a) only
-        (SATED, {"lstm": 300, "transformer": 100}, "nuanced"),  # (b) only
-        (SATED, {"lstm": 100, "transformer": 300}, "not supported"),  # neither
-        (HUNGRY, None, "supported"),  # no curves: (a) alone decides
-        (SATED, None, "not supported"),
-        (HUNGRY, {"lstm": None, "transformer": 100}, "nuanced"),  # the LSTM never got there
+        (HUNGRY, LSTM_SLOW, "supported"),  # (a) and (b)
+        (SATED, LSTM_FAST, "not supported"),  # both refuted
+        (HUNGRY, LSTM_FAST, "nuanced"),  # (a) holds, (b) refuted
+        (SATED, LSTM_SLOW, "nuanced"),  # (a) refuted, (b) holds
+        (HUNGRY, None, "inconclusive"),  # no curves: (b) cannot be decided
+        (HUNGRY, {"lstm": FAST, "transformer": FAST + 5}, "inconclusive"),  # steps overlap
     ],
 )
-def test_data_efficiency_verdicts(tr, steps, expected):
-    v, measured = de.verdict(_losses({"transformer": tr, "lstm": (4, 2.5, 2.0, 1.8)}), steps)
-    assert v == expected
-    if tr is HUNGRY:
-        assert "crossing at N 1000–10000" in measured
-        assert "gap transformer - best of lstm: +1.000 nats at N=10" in measured
+def test_data_efficiency_verdicts(tr, reach, expected):
+    v, measured = de.verdict(_tables({"transformer": tr, "lstm": LSTM}, reach))
+    assert v == expected, measured
+    assert "at N=40" in measured and "3 seeds" in measured
 
 
-def test_part_b_needs_the_lstm():
-    # without an LSTM part (b) is undecided, whatever the other recurrences' steps
-    table = _losses({"transformer": SATED, "gru": (4, 2.5, 2.0, 1.8)})
-    v, _ = de.verdict(table, {"gru": 300, "transformer": 100})
-    assert v == "not supported"
+def test_overlapping_gaps_are_inconclusive():
+    # the gap at the smallest N straddles 0 across seeds
+    v, measured = de.verdict(_tables({"transformer": (2.61, 2.4, 1.8), "lstm": LSTM}, LSTM_SLOW,
+                                     spread=0.1))  # fmt: skip
+    assert v == "inconclusive", measured
+
+
+def test_a_model_that_fails_its_control_makes_it_inconclusive():
+    stuck = (2.95, 2.95, 2.95)  # never below 0.9 x unigram = 2.7, even at the largest N
+    v, measured = de.verdict(_tables({"transformer": HUNGRY, "lstm": LSTM, "rnn": stuck},
+                                     LSTM_SLOW))  # fmt: skip
+    assert v == "inconclusive" and "control not met: rnn" in measured
+
+
+def test_a_never_reached_threshold_counts_as_the_budget():
+    lstm = (2.6, 2.5, 2.45)  # above tau = 1.81 + frac (3 - 1.81) at the largest N
+    tables = _tables({"transformer": HUNGRY, "lstm": lstm}, {"lstm": None, "transformer": FAST})
+    runs = de.study_runs(tables)
+    s = de.steps_to(runs, tables["curves"], de.threshold(runs))
+    assert s[s.model == "lstm"].censored.all() and (s[s.model == "lstm"].steps == STEPS).all()
+    assert not s[s.model == "transformer"].censored.any()
+    assert de.verdict(tables)[0] == "supported"  # censored at the cap: still the slower one
+
+
+def test_tau_is_anchored_on_the_best_model_and_the_unigram():
+    runs = de.study_runs(_tables({"transformer": HUNGRY, "lstm": LSTM}))
+    best = 1.8 + 0.01  # the Transformer's mean best at N=4000 (seeds add 0, 0.01, 0.02)
+    assert de.threshold(runs) == pytest.approx(best + de.RULE.frac * (UNIGRAM - best))
 
 
 def test_the_gap_is_to_the_best_recurrence_scans_included():
-    table = _losses({"transformer": HUNGRY, "lstm": (9, 9, 9, 9), "mingru": (4, 2.5, 2.0, 1.8)})
-    g = de.gaps(table)
-    assert list(g) == pytest.approx([1.0, 0.5, 0.1, -0.3])
-    assert de.crossings(g) == ["1000–10000"]
+    runs = de.study_runs(_tables({"transformer": HUNGRY, "lstm": (9, 9, 9), "mingru": LSTM}))
+    g = de.gaps(runs)
+    assert [r for _, r, _ in g.values()] == ["mingru"] * 3
+    assert [round(d.mean, 6) for _, _, d in g.values()] == [0.3, 0.1, -0.2]
+
+
+def test_pools_above_the_draws_and_incomplete_runs_are_left_out():
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM})
+    runs = tables["runs"]
+    extra = runs[runs["data.n_train"] == 4000].assign(run=lambda d: d.run + "-big")
+    extra["data.n_train"] = STEPS * BATCH + 1  # more windows than the run can draw
+    failed = runs.iloc[:1].assign(run="failed", status="failed")
+    kept = de.study_runs({"runs": pd.concat([runs, extra, failed]), "curves": tables["curves"]})
+    assert sorted(kept.n_train.unique()) == list(NS) and "failed" not in set(kept.run)
+
+
+def test_half_budget_curves_decide_the_best_loss():
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW)
+    half = tables["curves"][tables["curves"].step <= STEPS // 2]
+    runs = de.study_runs({"runs": tables["runs"], "curves": half})
+    big = runs[runs.n_train == NS[-1]].set_index("model").best
+    assert (big["lstm"] == UNIGRAM).all()  # reached only after half: cut from the curves
+    assert (big["transformer"] < 1.9).all()
 
 
 def test_no_verdict_without_both_kinds_or_two_pool_sizes():
-    assert de.verdict(pd.DataFrame(), None) is None
-    assert de.verdict(_losses({"lstm": HUNGRY, "gru": SATED}), None) is None
-    one_n = _losses({"transformer": HUNGRY, "lstm": SATED}).query("n_train == 10")
-    assert de.verdict(one_n, None) is None
-
-
-def _tables(with_curves=True):
-    """Run-like tables: transformer and lstm at each N, eval curves at every run."""
-    runs, curves = [], []
-    for m, finals in (("transformer", HUNGRY), ("lstm", (4, 2.5, 2.0, 1.8))):
-        for n, final in zip(NS, finals):
-            run = f"{m}-{n}"
-            runs.append(
-                {"run": run, "study": "data_efficiency", "status": "complete", "model": m,
-                 "family": FAMILY[m], "task": "text", "data.n_train": n, "seed": 0,
-                 "val_loss": final, "vocab_size": 100}
-            )  # fmt: skip
-            for step in (50, 100, 150, 200):  # the transformer falls fast, the lstm slowly
-                fast = m == "transformer"
-                val = final + (0.0 if fast and step >= 100 else 2.0 * (200 - step) / 150)
-                curves.append({"run": run, "model": m, "step": step, "val_loss": val})
-    runs.append(runs[0] | {"run": "failed", "status": "failed", "data.n_train": 10**6})
-    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves if with_curves else [])}
-
-
-def test_steps_to_threshold_from_curves():
-    runs = pd.DataFrame(
-        [
-            {"run": m, "study": "data_efficiency", "status": "complete", "model": m,
-             "data.n_train": 100, "vocab_size": 100}
-            for m in ("a", "b")
-        ]
-    )  # fmt: skip
-    steps = [25, 50, 75, 100]
-    curves = pd.DataFrame(
-        [
-            {"run": m, "model": m, "step": s, "val_loss": v}
-            for m, vals in (("a", (4, 3, 2.5, 2.0)), ("b", (3, 2.2, 2.1, 2.05)))
-            for s, v in zip(steps, vals)
-        ]
-    )
-    found, tau = de.steps_to_threshold({"runs": runs, "curves": curves})
-    # worst best = 2.05; tau = 2.05 + slack (ln 100 - 2.05)
-    assert tau == pytest.approx(2.05 + de.RULE.slack * (math.log(100) - 2.05), abs=1e-9)
-    assert found == {"a": 100, "b": 50}
+    assert de.verdict({"runs": pd.DataFrame(), "curves": pd.DataFrame()}) is None
+    assert de.verdict(_tables({"lstm": HUNGRY, "gru": SATED})) is None
+    one_n = _tables({"transformer": HUNGRY, "lstm": LSTM})
+    one_n["runs"] = one_n["runs"][one_n["runs"]["data.n_train"] == 40]
+    assert de.verdict(one_n) is None
 
 
 def test_verdicts_from_run_tables():
-    (v,) = de.verdicts(_tables())
-    assert v.claim == "C7" and v.rule == de.RULE.text and f"{de.RULE.slack:.0%}" in v.rule
-    assert v.verdict == "supported"  # hungry, and the lstm needs more steps at N=10000
-    assert "steps to threshold lstm 200, transformer 100" in v.measured
-    assert de.verdicts({"runs": pd.DataFrame(), "curves": pd.DataFrame()}) == []
+    (v,) = de.verdicts(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW))
+    assert v.claim == "C7" and v.rule == de.RULE.text and v.verdict == "supported"
+    assert f"{de.RULE.frac} x (unigram - best)" in v.rule
+    assert "steps to tau=" in v.measured and "lstm - transformer" in v.measured
 
 
 def test_section_draws_the_figure(tmp_path):
-    md = de.section(_tables(), Figures(tmp_path, FAMILY))
+    figs = Figures(tmp_path, FAMILY)
+    md = de.section(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW), figs)
     assert (tmp_path / "data_efficiency.png").stat().st_size > 1000
-    assert "(data_efficiency.png)" in md and "Steps to reach held-out loss tau" in md
-    no_curves = de.section(_tables(with_curves=False), Figures(tmp_path, FAMILY))
-    assert "Steps to reach" not in no_curves
+    assert figs.deciding == {"C7": ["data_efficiency.png"]}
+    assert "(data_efficiency.png)" in md and "Measured: gap transformer" in md
+    assert "| 40 | 2.61 [2.6, 2.62] |" in md  # the lstm at N=40, with its interval
     empty = de.section({"runs": pd.DataFrame(), "curves": pd.DataFrame()}, Figures(tmp_path, {}))
     assert "No completed runs" in empty
 

@@ -1,6 +1,7 @@
 """Study decode_cost (C2, C9): the rules on synthetic decode and timing tables (every verdict
-reachable, families not names, except the LSTM that C9 names), the hardware each verdict
-names, the reading generated from the numbers, and the section's figure."""
+reachable, C9 only on CUDA and `not measured on cpu` elsewhere, C2 on any device; families
+not names, except the LSTM that C9 names), the hardware stamp read from the rows, the IQRs
+shown, the reading generated from the numbers, and the section's figure."""
 
 import matplotlib
 import pandas as pd
@@ -13,9 +14,12 @@ matplotlib.use("Agg")
 
 FAMILIES = {"lstm": "recurrent", "gru": "recurrent", "transformer": "attention", "mingru": "scan"}
 CONTEXTS = (16, 64, 256)
+CPU = {"device": "cpu", "device_name": "cpu", "torch": "2.13.0", "dtype": "fp32"}
+CUDA = {"device": "cuda", "device_name": "NVIDIA H200", "torch": "2.13.0", "cuda": "CUDA 12.8",
+        "dtype": "bf16-autocast"}  # fmt: skip
 
 
-def _decode(speed, models=("lstm", "gru", "transformer", "mingru")):
+def _decode(speed, models=("lstm", "gru", "transformer", "mingru"), hardware=CPU):
     """speed(model, mode) -> tokens per second, at every context."""
     rows = []
     for m in models:
@@ -29,17 +33,17 @@ def _decode(speed, models=("lstm", "gru", "transformer", "mingru")):
                     "model": m, "family": FAMILIES[m], "impl": "-" if attention else "fused",
                     "mode": mode, "context": c, "batch_size": 1, "tokens_per_s": tps,
                     "s_per_token": 1 / tps, "iqr_s_per_token": 0.1 / tps, "state_bytes": state,
-                    "threads": 1, "device": "cpu",
+                    "threads": 1, **hardware,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _timing(lstm_s, transformer_s, lstm_impl="fused"):
+def _timing(lstm_s, transformer_s, lstm_impl="fused", hardware=CPU):
     """time_vs_length train steps at fixed batch: seconds per call of the two models."""
     rows = [
         {"run": f"{m}-timing", "study": "time_vs_length", "status": "complete", "model": m,
          "family": FAMILIES[m], "impl": impl, "mode": "fixed_batch", "step": "train_step",
-         "T": T, "median_s": s, "threads": 2, "device": "cpu"}
+         "T": T, "median_s": s, "iqr_s": s / 20, "threads": 2, **hardware}
         for m, impl, s in (("lstm", lstm_impl, lstm_s), ("transformer", "-", transformer_s))
         for T in CONTEXTS
     ]  # fmt: skip
@@ -62,7 +66,10 @@ def test_c2_verdicts(tf, verdict):
     assert c2.verdict == verdict and c2.rule == study.C2_RULE.text
     assert c2.measured.startswith(f"teacher-forced / stepwise tokens per second at context 256: "
                                   f"transformer {tf / 100:g}×")  # fmt: skip
-    assert "gru 5×" in c2.measured and c2.hardware == "cpu, 1 thread(s)"
+    assert "gru 5×" in c2.measured and c2.hardware == "cpu, torch 2.13.0, fp32, 1 thread(s)"
+    ms = 1e3 / tf  # seconds per token from tokens per second, IQR a tenth of it
+    assert f"transformer teacher forced {ms:.3g} ms (IQR {ms / 10:.2g})" in c2.measured
+    assert c2.stability.startswith("n/a")
 
 
 def test_c2_reads_the_attention_family():
@@ -79,16 +86,30 @@ def test_c2_reads_the_attention_family():
         (1.0, 2.0, 100.0, "nuanced"),  # does not train faster here: no gap to narrow
     ],
 )
-def test_c9_verdicts(lstm_s, transformer_s, transformer_state, verdict):
+def test_c9_verdicts_on_cuda(lstm_s, transformer_s, transformer_state, verdict):
     tables = {
-        "decode": _decode(_speed(transformer_state=transformer_state)),
-        "timing": _timing(lstm_s, transformer_s),
+        "decode": _decode(_speed(transformer_state=transformer_state), hardware=CUDA),
+        "timing": _timing(lstm_s, transformer_s, hardware=CUDA),
     }
     c9 = _by_claim(tables)["C9"]
     assert c9.verdict == verdict and c9.rule == study.C9_RULE.text
     train = f"training {lstm_s / transformer_s:.3g}×"
     assert c9.measured.startswith(f"transformer/lstm (fused) speed at T=256: {train}")
-    assert c9.hardware == "training cpu, 2 thread(s); decoding cpu, 1 thread(s)"
+    gpu = "NVIDIA H200 (cuda), torch 2.13.0, CUDA 12.8, bf16-autocast"
+    assert c9.hardware == f"training {gpu}, 2 thread(s); decoding {gpu}, 1 thread(s)"
+    assert f"training step, median (IQR): lstm {lstm_s * 1e3:.3g} ms (IQR" in c9.measured
+
+
+@pytest.mark.parametrize("decode_hw, timing_hw", [(CPU, CPU), (CUDA, CPU), (CPU, CUDA)])
+def test_c9_off_cuda_is_not_measured_but_shows_its_figures(decode_hw, timing_hw):
+    tables = {
+        "decode": _decode(_speed(transformer_state=80.0), hardware=decode_hw),
+        "timing": _timing(2.0, 1.0, hardware=timing_hw),
+    }
+    c9 = _by_claim(tables)["C9"]
+    assert c9.verdict == "not measured on cpu"
+    assert "training 2×, decoding (KV cache vs state) 0.8×" in c9.measured
+    assert _by_claim(tables)["C2"].verdict == "supported"  # C2 is decided anywhere
 
 
 def test_c9_needs_the_fused_lstm_by_name():
@@ -118,6 +139,9 @@ def test_section_draws_the_figure(tmp_path):
     md = study.section({"decode": _decode(_speed())}, Figures(tmp_path, FAMILIES))
     assert (tmp_path / "decode_latency.png").exists() and "(decode_latency.png)" in md
     assert "cpu, 1 thread(s), batch 1" in md and "**Reading.**" in md
+    assert "`not measured on cpu`" in md and study.CPU_CUT in md
+    cuda = study.section({"decode": _decode(_speed(), hardware=CUDA)}, Figures(tmp_path, FAMILIES))
+    assert "not measured on" not in cuda
     assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")
 
 

@@ -1,125 +1,189 @@
-"""Study mqar (C5, Zoology): the cell rule on synthetic accuracy tables (every verdict
-reachable, families not names), the accuracy table from run rows, and the section."""
+"""Study mqar (C5, Zoology): cells from run rows (intervals over seeds, the best lr of a swept
+grid), the control rule, every verdict including inconclusive (a failed control, overlapping
+intervals, a cell no model solves), families not names, the section and the bench jobs."""
 
 import matplotlib
 import pandas as pd
 import pytest
 
 from seqbench.report.plot import Figures
+from seqbench.report.stability import annotate, half_budget, without_seed
 from seqbench.studies import mqar as study
 
 matplotlib.use("Agg")
 
 FAMILIES = {"lstm": "recurrent", "gru": "recurrent", "transformer": "attention", "mingru": "scan"}
-CELLS = ((64, 32), (64, 64), (128, 32), (128, 64))  # (seq_len, d_model)
+CONTROL = (16, 1)
+CELLS = ((64, 4), (128, 8))  # (seq_len, kv pairs)
+CAP = 1000
 
 
-def _acc(transformer_acc, rec_acc, rec="lstm"):
-    rows = [
-        {
-            "setting": f"T={t}, kv={t // 16}",
-            "seq_len": t,
-            "d_model": d,
-            "model": m,
-            "family": FAMILIES[m],
-            "acc": a,
-            "acc_std": 0.0,
-            "chance": 1 / 32,
-        }
-        for t, d in CELLS
-        for m, a in (("transformer", transformer_acc[(t, d)]), (rec, rec_acc))
-    ]
+def _runs(acc_of, models=("transformer", "gru", "lstm"), settings=(CONTROL, *CELLS),
+          widths=(64,), seeds=(0, 1, 2), lrs=(2.15e-3,)):  # fmt: skip
+    """Run rows as collect() writes them; acc_of(model, (T, kv), width, seed, lr) -> accuracy.
+    A run at or above 0.99 reached the criterion."""
+    rows = []
+    for m in models:
+        for T, kv in settings:
+            for w in widths:
+                for s in seeds:
+                    for lr in lrs:
+                        acc = acc_of(m, (T, kv), w, s, lr)
+                        rows.append(
+                            {"run": f"{m}-{T}-{kv}-{w}-{s}-{lr}", "study": "mqar",
+                             "status": "complete", "model": m, "family": FAMILIES[m],
+                             "task": "mqar", "seed": s, "data.seq_len": T,
+                             "data.num_kv_pairs": kv, "data.n_train": 20000, "model.d_model": w,
+                             "hp_d_model": w, "params_non_embedding": 1000 * w, "vocab_size": 64,
+                             "train.steps": CAP, "train.batch_size": 64, "train.eval_every": 50,
+                             "train.lr_grid": [1e-4, 4.64e-4, 2.15e-3, 1e-2]
+                             if len(lrs) == 1 else None,
+                             "train.lr_control.data.seq_len": 16,
+                             "train.lr_control.data.num_kv_pairs": 2, "lr": lr, "val_acc": acc,
+                             "steps_to_criterion": 500 if acc >= 0.99 else None,
+                             "criterion": "val_acc >= 0.99", "device": "cpu"}
+                        )  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def _acc(table, control=1.0):
+    """Accuracy per (model, setting) from ``table``, the same in every seed up to 0.005, and
+    ``control`` for every model at the control."""
+
+    def acc(m, setting, w, s, lr):
+        if setting == CONTROL:
+            return control(m) if callable(control) else control
+        return min(1.0, table[m][setting] + 0.005 * s)
+
+    return acc
+
+
+def _verdict(runs):
+    return study.verdict(study.cell_table(study.mqar_runs(runs)))
+
+
+SOLVED = {CELLS[0]: 0.99, CELLS[1]: 0.99}
+
+
 @pytest.mark.parametrize(
-    "tr,expected",
+    "table,expected",
     [
-        ({(64, 32): 1, (64, 64): 1, (128, 32): 1, (128, 64): 1}, "supported"),
-        ({(64, 32): 1, (64, 64): 1, (128, 32): 0.6, (128, 64): 0.6}, "nuanced"),
-        ({(64, 32): 0.6, (64, 64): 0.6, (128, 32): 0.6, (128, 64): 0.6}, "not supported"),
+        ({"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3}}, "supported"),
+        ({"transformer": SOLVED, "gru": {CELLS[0]: 0.99, CELLS[1]: 0.3}}, "nuanced"),
+        ({"transformer": SOLVED, "gru": SOLVED}, "not supported"),  # level everywhere
     ],
 )
-def test_verdicts(tr, expected):
-    v, measured = study.verdict(_acc(tr, 0.62))
-    assert v == expected and "transformer ahead in" in measured
+def test_each_verdict(table, expected):
+    table["lstm"] = {CELLS[0]: 0.4, CELLS[1]: 0.2}
+    v, measured = _verdict(_runs(_acc(table)))
+    assert v == expected, measured
+    assert "attention ahead of every recurrence in" in measured and "(3 seeds)" in measured
 
 
 def test_a_scan_model_is_a_recurrence():
-    tr = dict.fromkeys(CELLS, 1.0)
-    assert study.verdict(_acc(tr, 0.62, rec="mingru"))[0] == "supported"
-    assert study.verdict(_acc(dict.fromkeys(CELLS, 0.6), 0.62, rec="mingru"))[0] == "not supported"
+    table = {"transformer": SOLVED, "mingru": SOLVED}
+    assert _verdict(_runs(_acc(table), models=("transformer", "mingru")))[0] == "not supported"
 
 
-def test_unlearned_cells_give_no_verdict():
-    low = dict.fromkeys(CELLS, 0.1)  # < 4 x chance 1/32
-    assert study.verdict(_acc(low, 0.05)) is None
-    started = dict.fromkeys(CELLS, 0.2)  # >= 4 x chance: informative, and attention leads
-    assert study.verdict(_acc(started, 0.05))[0] == "supported"
+def test_overlapping_intervals_are_undecided_and_can_make_it_inconclusive():
+    def acc(m, setting, w, s, lr):
+        if setting == CONTROL:
+            return 1.0
+        if m == "transformer":
+            return 0.99
+        return {0: 0.99, 1: 0.6, 2: 0.99}[s] if setting == CELLS[1] else 0.4  # gru across
+
+    runs = _runs(acc, models=("transformer", "gru"))
+    cells = study.cell_table(study.mqar_runs(runs))
+    found = study.outcomes(cells, ["transformer"], ["gru"])
+    assert found == {("T=64, kv=4", 64): "ahead", ("T=128, kv=8", 64): "undecided"}
+    v, measured = study.verdict(cells)
+    assert v == "inconclusive" and "(1 undecided)" in measured  # 1/2 nuanced or 2/2 supported
+
+
+def test_a_cell_no_model_solves_did_not_converge():
+    table = {"transformer": {CELLS[0]: 0.6, CELLS[1]: 0.5}, "gru": {CELLS[0]: 0.3, CELLS[1]: 0.3}}
+    cells = study.cell_table(study.mqar_runs(_runs(_acc(table), models=("transformer", "gru"))))
+    assert set(study.outcomes(cells, ["transformer"], ["gru"]).values()) == {"undecided"}
+    assert study.verdict(cells)[0] == "inconclusive"  # attention leads, but nothing converged
+
+
+def test_a_failed_control_leaves_the_model_out():
+    table = {"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3},
+             "lstm": {CELLS[0]: 0.99, CELLS[1]: 0.99}}  # fmt: skip
+    fails = _acc(table, control=lambda m: 0.3 if m == "lstm" else 1.0)
+    v, measured = _verdict(_runs(fails))
+    assert v == "supported" and "left out, control T=16, kv=1 not solved: lstm" in measured
+    every = _acc(table, control=lambda m: 1.0 if m == "transformer" else 0.3)
+    assert _verdict(_runs(every))[0] == "inconclusive"  # no recurrence left to compare with
 
 
 def test_no_verdict_without_both_families():
-    only_attention = _acc(dict.fromkeys(CELLS, 1.0), 0.1)
-    only_attention = only_attention[only_attention.family == "attention"]
-    assert study.verdict(only_attention) is None
-    only_rec = _acc(dict.fromkeys(CELLS, 1.0), 0.9)
-    assert study.verdict(only_rec[only_rec.family == "recurrent"]) is None
+    runs = _runs(_acc({"transformer": SOLVED}), models=("transformer",))
+    assert _verdict(runs) is None and study.verdicts({"runs": pd.DataFrame()}) == []
 
 
-def test_rule_sentence_carries_the_thresholds():
-    text = study.RULE.text
-    assert ">= 80%" in text and "<= 20%" in text and "> 0.05" in text and ">= 4x" in text
+def test_the_best_lr_of_a_swept_grid_is_kept_per_cell():
+    # at 4.64e-4 the Transformer solves both cells, at 1e-2 it is stuck at chance-of-two
+    runs = _runs(lambda m, st, w, s, lr: 1.0 if lr < 1e-3 or st == CONTROL else 0.5,
+                 models=("transformer",), lrs=(4.64e-4, 1e-2))  # fmt: skip
+    ok = study.mqar_runs(runs)
+    kept = ok.groupby("setting").lr.unique()
+    assert list(kept["T=64, kv=4"]) == [4.64e-4] and list(kept["T=128, kv=8"]) == [4.64e-4]
+    assert len(ok) == 9  # one lr per (setting, width), three seeds
 
 
-def _runs(acc_of):
-    """Run rows as collect() writes them: dotted config columns, hp_* as built."""
-    return pd.DataFrame(
-        [
-            {
-                "run": f"{m}-{t}-{d}",
-                "study": "mqar",
-                "status": "complete",
-                "model": m,
-                "family": FAMILIES[m],
-                "task": "mqar",
-                "data.seq_len": t,
-                "data.num_kv_pairs": t // 16,
-                "model.d_model": d,
-                "hp_d_model": d,
-                "seed": 0,
-                "val_acc": acc_of(m, t, d),
-                "params_non_embedding": 1000 * d,
-                "vocab_size": 64,
-            }
-            for m in ("transformer", "gru", "mingru")
-            for t, d in CELLS
-        ]
-    )
+def test_the_verdict_runs_on_the_perturbed_tables_of_the_stability_column():
+    table = {"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3},
+             "lstm": {CELLS[0]: 0.4, CELLS[1]: 0.2}}  # fmt: skip
+    runs = _runs(_acc(table))
+    curves = pd.DataFrame(
+        [{"run": r.run, "study": "mqar", "model": r.model, "family": r.family, "task": "mqar",
+          "step": step, "val_loss": 1.0, "val_acc": r.val_acc * step / CAP}
+         for r in runs.itertuples() for step in range(100, CAP + 1, 100)]
+    )  # fmt: skip
+    tables = {"runs": runs, "curves": curves}
+    (v,) = study.verdicts(tables)
+    assert v.verdict == "supported" and v.rule == study.RULE.text
+    assert len(study.verdicts(without_seed(tables, 0))) == 1
+    # at half the budget nothing has converged yet: the cells are undecided
+    assert study.verdicts(half_budget(tables))[0].verdict == "inconclusive"
+    (annotated,) = annotate(study, "mqar", tables, [v])
+    assert "at half the budget: inconclusive" in annotated.stability
 
 
-def test_accuracy_table_from_runs():
-    acc = study.accuracy_table(_runs(lambda m, t, d: 0.9 if m == "transformer" else 0.3))
-    assert set(acc.setting) == {"T=64, kv=4", "T=128, kv=8"}
-    assert (acc.chance == 2 / 64).all() and sorted(acc.d_model.unique()) == [32, 64]
-    assert study.accuracy_table(pd.DataFrame()).empty
-
-
-def test_section_and_verdicts_from_runs(tmp_path):
-    tables = {"runs": _runs(lambda m, t, d: 0.9 if m == "transformer" else 0.3)}
-    md = study.section(tables, Figures(tmp_path, FAMILIES))
+@pytest.mark.parametrize("widths", [(64,), (64, 128)])
+def test_section_draws_accuracy_and_lists_every_cell(tmp_path, widths):
+    table = {"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3},
+             "lstm": {CELLS[0]: 0.4, CELLS[1]: 0.2}}  # fmt: skip
+    md = study.section({"runs": _runs(_acc(table), widths=widths)}, Figures(tmp_path, FAMILIES))
     assert "![mqar_accuracy_vs_width](mqar_accuracy_vs_width.png)" in md
     assert (tmp_path / "mqar_accuracy_vs_width.png").exists()
-    assert "| T=64, kv=4 | gru | 32 |" in md
-    (v,) = study.verdicts(tables)
-    assert v.claim == "C5" and v.verdict == "supported" and v.rule == study.RULE.text
-    empty = {"runs": pd.DataFrame()}
-    assert study.verdicts(empty) == [] and "No completed runs" in study.section(empty, None)
+    assert "| T=64, kv=4 | 64 | gru |" in md and "| control |" in md and "| ahead |" in md
+    assert "data.seq_len=16, data.num_kv_pairs=2" in md and "CPU profile" in md
+    assert "No completed runs" in study.section({"runs": pd.DataFrame()}, None)
 
 
 def test_bench_jobs():
+    from seqbench.config import CONF_DIR
+    from tests.conftest import compose_cfg
+
     names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
-    assert names == {"smoke": ["mqar"], "cpu": ["mqar", "mqar_scan"], "gpu": ["mqar"]}
+    assert names == {
+        "smoke": ["mqar"],
+        "cpu": ["mqar", "mqar_attention"],
+        "gpu": ["mqar", "mqar_attention"],
+    }
     for jobs in study.BENCH.values():
         for job in jobs:
             assert job.module == "seqbench.train" and job.args[:2] == ["-m", "+experiment=mqar"]
-    assert "model=mingru,minlstm" in study.BENCH["cpu"][1].args
+    for profile in ("cpu", "gpu"):  # Zoology's attention: learned absolute positions
+        assert "model.pos=learned" in study.BENCH[profile][1].args
+    gpu = " ".join(study.BENCH["gpu"][0].args)
+    assert "data.vocab_size=8192" in gpu and "data.n_train=100000" in gpu
+    assert "train.lr=1.0e-4,4.64e-4,2.15e-3,1.0e-2" in gpu and "mingru" in gpu
+    cfg = compose_cfg(["+experiment=mqar"])
+    assert list(cfg.train.lr_grid) == [1e-4, 4.64e-4, 2.15e-3, 1e-2]
+    assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99
+    assert cfg.model.n_layers in (None, 2) and cfg.data.n_train
+    assert "seed: 0,1,2" in (CONF_DIR / "experiment" / "mqar.yaml").read_text()

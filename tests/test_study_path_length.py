@@ -1,73 +1,126 @@
-"""Study path_length (C5): the decay rule on synthetic influence tables (every verdict
-reachable, families not names), the reading generated from the numbers, and the section."""
+"""Study path_length (C5): the fade tests on synthetic influence tables (every verdict
+reachable, inconclusive for a failed criterion and for an interval across the threshold,
+families not names), the stability perturbations, the reading and the section."""
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
+from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import path_length as study
 
 matplotlib.use("Agg")
 
 FAMILIES = {"rnn": "recurrent", "lstm": "recurrent", "transformer": "attention", "mingru": "scan"}
-T = 48  # distances d = 0..T-1
+UNTRAINED_T, TRAINED_T, DISTANCE = 64, 16, 8
+CRITERION = "val_acc >= 0.9"
 
 
-def _influence(untrained, trained=None, study_name="path_length"):
-    """Rows of the influence table: model -> grad_norm(d) untrained (and trained)."""
+def _rows(model, seed, trained, curve, learned=True, study_name="path_length"):
+    T = TRAINED_T if trained else UNTRAINED_T
+    run = f"{model}-{seed}-{'trained' if trained else 'untrained'}"
+    return [
+        {
+            "run": run, "study": study_name, "status": "complete", "model": model,
+            "family": FAMILIES[model], "seed": seed, "trained": str(trained), "d": d,
+            "grad_norm": curve(d, seed), "examples": 64, "T": T,
+            "distance": DISTANCE if trained else 48,
+            "val_acc": (0.95 if learned else 0.1) if trained else np.nan,
+            "criterion": CRITERION if trained else np.nan,
+            "steps_to_criterion": (100.0 if learned else np.nan) if trained else np.nan,
+            "lr": 0.01 if trained else np.nan,
+        }
+        for d in range(T)
+    ]  # fmt: skip
+
+
+def _influence(untrained, trained=None, failed=(), seeds=(0, 1, 2), **kw):
+    """model -> curve(d, seed), untrained and trained; ``failed``: (model, seed) pairs whose
+    training run did not reach its criterion."""
     rows = []
-    for state, curves in ((False, untrained), (True, trained or {})):
+    for trained_state, curves in ((False, untrained), (True, trained or {})):
         for m, curve in curves.items():
-            for d in range(T):
-                rows.append(
-                    {
-                        "run": f"{m}-{state}",
-                        "study": study_name,
-                        "status": "complete",
-                        "model": m,
-                        "family": FAMILIES[m],
-                        "trained": state,
-                        "d": d,
-                        "grad_norm": curve(d),
-                        "examples": 64,
-                        "distance": 40,
-                        "val_acc": 0.9 if state else np.nan,
-                    }
-                )
+            for s in seeds:
+                learned = (m, s) not in failed
+                rows += _rows(m, s, trained_state, curve, learned, **kw)
     return {"influence": pd.DataFrame(rows)}
 
 
 def geometric(r):
-    return lambda d: r**d
+    return lambda d, seed: r**d
 
 
-def flat(d):
+def flat(d, seed):
     return 1.0
 
 
-def test_decay_is_near_over_far():
-    df = study.influence_table(_influence({"rnn": lambda d: 1.0 if d <= 4 else 0.01}))
-    assert study.decay(df) == pytest.approx(100.0)
-    too_short = df[df.d < 2 * study.RULE.near]  # fewer than 2 x near distances: no decay
-    assert np.isnan(study.decay(too_short))
+def peak(height):  # trained: the influence at the recall distance is ``height`` x the rest
+    return lambda d, seed: height if d == DISTANCE else 1.0
+
+
+FADING = {"rnn": geometric(0.8), "lstm": geometric(0.9), "transformer": flat}
+LEARNED = {"rnn": peak(0.01), "lstm": peak(0.05), "transformer": peak(3.0)}
+
+
+def _verdict(*args, **kw):
+    (v,) = study.verdicts(_influence(*args, **kw))
+    assert v.claim == "C5" and v.rule == study.RULE.text
+    return v
+
+
+def test_decay_is_near_over_far_and_at_the_recall_distance():
+    df = study.influence_table(_influence({"rnn": lambda d, s: 1.0 if d <= 4 else 0.01}))
+    one = df[df.seed == 0]
+    assert study.decay(one) == pytest.approx(100.0)
+    assert np.isnan(study.decay(one[one.d < 2 * study.RULE.near]))  # too few distances
+    t = study.influence_table(_influence({}, {"lstm": peak(0.1)}))
+    assert study.decay_to_value(t[t.seed == 0]) == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(
-    "curves,expected",
+    "untrained, trained, expected",
     [
-        ({"rnn": geometric(0.8), "lstm": geometric(0.9), "transformer": flat}, "supported"),
-        ({"rnn": geometric(0.8), "lstm": flat, "transformer": flat}, "not supported"),
-        ({"rnn": geometric(0.8), "transformer": geometric(0.8)}, "not supported"),
-        # the scan family is not in the rule: a flat minGRU changes nothing
-        ({"rnn": geometric(0.8), "transformer": flat, "mingru": flat}, "supported"),
+        (FADING, LEARNED, "supported"),  # fades untrained and still after training
+        # training built a path to the value: the architecture fades, the trained model not
+        (FADING, LEARNED | {"lstm": peak(2.0)}, "nuanced"),
+        (FADING | {"lstm": flat}, LEARNED, "not supported"),  # a flat recurrence, untrained
+        (FADING | {"transformer": geometric(0.8)}, LEARNED, "not supported"),
+        (FADING, LEARNED | {"transformer": peak(0.01)}, "not supported"),  # attention fades
     ],
 )
-def test_verdicts(curves, expected):
-    (v,) = study.verdicts(_influence(curves))
-    assert v.claim == "C5" and v.verdict == expected and v.rule == study.RULE.text
-    assert "transformer" in v.measured and "rnn" in v.measured and "mingru" not in v.measured
+def test_verdicts(untrained, trained, expected):
+    v = _verdict(untrained, trained)
+    assert v.verdict == expected
+    assert "transformer" in v.measured and "(3 seeds)" in v.measured
+
+
+def test_the_scan_family_is_drawn_but_not_judged():
+    v = _verdict(FADING | {"mingru": flat}, LEARNED)
+    assert v.verdict == "supported" and "mingru" not in v.measured
+
+
+def test_inconclusive_when_a_family_has_no_model_that_reached_its_criterion():
+    failed = {(m, s) for m in ("rnn", "lstm") for s in (0, 1, 2)}
+    v = _verdict(FADING, LEARNED, failed=failed)
+    assert v.verdict == "inconclusive"
+    assert f"left out, seeds that reached {CRITERION}: lstm 0/3, rnn 0/3" in v.measured
+    # one recurrent model failed one seed: it is left out, the LSTM still decides
+    v = _verdict(FADING, LEARNED | {"lstm": peak(2.0)}, failed={("rnn", 1)})
+    assert v.verdict == "nuanced" and "rnn 2/3" in v.measured
+
+
+def test_inconclusive_when_an_interval_straddles_the_threshold():
+    # the LSTM's untrained fade is 2x in one seed and far above 10x in the others
+    spread = {"lstm": lambda d, s: 1.0 if d <= 4 else (0.5 if s == 0 else 1e-3)}
+    v = _verdict(FADING | spread, LEARNED)
+    assert v.verdict == "inconclusive" and "lstm" in v.measured and "cannot tell" in v.measured
+
+
+def test_inconclusive_without_trained_models():
+    v = _verdict(FADING)
+    assert v.verdict == "inconclusive" and "no trained models" in v.measured
 
 
 @pytest.mark.parametrize(
@@ -76,52 +129,61 @@ def test_verdicts(curves, expected):
         {},  # not measured
         _influence({"rnn": geometric(0.8), "lstm": geometric(0.9)}),  # no attention model
         _influence({"transformer": flat, "mingru": geometric(0.8)}),  # no recurrent model
-        _influence({"rnn": geometric(0.8), "transformer": flat}, study_name="other"),
+        _influence(FADING, study_name="other"),
     ],
 )
 def test_no_verdict_without_both_families(tables):
     assert study.verdicts(tables) == []
 
 
-def test_only_the_untrained_models_decide():
-    trained = {"rnn": flat, "transformer": geometric(0.8)}  # trained curves would refute
-    (v,) = study.verdicts(_influence({"rnn": geometric(0.8), "transformer": flat}, trained))
-    assert v.verdict == "supported"
+def test_an_underflowing_far_gradient_still_counts_as_fading():
+    under = {"rnn": lambda d, s: float(d <= 40)}  # the far gradient is exactly 0: fade ∞
+    v = _verdict(FADING | under, LEARNED)
+    assert v.verdict == "supported" and "rnn ∞" in v.measured
+
+
+def test_stability_leaves_out_each_seed():
+    tables = _influence(FADING, LEARNED)
+    tables["runs"] = pd.DataFrame({"run": ["x", "y", "z"], "seed": [0, 1, 2]})
+    (v,) = stability.annotate(study, "path_length", tables, study.verdicts(tables))
+    assert v.stability == "stable"  # two seeds still give intervals on the same side
+    straddle = _influence(FADING | {"lstm": lambda d, s: 1.0 if d <= 4 else 10.0**-s}, LEARNED)
+    straddle["runs"] = tables["runs"]
+    (v,) = stability.annotate(study, "path_length", straddle, study.verdicts(straddle))
+    assert v.verdict == "inconclusive" and "without seed 0: supported" in v.stability
 
 
 def test_rule_sentence_carries_the_thresholds():
-    assert "10x" in study.RULE.text and "d <= 4" in study.RULE.text
+    text = study.RULE.text
+    assert ">= 10x" in text and "d <= 4" in text and "1/4" in text
 
 
 def test_reading_follows_the_data():
-    peak = {"lstm": lambda d: 5.0 if d == 40 else 1.0}
-    md = study._reading(study.influence_table(_influence({"lstm": flat}, peak)))
-    assert md.startswith("**Reading.**") and "lstm untrained ×1" in md and "∞" not in md
-    assert "lstm ×5 (held-out accuracy 0.9)" in md
-    # a far gradient that underflows to 0: the ∞ note appears, because the number is ∞
-    under = study._reading(study.influence_table(_influence({"rnn": lambda d: float(d < 20)})))
-    assert "rnn untrained ×∞" in under and "underflows" in under
-    # nothing measurable: no reading at all
-    short = study.influence_table(_influence({"rnn": flat}))
-    assert study._reading(short[short.d < 4]) == ""
+    r = study.runs(study.influence_table(_influence(FADING, LEARNED | {"lstm": peak(2.0)})))
+    md = study._reading(r)
+    assert md.startswith("**Reading.** Untrained (threshold 10x): fades: lstm, rnn; flat:")
+    assert "Trained to the criterion (threshold 10x): fades: rnn; flat: lstm, transformer" in md
+    failed = study.runs(study.influence_table(_influence(FADING, LEARNED, failed={("rnn", 0)})))
+    assert "Did not reach the criterion in every seed: rnn (2/3)." in study._reading(failed)
+    assert study._reading(r.iloc[0:0]) == ""
 
 
-def test_section_draws_the_figure(tmp_path):
-    tables = _influence(
-        {"rnn": geometric(0.8), "transformer": flat, "mingru": geometric(0.95)},
-        {"rnn": geometric(0.9), "transformer": flat},
-    )
+def test_section_draws_the_figure_and_the_table(tmp_path):
+    tables = _influence(FADING | {"mingru": geometric(0.95)}, LEARNED)
     md = study.section(tables, Figures(tmp_path, FAMILIES))
     assert "![influence_vs_distance](influence_vs_distance.png)" in md
     assert (tmp_path / "influence_vs_distance.png").exists()
+    assert "| lstm | trained | 16 |" in md and "| 3/3 | 100 | 0.01 |" in md
+    assert "CPU profile cut: only lstm, gru, transformer are trained" in md
     assert "**Reading.**" in md and "nan" not in md.split("**Reading.**")[1]
     assert study.section({}, Figures(tmp_path, FAMILIES)) == "_No completed path_length runs._"
 
 
 def test_bench_jobs():
-    for profile, jobs in study.BENCH.items():
-        (job,) = jobs
-        assert job.name == "path_length" and job.module == "seqbench.measure"
-        assert job.args[:2] == ["-m", "+experiment=path_length"]
-        # smoke and cpu reuse the core study's lag_recall runs as the trained models
-        assert ("what.train_study=core" in job.args) == (profile != "gpu")
+    for jobs in study.BENCH.values():
+        assert all(j.module == "seqbench.measure" for j in jobs)
+        assert all(j.args[:2] == ["-m", "+experiment=path_length"] for j in jobs)
+    cpu = {j.name: j.args for j in study.BENCH["cpu"]}
+    assert "what.trained=[false]" in cpu["path_length"]  # every model, untrained
+    assert "model=lstm,gru,transformer" in cpu["path_length_trained"]
+    assert "what.trained=[true]" in cpu["path_length_trained"]

@@ -1,138 +1,152 @@
-"""Study posenc (C6): the rule on synthetic accuracy and order tables (every verdict
-reachable), the chance-corrected order degree, the order checks, and the section."""
+"""Study posenc (C6): the rule on synthetic per-seed accuracy and order tables (every verdict
+reachable, inconclusive when nothing learned copy and where intervals straddle a threshold),
+the chance-corrected order degree per seed, the exact order checks, and the section."""
 
 import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import posenc as study
 
 matplotlib.use("Agg")
 
+CHANCE = 1 / 15  # copy tokens come from [1, 16)
+SEEDS = (0, 1, 2)
 
-def _acc(none_acc):
-    rows = [
-        {"task": "copy", "pos": p, "acc": a, "acc_std": 0.0, "seeds": 2, "vocab_size": 16}
-        for p, a in (("none", none_acc), ("sinusoidal", 1.0), ("rope", 0.98))
-    ]
+
+def _runs(none_acc, pe_acc=(1.0, 1.0, 1.0), recall=0.95):
+    """Runs table: copy accuracy per seed for none (``none_acc``), sinusoidal and rope."""
+    rows = []
+    for task in ("copy", "lagrecall"):
+        for pos in ("none", "sinusoidal", "rope"):
+            for i, seed in enumerate(SEEDS):
+                if task == "copy":
+                    acc = none_acc[i] if pos == "none" else pe_acc[i] - (pos == "rope") * 0.01
+                else:
+                    acc = recall
+                rows.append({
+                    "run": f"{task}-{pos}-{seed}", "study": "posenc", "status": "complete",
+                    "model": "transformer", "family": "attention", "task": task,
+                    "model.pos": pos, "seed": seed, "val_acc": acc, "vocab_size": 16,
+                    "lr": 0.01, "steps_to_criterion": 100.0 if acc >= 0.99 else None,
+                })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(
-    "none_acc,bidir_error,expected",
-    [
-        (0.07, 1e-7, "supported"),  # no-PE copy at chance 1/15: no order at all
-        (0.40, 1e-7, "nuanced"),  # bag of words, but the causal model learns some order
-        (0.40, 1e-2, "not supported"),  # the bidirectional model is not even equivariant
-        (1.00, 1e-7, "not supported"),  # positions add nothing
-    ],
-)
-def test_verdicts(none_acc, bidir_error, expected):
-    checks = {"bidir_error": bidir_error, "causal_error": 0.8}
-    assert study.verdict(_acc(none_acc), checks)[0] == expected
-
-
-def test_a_causal_model_that_stays_equivariant_is_no_nuance():
-    checks = {"bidir_error": 1e-7, "causal_error": 1e-4}  # below RULE.broken
-    assert study.verdict(_acc(0.40), checks)[0] == "supported"
-
-
-def test_order_degree_is_chance_corrected():
-    assert study.order_degree(_acc(1 / 15)) == pytest.approx(0.0, abs=1e-9)
-    assert study.order_degree(_acc(1.0)) == pytest.approx(1.0)
-    at_chance = _acc(0.5).assign(acc=1 / 15)  # nothing learned copy: no degree, no verdict
-    assert study.order_degree(at_chance) is None
-    assert study.verdict(at_chance, {"bidir_error": 1e-7, "causal_error": 0.8}) is None
-    assert study.order_degree(_acc(0.5)[lambda d: d.pos != "none"]) is None
-
-
-def test_rule_sentence_carries_the_thresholds():
-    text = study.RULE.text
-    assert "error >= 1e-05" in text and "degree > 0.1" in text and "error > 0.001" in text
-
-
-def _order(bidir_error=1e-7, causal_error=0.5, study_name="posenc"):
-    """Order rows as rows.csv gives them back: causal as the text True/False."""
+def _order(bidir_error=1e-7, causal_error=0.5, study_name="posenc", seeds=SEEDS):
+    """Order rows as rows.csv gives them back (causal as the text True/False), per seed."""
     rows = []
-    for pos in ("none", "sinusoidal"):
-        for causal in (False, True):
-            err = (causal_error if causal else bidir_error) if pos == "none" else 0.3
-            rows.append(
-                {
-                    "pos": pos,
-                    "causal": str(causal),
-                    "state": "init",
-                    "equivariance_error": err,
-                    "probe_r2": 0.1 if pos == "none" else 0.9,
-                }
-            )
-            if causal:
-                rows.append(
-                    {
-                        "pos": pos,
-                        "causal": "True",
-                        "state": "trained",
-                        "equivariance_error": err,
-                        "probe_r2": 0.7,
-                        "val_acc": 0.5,
-                    }
-                )
+    for seed in seeds:
+        for pos in ("none", "sinusoidal"):
+            for causal in (False, True):
+                err = (causal_error if causal else bidir_error) if pos == "none" else 0.3
+                base = {"pos": pos, "causal": str(causal), "seed": seed, "run": f"o{seed}"}
+                rows.append(base | {"state": "init", "equivariance_error": err,
+                                    "probe_r2": 0.1 if pos == "none" else 0.9})  # fmt: skip
+                if causal:
+                    rows.append(base | {"state": "trained", "equivariance_error": err,
+                                        "probe_r2": 0.6 + 0.05 * seed, "val_acc": 0.5})  # fmt: skip
     return pd.DataFrame(rows).assign(
         status="complete", study=study_name, model="transformer", task="copy", seq_len=32
     )
 
 
-def test_order_checks_read_the_no_pe_rows():
-    checks = study.order_checks(_order(1e-7, 0.5))
-    assert checks["bidir_error"] == 1e-7 and checks["causal_error"] == 0.5
-    assert checks["causal_probe_trained"] == 0.7 and checks["bidir_probe"] == 0.1
+def _verdict(none_acc, pe_acc=(1.0, 1.0, 1.0), **order):
+    (v,) = study.verdicts({"runs": _runs(none_acc, pe_acc), "order": _order(**order)})
+    assert v.claim == "C6" and v.rule == study.RULE.text
+    return v
+
+
+AT_CHANCE = (CHANCE, CHANCE + 0.01, CHANCE)
+
+
+@pytest.mark.parametrize(
+    "none_acc, pe_acc, order, expected",
+    [
+        (AT_CHANCE, (1.0, 1.0, 1.0), {}, "supported"),  # no-PE copy at chance: no order
+        ((0.38, 0.40, 0.42), (1.0, 1.0, 1.0), {}, "nuanced"),  # a causal model learns some
+        ((0.38, 0.40, 0.42), (1.0, 1.0, 1.0), {"bidir_error": 1e-2}, "not supported"),
+        ((1.0, 0.995, 1.0), (1.0, 1.0, 1.0), {}, "not supported"),  # positions add nothing
+        ((0.9, 0.95, 1.0), (0.5, 0.6, 0.55), {}, "not supported"),  # none beats every PE
+        # a causal model that stays equivariant cannot have learned order: no nuance
+        ((0.38, 0.40, 0.42), (1.0, 1.0, 1.0), {"causal_error": 1e-4}, "supported"),
+    ],
+)
+def test_verdicts(none_acc, pe_acc, order, expected):
+    assert _verdict(none_acc, pe_acc, **order).verdict == expected
+
+
+def test_inconclusive_when_nothing_learned_copy():
+    at_chance = (CHANCE, CHANCE, CHANCE)
+    v = _verdict(at_chance, pe_acc=(CHANCE + 0.05, CHANCE + 0.1, CHANCE))  # the control fails
+    assert v.verdict == "inconclusive"
+
+
+def test_inconclusive_where_intervals_straddle_a_threshold():
+    # the order degree reaches both sides of 0.1: one seed learned order, two did not
+    v = _verdict((CHANCE, CHANCE + 0.01, 0.5))
+    assert v.verdict == "inconclusive" and "order degree of causal no-PE 0.16 [0" in v.measured
+    # the gain of positions reaches 0: one seed without positions copies perfectly
+    assert _verdict((0.3, 0.99, 1.0)).verdict == "inconclusive"
+
+
+def test_measured_carries_intervals_and_seeds():
+    v = _verdict((0.38, 0.40, 0.42))
+    assert "copy accuracy none 0.4 [0.38, 0.42]" in v.measured
+    assert "sinusoidal minus none 0.6 [" in v.measured and "(3 seeds)" in v.measured
+    assert "position probe R^2 (trained causal no-PE) 0.65 [0.6, 0.7]" in v.measured
+    assert "3 seeds: bidirectional no-PE (worst) 1.0e-07" in v.measured
+
+
+def test_order_degree_pairs_seeds_and_is_chance_corrected():
+    c = study.copy_numbers(_runs((CHANCE, CHANCE, CHANCE)))
+    assert c["best"] == "sinusoidal" and c["degree"].mean == pytest.approx(0.0, abs=1e-9)
+    assert study.copy_numbers(_runs((1.0, 1.0, 1.0)))["degree"].mean == pytest.approx(1.0)
+    runs = _runs(AT_CHANCE)
+    assert study.copy_numbers(runs[runs["model.pos"] != "none"]) is None
+    assert study.copy_numbers(runs[runs.task != "copy"]) is None
+
+
+def test_rule_sentence_carries_the_thresholds():
+    text = study.RULE.text
+    assert "error >= 1e-05" in text and "<= 0.1" in text and "error > 0.001" in text
+    assert "+-0.02" in text and ">= 0.2" in text
+
+
+def test_order_checks_are_exact_over_seeds():
+    order = _order(1e-7, 0.5)
+    order.loc[(order.seed == 2) & (order.causal == "False") & (order.pos == "none"),
+              "equivariance_error"] = 3e-5  # fmt: skip
+    checks = study.order_checks(order)
+    assert checks["bidir_error"] == 3e-5 and checks["causal_error"] == 0.5  # the worst seed
+    assert checks["seeds"] == 3 and checks["causal_probe_trained"].mean == pytest.approx(0.65)
     assert study.order_checks(None) == {} and study.order_checks(pd.DataFrame()) == {}
-    failed = _order().assign(status="failed")
-    assert study.order_checks(failed) == {}
+    assert study.order_checks(_order().assign(status="failed")) == {}
     # read whatever study wrote them, as the measurement is one per task
     assert study.order_checks(_order(study_name="other"))["causal_error"] == 0.5
 
 
-def _runs(none_acc):
-    return pd.DataFrame(
-        [
-            {
-                "run": f"{task}-{pos}-{seed}",
-                "study": "posenc",
-                "status": "complete",
-                "model": "transformer",
-                "family": "attention",
-                "task": task,
-                "model.pos": pos,
-                "seed": seed,
-                "val_acc": a,
-                "vocab_size": 16,
-            }
-            for task in ("copy", "lagrecall")
-            for pos, a in (("none", none_acc), ("sinusoidal", 1.0), ("rope", 0.95))
-            for seed in (0, 1)
-        ]
-    )
-
-
-def test_verdicts_from_tables():
-    (v,) = study.verdicts({"runs": _runs(1 / 15), "order": _order()})
-    assert v.claim == "C6" and v.verdict == "supported" and v.rule == study.RULE.text
-    assert "order degree of causal no-PE 0.00" in v.measured and "R^2" in v.measured
-    assert study.verdicts({"runs": _runs(0.4), "order": _order(bidir_error=0.1)})[0].verdict == (
-        "not supported"
-    )
-    assert study.verdicts({"runs": _runs(0.4)}) == []  # no order checks: not measured
+def test_no_verdict_without_runs_or_order_checks():
+    assert study.verdicts({"runs": _runs(AT_CHANCE)}) == []
     assert study.verdicts({"runs": pd.DataFrame(), "order": _order()}) == []
+
+
+def test_stability_leaves_out_each_seed():
+    tables = {"runs": _runs((CHANCE, CHANCE + 0.01, 0.5)), "order": _order()}
+    (v,) = stability.annotate(study, "posenc", tables, study.verdicts(tables))
+    assert v.verdict == "inconclusive" and "without seed 2: supported" in v.stability
 
 
 def test_section_draws_the_figure(tmp_path):
     figs = Figures(tmp_path, {"transformer": "attention"})
-    md = study.section({"runs": _runs(0.4), "order": _order()}, figs)
+    md = study.section({"runs": _runs((0.38, 0.40, 0.42)), "order": _order()}, figs)
     assert "![posenc_accuracy](posenc_accuracy.png)" in md
     assert (tmp_path / "posenc_accuracy.png").exists()
+    assert "| copy | none | 0.4 [0.38, 0.42] | 3 | 0/3 |" in md and study.CPU_CUT in md
     assert "Order degree" in md and "equivariant at 1e-05" in md and "NOT" not in md
+    assert "0.65 [0.6, 0.7]" in md  # the trained probe, over seeds
     md = study.section({"runs": pd.DataFrame(), "order": _order(bidir_error=0.1)}, figs)
     assert "NOT equivariant" in md and "Order degree" not in md
     assert "No completed runs" in study.section({"runs": pd.DataFrame()}, figs)
@@ -142,7 +156,8 @@ def test_bench_jobs():
     names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
     assert names["smoke"] == ["posenc_copy", "posenc_order"]
     assert names["cpu"] == names["gpu"] == ["posenc_copy", "posenc_recall", "posenc_order"]
-    for jobs in study.BENCH.values():
+    for profile, jobs in study.BENCH.items():
         order = jobs[-1]
         assert order.module == "seqbench.measure"
-        assert order.args[:2] == ["what=order", "+experiment=posenc_copy"]
+        assert order.args[:4] == ["-m", "what=order", "+experiment=posenc_copy", "model.pos=none"]
+        assert profile == "smoke" or "seed=0,1,2" in order.args  # one order run per seed

@@ -1,6 +1,6 @@
 """Study span_vs_length (C3, C4, C3*): the span rules on synthetic span tables (every verdict
-reachable, models picked by family), the reading generated from the numbers, and the
-section's figures."""
+reachable, models picked by family), the stability column (n/a: deterministic counts), the
+reading generated from the numbers, and the section's figures."""
 
 import math
 
@@ -8,19 +8,14 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import span_vs_length as study
+from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
 
-FAMILIES = {
-    "rnn": "recurrent",
-    "lstm": "recurrent",
-    "gru": "recurrent",
-    "transformer": "attention",
-    "mingru": "scan",
-    "minlstm": "scan",
-}
+FAMILIES = {m: f for m, f in FAMILY.items() if f != "baseline"}
 LENGTHS = (16, 64, 128, 1024)
 
 
@@ -105,6 +100,17 @@ def test_no_rows_decides_only_that_c3_star_was_not_measured():
     assert _verdicts({}) == {"C3*": "not measured"}
     other_study = _tables()["span"].assign(study="adhoc")
     assert _verdicts({"span": other_study}) == {"C3*": "not measured"}
+
+
+def test_stability_is_not_applicable_to_deterministic_counts():
+    tables = _tables(scan_span=lambda T: 5 * math.log2(T) + 10)
+    tables["span"] = tables["span"].assign(seed=0)  # the run's seed, as collect adds it
+    tables["runs"] = pd.DataFrame({"run": ["a", "b", "c"], "seed": [0, 1, 2]})  # other studies
+    annotated = stability.annotate(study, study.STUDY, tables, study.verdicts(tables))
+    assert {v.claim: v.verdict for v in annotated} == {
+        "C3": "supported", "C4": "supported", "C3*": "supported"}  # fmt: skip
+    # leaving out seed 0 would leave no rows at all: not a stability check, so n/a
+    assert {v.stability for v in annotated} == {study.DETERMINISTIC}
 
 
 def test_t_lo_is_the_rules_length():

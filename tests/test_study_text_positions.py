@@ -1,4 +1,4 @@
-"""Loss by position (C5, Kaplan Fig. 7): late gain, verdict, the runs it reads, the figure."""
+"""Loss by position (C5, Kaplan Fig. 7): late gain, every verdict, the group rule, the figure."""
 
 import matplotlib
 import pandas as pd
@@ -6,119 +6,142 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import text_positions as tp
+from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
 
-FAMILY = {
-    "rnn": "recurrent",
-    "lstm": "recurrent",
-    "gru": "recurrent",
-    "transformer": "attention",
-    "mingru": "scan",
-    "bow": "baseline",
-}
+KNEE = tp.RULE.knee
 
 
-def _curves(slopes, T=64, study="s"):
-    """Position curves loss(t) = 3 - k t / T: slope k is the late gain times 2."""
-    rows = [
-        {"study": study, "seq_len": T, "model": m, "family": FAMILY[m], "position": t,
-         "loss": 3 - k * t / T, "seeds": 1}
-        for m, k in slopes.items()
-        for t in range(T)
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
+def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), **cols):
+    """Runs and position curves: loss(t) = 3 - k (t - knee)/T past the knee, flat before.
+    slopes: model -> k, or a tuple with one k per seed. The late gain is then about
+    k (T - w - knee) / T with w = (T - knee) / 4."""
+    runs, pos = [], []
+    for m, k in slopes.items():
+        for i, s in enumerate(seeds):
+            run = f"{study}-{m}-{T}-{s}"
+            slope = k[i] if isinstance(k, tuple) else k + 0.01 * i
+            runs.append({"run": run, "study": study, "status": "complete", "task": "text",
+                         "model": m, "family": FAMILY[m], "seed": s, "data.seq_len": T,
+                         "data.n_train": None, "val_loss": 2.0, "lr": 1e-2} | cols)  # fmt: skip
+            pos += [{"run": run, "position": t, "count": 64,
+                     "loss": 3 - slope * max(t - KNEE, 0) / T} for t in range(T)]  # fmt: skip
+    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos)}
+
+
+def _join(*tables):
+    return {k: pd.concat([t[k] for t in tables], ignore_index=True) for k in tables[0]}
+
+
+def _verdict(tables):
+    return tp.verdict(tp.run_gains(tables))
 
 
 @pytest.mark.parametrize(
     "slopes,expected",
     [
         ({"transformer": 1.0, "lstm": 0.2, "gru": 0.5}, "supported"),
-        ({"transformer": 0.4, "lstm": 0.2, "gru": 0.5}, "nuanced"),
         ({"transformer": 0.1, "lstm": 0.2, "rnn": 0.5}, "not supported"),
-        ({"transformer": 0.4, "lstm": 0.2, "mingru": 0.5}, "nuanced"),  # scans count
+        ({"transformer": 0.4, "lstm": 0.2, "gru": 0.6}, "nuanced"),
+        ({"transformer": 0.4, "lstm": 0.2, "mingru": 0.6}, "nuanced"),  # scans count
+        # overlapping intervals: the lstm's seeds spread around the Transformer's gain
+        ({"transformer": 0.4, "lstm": (0.1, 0.4, 0.8)}, "inconclusive"),
     ],
 )
 def test_position_verdicts(slopes, expected):
-    v, measured, group = tp.verdict(_curves(slopes))
-    assert v == expected and group == "s, T=64" and "transformer +" in measured
+    v, measured, group = _verdict(_tables(slopes))
+    assert v == expected and group == "core, T=256"
+    assert "transformer" in measured and "3 seeds" in measured and "transformer - lstm" in measured
 
 
-def test_late_gain_is_the_second_minus_last_quarter():
-    curve = _curves({"lstm": 1.0})
-    assert tp.late_gain(curve) == pytest.approx(0.5, abs=0.02)  # slope 1 over T, T/2 apart
+def test_too_short_a_context_is_inconclusive():
+    v, measured, _ = _verdict(_tables({"transformer": 1.0, "lstm": 0.0}, T=128))
+    assert v == "inconclusive" and f"T=128 < {tp.RULE.min_len}" in measured
+
+
+def test_one_seed_gives_no_interval_and_no_decision():
+    v, _, _ = _verdict(_tables({"transformer": 1.0, "lstm": 0.0}, seeds=(0,)))
+    assert v == "inconclusive"
+
+
+def test_late_gain_windows():
+    early, late = tp.windows(256)
+    w = (256 - KNEE) // 4
+    assert (early.start, early.stop, late.start, late.stop) == (KNEE, KNEE + w, 256 - w, 256)
+    assert tp.windows(KNEE) is None
+    gains = tp.run_gains(_tables({"lstm": 1.0}, seeds=(0,)))
+    # loss falls 1/T per token past the knee: the gain is the distance between window centres
+    assert gains.gain.iloc[0] == pytest.approx((256 - w - KNEE) / 256)
 
 
 def test_no_verdict_without_attention_and_a_recurrence():
-    assert tp.verdict(_curves({"lstm": 1.0, "gru": 0.5})) is None
-    assert tp.verdict(_curves({"transformer": 1.0, "bow": 0.0})) is None  # a baseline only
+    assert _verdict(_tables({"lstm": 1.0, "gru": 0.5})) is None
+    assert _verdict(_tables({"transformer": 1.0, "bow": 0.0})) is None  # a baseline only
 
 
-def test_verdict_reads_the_longest_context_with_both_kinds():
-    curves = pd.concat(
-        [
-            _curves({"transformer": 0.1, "lstm": 0.5}, T=64, study="core"),
-            _curves({"transformer": 1.0, "lstm": 0.2}, T=512, study="text_positions"),
-            _curves({"lstm": 0.1, "gru": 0.2}, T=1024, study="other"),  # no attention model
-        ]
-    )
-    v, _, group = tp.verdict(curves)
-    assert (v, group) == ("supported", "text_positions, T=512")
+def test_the_group_rule_prefers_this_study_then_core_and_reads_no_other():
+    core = _tables({"transformer": 0.1, "lstm": 0.5}, T=256, study="core")
+    long = _tables({"transformer": 1.0, "lstm": 0.2}, T=1024, study="text_positions")
+    other = _tables({"transformer": 0.0, "lstm": 3.0}, T=2048, study="data_efficiency")
+    assert _verdict(_join(core, long, other))[::2] == ("supported", "text_positions, T=1024")
+    assert _verdict(_join(core, other))[::2] == ("not supported", "core, T=256")
+    assert _verdict(other) is None  # pool-limited runs never feed C5
+    # this study without a recurrence does not take the verdict from core
+    alone = _tables({"transformer": 1.0}, T=1024, study="text_positions")
+    assert _verdict(_join(core, alone))[2] == "core, T=256"
 
 
-def _tables(T=32):
-    """Run-like tables: two text studies plus a masked encoder and a small data pool."""
-    runs, pos = [], []
-
-    def add(run, study, model, n_train=None, causal=None, slope=1.0):
-        runs.append(
-            {"run": run, "study": study, "status": "complete", "task": "text", "model": model,
-             "family": FAMILY[model], "data.seq_len": T, "data.n_train": n_train,
-             "model.causal": causal}
-        )  # fmt: skip
-        pos.extend({"run": run, "position": t, "loss": 3 - slope * t / T, "count": 8}
-                   for t in range(T))  # fmt: skip
-
-    add("core-tr", "core", "transformer", causal=True, slope=1.0)
-    add("core-lstm", "core", "lstm", slope=0.2)
-    add("core-mingru", "core", "mingru", slope=0.4)
-    add("de-tr-big", "data_efficiency", "transformer", n_train=1000, causal=True, slope=0.1)
-    add("de-lstm-big", "data_efficiency", "lstm", n_train=1000, slope=0.5)
-    add("de-tr-small", "data_efficiency", "transformer", n_train=10, causal=True, slope=9.0)
-    add("cvm-masked", "causal_vs_masked", "transformer", causal=False, slope=9.0)
-    add("cvm-causal", "causal_vs_masked", "transformer", causal=True, slope=9.0)
-    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos)}
+def test_masked_and_pool_limited_runs_are_left_out():
+    masked = _tables({"transformer": 9.0}, study="core", **{"model.causal": False})
+    masked["runs"]["run"] += "-masked"
+    masked["positions"]["run"] += "-masked"
+    pooled = _tables({"lstm": 9.0}, study="core", **{"data.n_train": 100})
+    pooled["runs"]["run"] += "-pool"
+    pooled["positions"]["run"] += "-pool"
+    base = _tables({"transformer": 1.0, "lstm": 0.2}, **{"model.causal": True})
+    gains = tp.run_gains(_join(base, masked, pooled))
+    assert len(gains) == 6 and not gains.run.str.contains("masked|pool").any()
 
 
-def test_position_curves_pick_the_runs():
-    curves = tp.position_curves(_tables())
-    groups = {s: sorted(g.model.unique()) for s, g in curves.groupby("study")}
-    # causal_vs_masked: its masked encoder is dropped, its lone Transformer compares nothing;
-    # data_efficiency: only the largest pool
-    assert groups == {"core": ["lstm", "mingru", "transformer"], "data_efficiency": ["lstm",
-                      "transformer"]}  # fmt: skip
-    de = curves[curves.study == "data_efficiency"]
-    assert tp.late_gain(de[de.model == "transformer"]) < 0.1  # the n_train=10 run is not in it
-    assert set(curves.family) == {"attention", "recurrent", "scan"}
+def test_best_of_a_swept_grid_is_kept():
+    good = _tables({"transformer": 1.0, "lstm": 0.2}, lr=1e-2)
+    bad = _tables({"transformer": 0.0, "lstm": 0.9}, lr=3e-2, val_loss=2.5)
+    for t in (bad["runs"], bad["positions"]):
+        t["run"] += "-bad"
+    assert _verdict(_join(good, bad))[0] == "supported"  # the lr with the lower val_loss
 
 
-def test_verdicts_from_tables():
-    (v,) = tp.verdicts(_tables())
-    # both groups have T=32: the first study in name order decides (core)
-    assert v.claim == "C5" and v.experiment == "loss by position (core, T=32)"
+def test_verdicts_from_tables_and_stability_inputs():
+    tables = _tables({"transformer": 1.0, "lstm": 0.2, "gru": 0.4})
+    (v,) = tp.verdicts(tables)
+    assert v.claim == "C5" and v.experiment == "loss by position (core, T=256)"
     assert v.verdict == "supported" and v.rule == tp.RULE.text
+    runs = tables["runs"]  # leave one seed out: the rows of its runs go with it
+    dropped = set(runs.run[runs.seed == 2])
+    fewer = {"runs": runs[runs.seed != 2],
+             "positions": tables["positions"][~tables["positions"].run.isin(dropped)]}  # fmt: skip
+    assert tp.verdicts(fewer)[0].verdict == "supported"
     assert tp.verdicts({"runs": pd.DataFrame(), "positions": pd.DataFrame()}) == []
 
 
 def test_section_draws_the_figure(tmp_path):
-    md = tp.section(_tables(), Figures(tmp_path, FAMILY))
+    tables = _join(
+        _tables({"transformer": 1.0, "lstm": 0.2, "mingru": 0.4}),
+        _tables({"transformer": 1.0, "lstm": 0.2}, T=1024, study="text_positions"),
+    )
+    figs = Figures(tmp_path, FAMILY)
+    md = tp.section(tables, figs)
     assert (tmp_path / "loss_by_position.png").stat().st_size > 1000
+    assert figs.deciding == {"C5": ["loss_by_position.png"]}
     assert "(loss_by_position.png)" in md and "late_gain" in md
+    assert "The verdict reads `text_positions` (T = 1024)" in md
     empty = tp.section({"runs": pd.DataFrame(), "positions": pd.DataFrame()}, Figures(tmp_path, {}))
-    assert "No completed text runs" in empty
+    assert "No completed causal text runs" in empty
 
 
-def test_bench_has_only_a_gpu_job():
-    assert tp.BENCH["smoke"] == [] and tp.BENCH["cpu"] == []
+def test_bench_trains_nothing_on_the_cpu():
+    assert tp.BENCH["cpu"] == []  # the core text runs serve C5 there
     (job,) = tp.BENCH["gpu"]
     assert job.name == "text_positions" and "+experiment=text_positions" in job.args
+    assert any(a.startswith("train.lr=") and a.count(",") == 2 for a in job.args)  # swept

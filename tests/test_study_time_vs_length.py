@@ -1,6 +1,7 @@
 """Study time_vs_length (C4, wall-clock): the rule on synthetic timing tables (every verdict
-reachable, models picked by family), the hardware it names, the reading generated from the
-numbers, and the section's figures."""
+reachable on CUDA, `not measured on cpu` with the figures kept on a CPU, models picked by
+family), the hardware stamp read from the rows, the IQRs shown, the reading generated from
+the numbers, and the section's figures."""
 
 import matplotlib
 import pandas as pd
@@ -17,7 +18,13 @@ PATHS = {"rnn": ("fused", "unrolled"), "lstm": ("fused", "unrolled"), "transform
 LENGTHS = (32, 64, 128, 256)
 
 
-def _timing(seconds, models=("rnn", "lstm", "transformer", "mingru"), study_name=study.STUDY):
+CUDA = {"device": "cuda", "device_name": "NVIDIA H200", "torch": "2.13.0", "cuda": "CUDA 12.8",
+        "dtype": "bf16-autocast"}  # fmt: skip
+CPU = {"device": "cpu", "device_name": "cpu", "torch": "2.13.0", "dtype": "fp32"}
+
+
+def _timing(seconds, models=("rnn", "lstm", "transformer", "mingru"), study_name=study.STUDY,
+            hardware=CUDA):  # fmt: skip
     """seconds(model, impl, mode, step, T) -> median seconds per call, for every series."""
     rows = []
     for m in models:
@@ -31,18 +38,17 @@ def _timing(seconds, models=("rnn", "lstm", "transformer", "mingru"), study_name
                             "run": f"{m}-{impl}", "study": study_name, "status": "complete",
                             "model": m, "family": FAMILIES[m], "impl": impl, "mode": mode,
                             "step": step, "T": T, "batch_size": B, "tokens": B * T,
-                            "median_s": s, "iqr_s": 0.1 * s, "threads": 1, "device": "cpu",
-                            "dtype": "fp32",
+                            "median_s": s, "iqr_s": 0.1 * s, "threads": 1, **hardware,
                         })  # fmt: skip
     return {"timing": pd.DataFrame(rows)}
 
 
-def _speeds(transformer, fused, unrolled=None):
+def _speeds(transformer, fused, unrolled=None, hardware=CUDA):
     """A table where, per call, the Transformer takes ``transformer`` and the recurrent paths
     ``fused`` / ``unrolled`` seconds (the scan family in between)."""
     unrolled = unrolled if unrolled is not None else 4 * fused
     cost = {"-": transformer, "fused": fused, "unrolled": unrolled, "scan": 1.0, "sequential": 3.0}
-    return _timing(lambda m, impl, mode, step, T: cost[impl] * T / 32)
+    return _timing(lambda m, impl, mode, step, T: cost[impl] * T / 32, hardware=hardware)
 
 
 @pytest.mark.parametrize(
@@ -53,12 +59,31 @@ def _speeds(transformer, fused, unrolled=None):
         (_speeds(transformer=3.0, fused=0.5, unrolled=2.0), "not supported"),
     ],
 )
-def test_c4_time_verdicts(tables, verdict):
+def test_c4_time_verdicts_on_cuda(tables, verdict):
     (v,) = study.verdicts(tables)
     assert v.claim == "C4" and v.verdict == verdict
     assert v.rule == study.RULE.text and "*fused*" in v.rule
-    assert v.hardware == "cpu, 1 thread(s)"
+    assert v.hardware == "NVIDIA H200 (cuda), torch 2.13.0, CUDA 12.8, bf16-autocast, 1 thread(s)"
     assert "fused at T=256: lstm " in v.measured and "unrolled at T=256" in v.measured
+    assert v.stability == study.TIMED  # no seeds behind a timing
+
+
+@pytest.mark.parametrize("transformer, fused", [(1.0, 2.0), (3.0, 0.5)])
+def test_on_a_cpu_c4_time_is_not_measured_but_its_figures_are_shown(transformer, fused):
+    (v,) = study.verdicts(_speeds(transformer, fused, hardware=CPU))
+    assert v.verdict == "not measured on cpu"
+    assert v.hardware == "cpu, torch 2.13.0, fp32, 1 thread(s)"
+    ratio = f"lstm {fused / transformer:.2g}"
+    assert f"fused at T=256: {ratio}" in v.measured
+    # the medians and their IQRs at the compared length
+    ms = 1e3 * transformer * 256 / 32
+    assert f"transformer {ms:.3g} ms (IQR {0.1 * ms:.2g})" in v.measured
+
+
+def test_one_cpu_series_is_enough_to_leave_the_claim_to_cuda():
+    df = _speeds(1.0, 2.0)["timing"]
+    df.loc[df.model == "lstm", "device"] = "cpu"
+    assert study.verdicts({"timing": df})[0].verdict == "not measured on cpu"
 
 
 def test_one_slow_fused_model_is_enough_to_lose_supported():
@@ -109,7 +134,11 @@ def test_section_draws_the_figures(tmp_path):
     md = study.section(_speeds(1.0, 2.0), Figures(tmp_path, FAMILIES))
     for png in ("time_vs_length_train", "time_vs_length_forward"):
         assert (tmp_path / f"{png}.png").exists() and f"({png}.png)" in md
-    assert "cpu, 1 thread(s), fp32" in md and "| lstm | unrolled |" in md
+    assert "cuda, 1 thread(s), bf16-autocast" in md and "| lstm | unrolled |" in md
+    assert "| fused | lstm | fused | 256 |" in md  # the rule's cells, median and IQR
+    assert "not measured on" not in md
+    cpu = study.section(_speeds(1.0, 2.0, hardware=CPU), Figures(tmp_path, FAMILIES))
+    assert "`not measured on cpu`" in cpu and study.CPU_CUT in cpu
     assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")
 
 
@@ -119,3 +148,15 @@ def test_bench_jobs_run_both_experiments_alone():
         experiments = [j.command()[2] for j in jobs]
         assert experiments == ["+experiment=time_vs_length", "+experiment=time_vs_length_scan"]
         assert not any("joblib" in a for j in jobs for a in j.args)
+
+
+def test_the_hardware_stamp_reads_the_rows_and_tolerates_older_ones():
+    rows = _speeds(1.0, 2.0)["timing"]
+    assert study.stamp(rows) == (
+        "NVIDIA H200 (cuda), torch 2.13.0, CUDA 12.8, bf16-autocast, 1 thread(s)"
+    )
+    older = rows.drop(columns=["device_name", "torch", "cuda"])  # rows from before the fields
+    assert study.stamp(older) == "cuda, bf16-autocast, 1 thread(s)"
+    assert study.not_parallel(rows) is None and study.not_parallel(older) is None
+    mixed = pd.concat([rows, _speeds(1.0, 2.0, hardware=CPU)["timing"]])
+    assert study.not_parallel(mixed) == "cpu" and "; " in study.stamp(mixed)  # two machines

@@ -9,7 +9,7 @@ import torch
 
 from seqbench.config import CONF_DIR, build_model, build_task
 from seqbench.train import TIMING_COLUMNS, train
-from tests.conftest import compose_cfg
+from tests.conftest import SMALL_POOL, compose_cfg
 
 
 def metrics(run_dir):
@@ -202,21 +202,23 @@ def test_the_learning_rate_is_calibrated_on_the_control_setting_and_recorded(mak
     assert other["lr"] == 1e-2 and len(list(runs.glob("toy.lr-lstm-*"))) == 2
 
 
-def test_the_fused_optimiser_takes_the_steps_of_the_per_parameter_loop():
-    """AdamW(fused=True), the harness's choice on CPU and CUDA, against the reference loop."""
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_fused_optimiser_takes_the_steps_of_the_per_parameter_loop(name):
+    """AdamW or SGD with fused=True, the harness's choice on CPU and CUDA, against the
+    reference per-parameter loop."""
     from types import SimpleNamespace
 
-    from seqbench.train import make_optimizer
+    from seqbench.step import make_optimizer
 
-    t = SimpleNamespace(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01)
+    t = SimpleNamespace(optimizer=name, lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01)
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 50))
     b = copy.deepcopy(a)
     fused = make_optimizer(a.parameters(), t, "cpu")
-    loop = torch.optim.AdamW(
-        b.parameters(), lr=t.lr, betas=t.betas, weight_decay=0.01, foreach=False
-    )
-    assert fused.defaults["fused"] is True
+    reference = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    extra = {"betas": t.betas} if name == "adamw" else {}
+    loop = reference(b.parameters(), lr=t.lr, weight_decay=0.01, foreach=False, **extra)
+    assert isinstance(fused, reference) and fused.defaults["fused"] is True
     x = torch.randint(50, (8, 12))
     for _ in range(20):
         for model, opt in ((a, fused), (b, loop)):
@@ -228,13 +230,9 @@ def test_the_fused_optimiser_takes_the_steps_of_the_per_parameter_loop():
 
 
 def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(make_cfg):
-    # a pool of 8 sequences: the held-out loss soon stops improving
     s = train(
         make_cfg(
-            "model=transformer",
-            "data=copy",
-            "data.seq_len=12",
-            "data.n_train=8",
+            *SMALL_POOL,
             "train.steps=2000",
             "train.eval_every=10",
             "train.patience=3",

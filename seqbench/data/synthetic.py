@@ -74,21 +74,28 @@ class LagRecall(Task):
 
 
 class MQAR(Task):
-    """Multi-query associative recall (Arora et al. 2023, Zoology).
+    """Multi-query associative recall, Zoology's generator (Arora et al. 2023,
+    ``zoology/data/multiquery_ar.py``, with its default ``random_non_queries=True``).
 
-    ``num_kv_pairs`` key-value pairs open the sequence; keys come from [1, V/2) and values
-    from [V/2, V), keys unique within an example. Every key is then queried once, at a
-    position whose gap from the context follows a power law (Zoology's ``power_a``); the query
-    token is the key, the scored target is its value, which also follows as the next input.
-    Token 0 fills the unqueried positions.
+        k1 v1 k2 v2 ... kP vP  x x k2 x x x k1 x ...     (x: filler; a query k sits at an
+        .  .  .  .  ...  .  .  . . v2 . . . v1 . ...      even offset after the context)
+
+    ``num_kv_pairs`` = P pairs open the sequence: keys drawn without replacement from
+    [1, V/2), values without replacement from [V/2, V). Each key is then queried once: the
+    i-th key at offset 2 g_i after the context, the gaps g drawn without replacement with
+    p(g) ~ (g + 1)^(power_a - 1), g in [0, (T - 2P) / 2). The label (the key's value) sits at
+    the query position and the answer is never fed back: the next input is filler, like
+    every other position that is neither context nor query (a random token of [0, V), or 0
+    with ``random_non_queries=False``). Chance is 1 / (V - V/2).
     """
 
     def __init__(
         self,
         seq_len: int = 64,
         num_kv_pairs: int = 4,
-        vocab_size: int = 256,
+        vocab_size: int = 8192,
         power_a: float = 0.01,
+        random_non_queries: bool = True,
         seed: int = 0,
         n_train: int | None = None,
     ):
@@ -98,13 +105,13 @@ class MQAR(Task):
             seq_len >= 4 * num_kv_pairs,
             "data.num_kv_pairs",
             num_kv_pairs,
-            f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus queries)",
+            f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus query slots)",
         )
         _check(
             vocab_size // 2 - 1 >= num_kv_pairs,
             "data.vocab_size",
             vocab_size,
-            f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (unique keys)",
+            f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (distinct keys in [1, V/2))",
         )
         _check(0 < power_a <= 1, "data.power_a", power_a, "0 < power_a <= 1")
         self.seq_len, self.num_kv_pairs, self.vocab_size, self.power_a = (
@@ -113,30 +120,37 @@ class MQAR(Task):
             vocab_size,
             power_a,
         )
+        self.random_non_queries = random_non_queries
 
     def _generate(self, gen, n, split):
-        T, P, half = self.seq_len, self.num_kv_pairs, self.vocab_size // 2
-        keys = torch.rand(n, half - 1, generator=gen).argsort(dim=1)[:, :P] + 1  # unique
-        values = torch.randint(half, self.vocab_size, (n, P), generator=gen)
-        seq = torch.zeros(n, T + 1, dtype=torch.long)
+        T, P, V, half = self.seq_len, self.num_kv_pairs, self.vocab_size, self.vocab_size // 2
+        # without replacement: the first P of a random permutation of each range
+        keys = torch.rand(n, half - 1, generator=gen).argsort(dim=1)[:, :P] + 1  # [n, P]
+        values = torch.rand(n, V - half, generator=gen).argsort(dim=1)[:, :P] + half  # [n, P]
+        if self.random_non_queries:
+            seq = torch.randint(0, V, (n, T), generator=gen)
+        else:
+            seq = torch.zeros(n, T, dtype=torch.long)
         seq[:, 0 : 2 * P : 2], seq[:, 1 : 2 * P : 2] = keys, values
-        # query slots: even offsets after the context; slot gap g drawn with p(g) ~ g^(a-1)
-        slots = (T + 1 - 2 * P) // 2
-        gaps = torch.arange(1, slots + 1, dtype=torch.float)
-        weights = (self.power_a * gaps ** (self.power_a - 1)).expand(n, slots)
-        chosen = torch.multinomial(weights, P, replacement=False, generator=gen)  # [n, P]
-        positions = 2 * P + 2 * chosen  # query position, the value follows at +1
-        order = torch.rand(n, P, generator=gen).argsort(dim=1)  # which key each slot asks
-        asked = keys.gather(1, order)
-        answer = values.gather(1, order)
-        seq.scatter_(1, positions, asked)
-        seq.scatter_(1, positions + 1, answer)
+        # query slots after the context; multinomial without replacement draws in order, as
+        # numpy's choice does, so the i-th key takes the i-th gap drawn (Zoology's pairing)
+        slots = (T - 2 * P) // 2
+        weights = (torch.arange(1, slots + 1, dtype=torch.float) ** (self.power_a - 1)).expand(
+            n, slots
+        )
+        gaps = torch.multinomial(weights, P, replacement=False, generator=gen)  # [n, P]
+        positions = 2 * P + 2 * gaps  # [n, P] query positions
+        seq.scatter_(1, positions, keys)
         targets = torch.full((n, T), IGNORE)
-        targets.scatter_(1, positions, answer)
-        return seq[:, :T], targets
+        targets.scatter_(1, positions, values)
+        return seq, targets
 
     def fingerprint(self):
-        return super().fingerprint() | {"num_kv_pairs": self.num_kv_pairs, "power_a": self.power_a}
+        return super().fingerprint() | {
+            "num_kv_pairs": self.num_kv_pairs,
+            "power_a": self.power_a,
+            "random_non_queries": self.random_non_queries,
+        }
 
 
 class Copy(Task):

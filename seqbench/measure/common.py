@@ -1,4 +1,4 @@
-"""Helpers shared by the measurements: model variants, inputs, config checks.
+"""Helpers shared by the measurements: model variants, inputs, config checks, progress.
 
 A measurement sweeps things a training run fixes (sequence length, depth, execution path),
 so it builds *variants* of ``cfg.model``: the same config with a few keys overridden, only
@@ -7,10 +7,16 @@ depth). Inputs are uniform random tokens from a seeded generator: the dataflow g
 run time of every seqbench model do not depend on token values.
 """
 
+import functools
+import math
+
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from seqbench.config import ConfigError, build_model
+from seqbench.env import show_progress
+from seqbench.schema import LIMITS
 
 # the recurrent path the tracer can see into; the fused kernel is one opaque op
 OPAQUE_IMPL = {"fused": "unrolled"}
@@ -66,46 +72,85 @@ def model_columns(cfg: DictConfig, model, node=None) -> dict:
     }
 
 
+def progress(cfg: DictConfig, total: int, unit: str = "point") -> tqdm:
+    """A bar over a measurement's grid of ``total`` points, on stderr, named after the table
+    and model: shown on a terminal under train.progress=auto, always under true, never under
+    false, as the training loop's bar. ``bar.update()`` after each point, measured or
+    skipped; use it as a context manager so it closes on an error too."""
+    what = OmegaConf.select(cfg, "what.table", default="measure")
+    show = show_progress(OmegaConf.select(cfg, "train.progress", default="auto"))
+    return tqdm(total=total, desc=f"{what} {model_name(cfg)}", unit=unit, leave=False,
+                disable=not show)  # fmt: skip
+
+
+def progress_over(points):
+    """Decorate a ``measure(cfg, task, log)`` that logs one row per grid point (measured or
+    skipped) with a bar over its ``points(cfg, task)`` points, advanced by every row."""
+
+    def wrap(measure):
+        @functools.wraps(measure)
+        def measured(cfg, task, log):
+            with progress(cfg, points(cfg, task)) as bar:
+
+                def log_point(row: dict) -> None:
+                    log(row)
+                    bar.update()
+
+                return measure(cfg, task, log_point)
+
+        return measured
+
+    return wrap
+
+
 def random_tokens(vocab_size: int, batch: int, length: int, seed: int, device) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab_size, (batch, length), generator=g).to(device)  # [B, T]
 
 
 # --- checks of the `what` node: one line naming key, value and what is allowed -------------
+# Sanity limits, as seqbench.schema.LIMITS for the model and data keys: a count, a length or a
+# time beyond these is a typo, and would sit silent for hours (what.min_run_time=inf never ends)
+MAX_COUNT = LIMITS["batch_size"]  # batch sizes, warm-up calls, blocks, lengths
+MAX_SECONDS = 3600.0  # min_run_time, max_call_s: seconds per measured point
+
+
 def need(ok, key, value, allowed) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def positive_int(w, key) -> None:
+def _int(x, low, high) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and low <= x <= high
+
+
+def positive_int(w, key, high=MAX_COUNT) -> None:
+    v = w.get(key)
+    need(_int(v, 1, high), f"what.{key}", v, f"an integer in [1, {high}]")
+
+
+def positive_number(w, key, high=MAX_SECONDS) -> None:
+    """Seconds (every use is one): finite, > 0 and at most an hour per point."""
     v = w.get(key)
     need(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and 0 < v <= high,
         f"what.{key}",
         v,
-        "a positive integer",
+        f"a finite number in (0, {high:g}]",
     )
 
 
-def positive_number(w, key) -> None:
-    v = w.get(key)
-    need(
-        isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
-        f"what.{key}",
-        v,
-        "a number > 0",
-    )
-
-
-def int_list(w, key, minimum=1) -> None:
+def int_list(w, key, minimum=1, high=MAX_COUNT) -> None:
     v = w.get(key)
     items = list(v) if OmegaConf.is_list(v) or isinstance(v, list | tuple) else None
     need(
-        items
-        and all(isinstance(x, int) and not isinstance(x, bool) and x >= minimum for x in items),
+        items and all(_int(x, minimum, high) for x in items),
         f"what.{key}",
-        v,
-        f"a non-empty list of integers >= {minimum}",
+        OmegaConf.to_container(v) if OmegaConf.is_list(v) else v,
+        f"a non-empty list of integers in [{minimum}, {high}]",
     )
 
 
@@ -121,11 +166,27 @@ def choice_list(w, key, allowed) -> None:
 
 
 def check_variants(cfg: DictConfig, vocab_size: int, **overrides) -> None:
-    """Build each variant on the meta device (free) so its own checks run before any work."""
+    """Build each variant on the meta device (free) so its own checks run before any work; a
+    refused value is blamed on the what key that lists it (what.impls, what.layers)."""
     keys = list(overrides)
     values = [list(v) if v is not None else [None] for v in overrides.values()]
     for combo in _product(values):
-        build_model(variant(cfg.model, **dict(zip(keys, combo))), vocab_size)
+        try:
+            build_model(variant(cfg.model, **dict(zip(keys, combo))), vocab_size)
+        except ConfigError as e:
+            for k, v in zip(keys, values):
+                source = _listing(cfg.what, v)
+                if source and str(e).startswith(f"model.{k}="):
+                    raise ConfigError(f"what.{source}={v!r} is not allowed: {e}") from None
+            raise
+
+
+def _listing(what, values) -> str | None:
+    """The what key whose list is ``values``."""
+    for key, v in what.items():
+        if OmegaConf.is_list(v) and list(v) == values:
+            return str(key)
+    return None
 
 
 def _product(lists):
@@ -135,3 +196,25 @@ def _product(lists):
     for head in lists[0]:
         for rest in _product(lists[1:]):
             yield (head, *rest)
+
+
+# --- measurements of trained models ------------------------------------------------------------
+def check_train_study(w) -> None:
+    need(
+        isinstance(w.get("train_study"), str) and bool(w.train_study),
+        "what.train_study",
+        w.get("train_study"),
+        "a study name for the training runs",
+    )
+
+
+def training_config(cfg: DictConfig) -> DictConfig:
+    """The training run behind a measured model: this config without ``what``, under
+    ``what.train_study`` (same keys as conf/config.yaml, so the same content key as the
+    equivalent ``python -m seqbench.train`` command). ``fresh`` redoes the measurement, not
+    the training it reads: a complete training run is reused (retrain with seqbench.train)."""
+    node = OmegaConf.to_container(cfg, resolve=False)
+    node.pop("what")
+    node.pop("hydra", None)
+    node["study"], node["fresh"] = cfg.what.train_study, False
+    return OmegaConf.create(node)

@@ -18,7 +18,7 @@ cache. The report compares decode speed ratios with the training-step ratios of 
 
 import torch
 
-from seqbench.env import autocast, dtype_label, pick_device
+from seqbench.env import autocast, pick_device
 from seqbench.generate import decode, decode_recompute, prefill, state_bytes
 from seqbench.measure.common import (
     build_variant,
@@ -28,14 +28,16 @@ from seqbench.measure.common import (
     model_columns,
     positive_int,
     positive_number,
+    progress_over,
     random_tokens,
 )
-from seqbench.measure.timing import time_call
+from seqbench.measure.timing import hardware_columns, time_call
 
 MODES = ("state", "recompute", "teacher_forced")
 COLUMNS = (
     "model family impl mode context batch_size new_tokens s_per_token iqr_s_per_token"
-    " tokens_per_s state_bytes blocks threads device dtype d_model n_layers note"
+    " tokens_per_s state_bytes blocks threads device device_name torch cuda dtype d_model"
+    " n_layers note"
 ).split()
 
 
@@ -50,18 +52,15 @@ def check(cfg, task) -> None:
     check_variants(cfg, task.vocab_size)
 
 
-def measure(cfg, task, log) -> dict:
+@progress_over(lambda cfg, task: len(cfg.what.modes) * len(cfg.what.contexts))
+def measure(cfg, task, log) -> dict:  # one row per (mode, context), timed or skipped
     w, device = cfg.what, pick_device(cfg.device)
     amp = autocast(device)
     longest = max(w.contexts) + w.new_tokens
     model, node = build_variant(cfg, task.vocab_size, device, max_len=longest)
     model.eval()
-    base = model_columns(cfg, model, node) | {
-        "batch_size": w.batch_size,
-        "new_tokens": w.new_tokens,
-        "device": str(device),
-        "dtype": dtype_label(device),
-    }
+    sizes = {"batch_size": w.batch_size, "new_tokens": w.new_tokens}
+    base = model_columns(cfg, model, node) | sizes | hardware_columns(device)
     n = 0
     for mode in w.modes:
         stop = None

@@ -11,7 +11,9 @@ t allows). Through a recurrence the signal from t - d crosses d state updates an
 geometrically (Bengio et al. 1994; Hochreiter 1991); through attention every earlier position
 is one step away (Vaswani et al. 2017, Table 1, "maximum path length"). Measured for the
 untrained model (architecture alone) and for the model trained on the task by
-``seqbench.train.train`` (reusing its run directory when it is complete): ``trained`` column.
+``seqbench.train.train`` (reusing its run directory when it is complete): ``trained`` column;
+a trained row carries its training run's criterion, ``steps_to_criterion`` (empty when the
+criterion was not reached within the cap) and learning rate (calibrated when train.lr_grid).
 The embedding output is captured by a forward hook on ``model.embed`` (the naming
 convention of seqbench.models), so any model obeying the contract works.
 """
@@ -23,12 +25,19 @@ from omegaconf import OmegaConf
 from seqbench.config import build_model
 from seqbench.data import IGNORE
 from seqbench.env import pick_device
-from seqbench.measure.common import model_columns, need, positive_int
+from seqbench.measure.common import (
+    check_train_study,
+    model_columns,
+    need,
+    positive_int,
+    progress,
+    training_config,
+)
 from seqbench.train import trained_model
 
 COLUMNS = (
     "model family impl d_model n_layers trained d grad_norm grad_norm_std examples T distance"
-    " val_acc train_steps"
+    " val_acc train_steps lr criterion steps_to_criterion"
 ).split()
 
 
@@ -43,59 +52,51 @@ def check(cfg, task) -> None:
         "a non-empty list of booleans, e.g. [false, true]",
     )
     need(w.split in ("train", "val"), "what.split", w.split, "train or val")
-    need(
-        isinstance(w.train_study, str) and w.train_study,
-        "what.train_study",
-        w.train_study,
-        "a study name for the training runs",
-    )
-
-
-def training_config(cfg):
-    """The training run behind the trained model: this config without ``what``, under
-    ``what.train_study`` (same keys as conf/config.yaml, so the same content key as the
-    equivalent ``python -m seqbench.train`` command). ``fresh`` redoes the measurement, not
-    the training it reads: a complete training run is reused (retrain with seqbench.train)."""
-    node = OmegaConf.to_container(cfg, resolve=False)
-    node.pop("what")
-    node.pop("hydra", None)
-    node["study"] = cfg.what.train_study
-    node["fresh"] = False
-    return OmegaConf.create(node)
+    check_train_study(w)
 
 
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     out = {}
-    for trained in w.trained:
-        if trained:
-            model, summary = trained_model(training_config(cfg), device)
-            info = {"val_acc": summary.get("val_acc"), "train_steps": summary.get("step")}
-        else:
-            torch.manual_seed(cfg.seed)
-            model = build_model(cfg.model, task.vocab_size, device)
-            info = {"val_acc": None, "train_steps": 0}
-        tokens, targets = task.batch(w.split, 0, w.batch_size)
-        norms, dist = influence(model, tokens.to(device), targets.to(device))
-        T = tokens.size(1)
-        for d in range(T):
-            sel = norms[dist == d]
-            if sel.numel() == 0:
-                continue
-            log(
-                model_columns(cfg, model)
-                | {
-                    "trained": trained,
-                    "d": d,
-                    "grad_norm": sel.mean().item(),
-                    "grad_norm_std": sel.std().item() if sel.numel() > 1 else 0.0,
-                    "examples": sel.numel(),
-                    "T": T,
-                    "distance": cfg.data.get("distance"),
-                    **info,
+    with progress(cfg, len(w.trained), unit="model") as bar:  # untrained, trained
+        for trained in w.trained:
+            if trained:
+                model, summary = trained_model(training_config(cfg), device)
+                # what the model learned is only read against whether it learned: the criterion
+                # (censored at the cap: no steps_to_criterion) and the lr it was trained with
+                info = {
+                    "val_acc": summary.get("val_acc"),
+                    "train_steps": summary.get("step"),
+                    "lr": summary.get("lr"),
+                    "criterion": summary.get("criterion"),
+                    "steps_to_criterion": summary.get("steps_to_criterion"),
                 }
-            )
-        out[f"trained={trained}"] = info
+            else:
+                torch.manual_seed(cfg.seed)
+                model = build_model(cfg.model, task.vocab_size, device)
+                info = {"val_acc": None, "train_steps": 0}
+            tokens, targets = task.batch(w.split, 0, w.batch_size)
+            norms, dist = influence(model, tokens.to(device), targets.to(device))
+            T = tokens.size(1)
+            for d in range(T):
+                sel = norms[dist == d]
+                if sel.numel() == 0:
+                    continue
+                log(
+                    model_columns(cfg, model)
+                    | {
+                        "trained": trained,
+                        "d": d,
+                        "grad_norm": sel.mean().item(),
+                        "grad_norm_std": sel.std().item() if sel.numel() > 1 else 0.0,
+                        "examples": sel.numel(),
+                        "T": T,
+                        "distance": cfg.data.get("distance"),
+                        **info,
+                    }
+                )
+            out[f"trained={trained}"] = info
+            bar.update()
     return out
 
 

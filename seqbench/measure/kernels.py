@@ -41,6 +41,7 @@ from seqbench.measure.common import (
     need,
     positive_int,
     positive_number,
+    progress_over,
     random_tokens,
 )
 from seqbench.measure.timing import time_call
@@ -109,7 +110,8 @@ def check(cfg, task) -> None:
     check_variants(cfg, task.vocab_size, impl=impls(cfg))
 
 
-def measure(cfg, task, log) -> dict:
+@progress_over(lambda cfg, task: len(impls(cfg)) * len(cfg.what.paths))
+def measure(cfg, task, log) -> dict:  # one row per (impl, path), profiled or skipped
     w, device = cfg.what, pick_device(cfg.device)
     prompt = random_tokens(task.vocab_size, w.batch_size, w.context, cfg.seed, device)
     n = 0

@@ -14,7 +14,12 @@ bidirectional encoder on 15%-masked-token prediction (Devlin et al. 2019, BERT;
 - **next word from the prefix**: on held-out windows x_1..x_T and a prefix length p, the
   cross-entropy of x_{p+1} given x_1..x_p. The causal model reads the prefix and predicts at
   its last position; the masked model reads ``x_1..x_p [MASK]`` and fills the mask. This is
-  the generation use the lecture talks about.
+  the generation use the lecture talks about;
+- **each objective in its own distribution** (``own_loss``): held-out loss on the task the
+  model was trained for, over the same number of held-out windows (causal: every next token;
+  masked: the 15% masked tokens, read from both sides). The masked model is judged on the
+  prefix task it never trained for, so this is its control: a masked model that has not
+  learned its own task says nothing about the objective.
 
 ``measure`` is the ``what=prefix_eval`` measurement: for the budget ``cfg.train.steps`` it
 gets both trained models from ``seqbench.train.train`` (which skips complete runs) and logs
@@ -35,9 +40,9 @@ from seqbench.flops import train_step_flops
 from seqbench.train import trained_model
 
 COLUMNS = (
-    "objective steps prefix_len prefix_loss prefix_acc n_eval flops_per_step"
+    "objective steps seed lr prefix_len prefix_loss prefix_acc n_eval flops_per_step"
     " train_flops targets_total targets_per_pass targets_per_seq tokens_per_pass"
-    " val_loss params_total train_run"
+    " val_loss own_loss own_n unigram_xent params_total train_run"
 ).split()
 OBJECTIVES = ("causal", "masked")
 
@@ -92,6 +97,22 @@ def prefix_loss(
         count += len(nxt)
     model.train()
     return loss_sum / count, correct / count, count
+
+
+@torch.no_grad()
+def own_loss(model, task, n_batches: int, batch_size: int, device) -> tuple[float, int]:
+    """(mean loss, count) over the scored positions of ``task``'s held-out batches: the
+    objective the model was trained on, in its own distribution."""
+    model.eval()
+    loss_sum, count = 0.0, 0
+    for i in range(n_batches):
+        tokens, targets = (t.to(device) for t in task.batch("val", i, batch_size))  # [B, T]
+        logits, _ = model(tokens)  # [B, T, V]
+        flat = logits.flatten(0, 1).float(), targets.flatten()  # [B T, V], [B T]
+        loss_sum += float(F.cross_entropy(*flat, ignore_index=IGNORE, reduction="sum"))
+        count += int((targets != IGNORE).sum())
+    model.train()
+    return loss_sum / max(count, 1), count
 
 
 # --- the what=prefix_eval measurement ------------------------------------------------------
@@ -153,12 +174,18 @@ def measure(cfg: DictConfig, task, log) -> dict:
         tokens, targets = otask.batch("train", 0, tcfg.train.batch_size)
         flops = train_step_flops(copy.deepcopy(model).cpu(), tokens, targets)
         steps = tcfg.train.steps
+        own, own_n = own_loss(model, otask, w.eval_batches, w.batch_size, device)
         fixed = {
             "objective": objective,
             "steps": steps,
+            "seed": cfg.seed,
+            "lr": result.get("lr"),
             "flops_per_step": flops,
             "train_flops": flops * steps,
             "val_loss": result.get("val_loss"),
+            "own_loss": own,
+            "own_n": own_n,
+            "unigram_xent": task.unigram_xent,
             "params_total": sum(p.numel() for p in model.parameters()),
             "train_run": Path(result["run_dir"]).name,
         }
@@ -174,4 +201,5 @@ def measure(cfg: DictConfig, task, log) -> dict:
         summary[f"{objective}_prefix_loss"] = sum(losses) / len(losses)
         summary[f"{objective}_targets_per_pass"] = fixed["targets_per_pass"]
         summary[f"{objective}_train_flops"] = fixed["train_flops"]
+        summary[f"{objective}_own_loss"] = own
     return summary

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import ConfigError, build_model
 from seqbench.env import pick_device
+from seqbench.measure.common import progress
 from seqbench.models.transformer import POSITIONS
 from seqbench.train import trained_model
 
@@ -113,35 +114,42 @@ def measure(cfg: DictConfig, task, log) -> dict:
     tokens, _ = task.batch("val", 0, w.batch_size)
     tokens = tokens.to(device)  # [B, T]: real task sequences, so the probe sees real inputs
     summary = {}
-    for pos in w.positions:
-        for causal in (False, True):
-            vcfg = _variant(cfg, pos, causal)
-            torch.manual_seed(cfg.seed)
-            model = build_model(vcfg.model, task.vocab_size, device)
-            row = {
-                "causal": causal,
-                "pos": pos,
-                "state": "init",
-                "seq_len": task.seq_len,
-                "equivariance_error": equivariance_error(model, tokens, w.n_perms, cfg.seed),
-                "probe_r2": position_probe(model, tokens),
-            }
-            log(row)
-            summary[f"{'causal' if causal else 'bidir'}_{pos}_equivariance_error"] = row[
-                "equivariance_error"
-            ]
-            if not (causal and w.trained):
-                continue
-            model, result = trained_model(vcfg, device)  # a complete run is reused
-            log(
-                row
-                | {
-                    "state": "trained",
+    # every encoding untrained, bidirectional and causal, then the causal one trained
+    points = len(w.positions) * (3 if w.trained else 2)
+    with progress(cfg, points, unit="model") as bar:
+        for pos in w.positions:
+            for causal in (False, True):
+                vcfg = _variant(cfg, pos, causal)
+                torch.manual_seed(cfg.seed)
+                model = build_model(vcfg.model, task.vocab_size, device)
+                row = {
+                    "causal": causal,
+                    "pos": pos,
+                    "state": "init",
+                    "seq_len": task.seq_len,
                     "equivariance_error": equivariance_error(model, tokens, w.n_perms, cfg.seed),
                     "probe_r2": position_probe(model, tokens),
-                    "val_acc": result.get("val_acc"),
-                    "val_loss": result.get("val_loss"),
-                    "train_run": Path(result["run_dir"]).name,
                 }
-            )
+                log(row)
+                summary[f"{'causal' if causal else 'bidir'}_{pos}_equivariance_error"] = row[
+                    "equivariance_error"
+                ]
+                bar.update()
+                if not (causal and w.trained):
+                    continue
+                model, result = trained_model(vcfg, device)  # a complete run is reused
+                log(
+                    row
+                    | {
+                        "state": "trained",
+                        "equivariance_error": equivariance_error(
+                            model, tokens, w.n_perms, cfg.seed
+                        ),
+                        "probe_r2": position_probe(model, tokens),
+                        "val_acc": result.get("val_acc"),
+                        "val_loss": result.get("val_loss"),
+                        "train_run": Path(result["run_dir"]).name,
+                    }
+                )
+                bar.update()
     return summary

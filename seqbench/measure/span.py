@@ -26,6 +26,7 @@ from seqbench.measure.common import (
     int_list,
     model_columns,
     positive_int,
+    progress,
     random_tokens,
 )
 from seqbench.measure.trace import trace_model
@@ -59,28 +60,31 @@ def measure(cfg, task, log) -> dict:
     # a model without n_layers in its config is measured once, at its own depth
     depths = list(w.layers) if "n_layers" in cfg.model else [None]
     n = 0
-    for L in depths:
-        model, node = build_variant(
-            cfg, task.vocab_size, device, max_len=max_t, n_layers=L, impl=traced_impl(cfg)
-        )
-        for T in w.lengths:
-            tokens = random_tokens(task.vocab_size, w.batch_size, T, cfg.seed, device)
-            for p in w.passes:
-                if p == "forward_backward" and T > w.backward_max_len:
-                    continue
-                t0 = time.perf_counter()
-                stats = trace_model(model, tokens, backward=p == "forward_backward")
-                log(
-                    model_columns(cfg, model, node)
-                    | {
-                        "T": T,
-                        "batch_size": w.batch_size,
-                        "pass": p,
-                        **stats.row(),
-                        "untracked_inputs": stats.untracked_inputs,
-                        "unseen_writes": stats.unseen_writes,
-                        "seconds": time.perf_counter() - t0,
-                    }
-                )
-                n += 1
+    with progress(cfg, len(depths) * len(w.lengths) * len(w.passes)) as bar:
+        for L in depths:
+            model, node = build_variant(
+                cfg, task.vocab_size, device, max_len=max_t, n_layers=L, impl=traced_impl(cfg)
+            )
+            for T in w.lengths:
+                tokens = random_tokens(task.vocab_size, w.batch_size, T, cfg.seed, device)
+                for p in w.passes:
+                    if p == "forward_backward" and T > w.backward_max_len:
+                        bar.update()  # skipped: a point of the grid all the same
+                        continue
+                    t0 = time.perf_counter()
+                    stats = trace_model(model, tokens, backward=p == "forward_backward")
+                    log(
+                        model_columns(cfg, model, node)
+                        | {
+                            "T": T,
+                            "batch_size": w.batch_size,
+                            "pass": p,
+                            **stats.row(),
+                            "untracked_inputs": stats.untracked_inputs,
+                            "unseen_writes": stats.unseen_writes,
+                            "seconds": time.perf_counter() - t0,
+                        }
+                    )
+                    n += 1
+                    bar.update()
     return {"points": n, "traced_impl": impl_of(node)}

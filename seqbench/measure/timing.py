@@ -22,7 +22,7 @@ import torch
 from torch.utils.benchmark import Measurement, Timer
 from torch.utils.benchmark.utils.timer import timer as clock
 
-from seqbench.env import autocast, dtype_label, pick_device, sync
+from seqbench.env import autocast, device_name, dtype_label, pick_device, sync
 from seqbench.measure.common import (
     build_variant,
     check_variants,
@@ -32,15 +32,17 @@ from seqbench.measure.common import (
     model_columns,
     positive_int,
     positive_number,
+    progress_over,
     random_tokens,
 )
-from seqbench.train import make_optimizer, train_step
+from seqbench.step import make_optimizer, train_step
 
 MODES = ("fixed_batch", "fixed_tokens")
 STEPS = ("forward", "train_step")
 COLUMNS = (
     "model family impl mode step T batch_size tokens median_s iqr_s blocks"
-    " calls_per_block tokens_per_s threads device dtype d_model n_layers note"
+    " calls_per_block tokens_per_s threads device device_name torch cuda dtype d_model n_layers"
+    " note"
 ).split()
 
 
@@ -100,15 +102,18 @@ def _train_fn(model, tokens, device, t):
     return lambda: train_step(model, params, opt, tokens, targets, clip, amp)
 
 
+def _points(cfg, task) -> int:
+    w = cfg.what
+    return len(impls(cfg)) * len(w.modes) * len(w.steps) * len(w.lengths)
+
+
+@progress_over(_points)  # one row per point, timed or skipped
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     n = 0
     for impl in impls(cfg):
         model, node = build_variant(cfg, task.vocab_size, device, max_len=max(w.lengths), impl=impl)
-        base = model_columns(cfg, model, node) | {
-            "device": str(device),
-            "dtype": dtype_label(device),
-        }
+        base = model_columns(cfg, model, node) | hardware_columns(device)
         for mode in w.modes:
             for step in w.steps:
                 stop = None  # why this series stopped growing T
@@ -139,6 +144,19 @@ def measure(cfg, task, log) -> dict:
                     n += 1
         del model
     return {"points": n}
+
+
+def hardware_columns(device) -> dict:
+    """What a timed row was measured on: device, its name, torch and CUDA versions, dtype
+    (a verdict on timings names them; a CPU row cannot decide a claim about parallel
+    hardware)."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cuda": f"CUDA {torch.version.cuda}" if device.type == "cuda" else None,  # text, not 12.1
+        "dtype": dtype_label(device),
+    }
 
 
 def _time_point(model, step, B, T, cfg, task, device) -> dict:

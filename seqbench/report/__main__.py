@@ -1,6 +1,8 @@
 """python -m seqbench.report --runs DIR [--results DIR] [--force]: aggregate runs, write the report.
 
-The report reads run directories and writes ``<results>/{README.md, *.csv, *.png}``; by
+The report reads run directories and writes ``<results>/{README.md, *.csv, *.png}``: the
+README opens with the claims table and, after it, ``contact_sheet.png``, the figures that
+decide each claim at a glance (seqbench/report/contact.py); then one section per study. By
 default ``<runs>/report``, so re-aggregating some other runs folder never touches the
 committed ``results/`` (``make bench`` passes ``--results results``). A results folder
 remembers which runs folder wrote it (``.report.json``): writing it from another one needs
@@ -19,12 +21,13 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 
 from seqbench import store, studies  # noqa: E402
 from seqbench.errors import ConfigError  # noqa: E402
-from seqbench.report import generic, stability  # noqa: E402
+from seqbench.report import contact, generic, stability  # noqa: E402
 from seqbench.report.claims import claims_table, legend  # noqa: E402
 from seqbench.report.collect import collect  # noqa: E402
 from seqbench.report.plot import Figures  # noqa: E402
@@ -51,8 +54,11 @@ def model_families(tables) -> dict:
 
 
 def study_parts(module, tables, figs):
-    """(verdicts, markdown) of one study, each contained."""
+    """(verdicts, markdown) of one study, each contained. The figures the section marks with
+    ``decides`` go on the contact sheet; a section that marks none lends all its figures to
+    the claims the study decides."""
     name = studies.study_name(module)
+    before, marked = len(figs.written), {p for ps in figs.deciding.values() for p in ps}
     try:
         verdicts = stability.annotate(module, name, tables, list(module.verdicts(tables)))
     except Exception as e:
@@ -61,10 +67,29 @@ def study_parts(module, tables, figs):
         md = module.section(tables, figs)
     except Exception as e:
         md = f"_This section failed to render: {first_line(e)}_"
+    new = figs.written[before:]
+    if not {p for ps in figs.deciding.values() for p in ps} - marked:
+        for claim in module.DECIDES:
+            figs.deciding.setdefault(claim, []).extend(new)
     return verdicts, md
 
 
-def write_report(runs_root, results, force=False) -> Path:
+def other_machines(results: Path, compare) -> dict:
+    """{label: verdicts table} of other reports to quote (``--compare``; by default the
+    ``gpu/`` report inside this results folder, which `make gpu-unpack` writes)."""
+    dirs = [Path(c) for c in compare] if compare is not None else [results / "gpu"]
+    out = {}
+    for d in dirs:
+        path = d / "verdicts.csv"
+        if path.is_file():
+            try:
+                out[d.name] = pd.read_csv(path)
+            except Exception:  # another report's damaged file: quoted as absent, not fatal
+                continue
+    return out
+
+
+def write_report(runs_root, results, force=False, compare=None) -> Path:
     runs_root, results = Path(runs_root), Path(results)
     previous = check_results(runs_root, results, force)
     results.mkdir(parents=True, exist_ok=True)
@@ -93,6 +118,11 @@ def write_report(runs_root, results, force=False) -> Path:
     ):
         if md:
             body.append(f"## {title}\n\n{md}\n")
+    sheet = contact.sheet(results, figs.deciding)
+    table = generic.verdict_rows(verdicts)
+    store.atomic_write_text(results / "verdicts.csv", table.to_csv(index=False))
+    written.append("verdicts.csv")
+    both = generic.machines(table, other_machines(results, compare))
     lost = sorted(set(previous.get("studies", [])) - present)
     if lost:
         print(
@@ -114,6 +144,8 @@ def write_report(runs_root, results, force=False) -> Path:
             "",
             claims_table(verdicts, extra),
             "",
+            *(["### On each machine", "", both, ""] if both else []),
+            *([sheet, ""] if sheet else []),
             *(
                 [f"Studies of the previous report missing here: {', '.join(lost)}.", ""]
                 if lost
@@ -128,7 +160,7 @@ def write_report(runs_root, results, force=False) -> Path:
     )
     out = results / "README.md"
     store.atomic_write_text(out, readme)
-    written += ["README.md", *figs.written]
+    written += ["README.md", *figs.written, *([contact.NAME] if sheet else [])]
     for stale in set(previous.get("files", [])) - set(written):
         (results / stale).unlink(missing_ok=True)
     manifest = {
@@ -163,14 +195,39 @@ def check_results(runs_root: Path, results: Path, force: bool) -> dict:
 
 
 def main(argv=None) -> int:
+    order = ", ".join(studies.study_name(m) for m in studies.all_studies())
     ap = argparse.ArgumentParser(
         prog="python -m seqbench.report",
-        description=__doc__,
+        description=__doc__.replace("``", ""),
+        epilog=f"Sections, in report order (seqbench/studies/): {order}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--runs", default="runs", help="directory holding run directories")
-    ap.add_argument("--results", default=None, help="where to write (default <runs>/report)")
-    ap.add_argument("--force", action="store_true", help="replace another runs folder's report")
+    ap.add_argument(
+        "--runs",
+        default="runs",
+        metavar="DIR",
+        help="the folder holding the run directories (train/measure/perf out_dir; default: runs)",
+    )
+    ap.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="where README.md, the tables (*.csv) and the figures (*.png) go "
+        "(default: <runs>/report; make bench writes results/)",
+    )
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="let this runs folder replace the report another runs folder wrote in --results",
+    )
+    ap.add_argument(
+        "--compare",
+        nargs="*",
+        default=None,
+        metavar="DIR",
+        help="other reports (folders with verdicts.csv) whose hardware-stamped verdicts "
+        "(C4 time, C9) are shown beside this one's (default: <results>/gpu if it exists)",
+    )
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     if not runs.is_dir():
@@ -180,7 +237,11 @@ def main(argv=None) -> int:
         )
         return 2
     try:
-        out = write_report(runs, args.results or runs / "report", args.force)
+        from seqbench.cli import check_dir
+
+        results = args.results if args.results is not None else str(runs / "report")
+        check_dir(f"--results={results}", results)
+        out = write_report(runs, results, args.force, args.compare)
     except ConfigError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)
         return 2

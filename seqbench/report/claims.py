@@ -37,6 +37,7 @@ def claims_table(verdicts: list[Verdict], extra: dict[str, str] | None = None) -
                     "measured": v.measured,
                     "rule": v.rule,
                     "verdict": f"**{v.verdict}**",
+                    "hardware": v.hardware or "-",
                     "stability": v.stability or "-",
                 }
             )

@@ -134,11 +134,14 @@ def other_runs(tables, studies: set[str], figs) -> str:
         names = sorted(other.study.unique())
         fig, axes = figs.figure(ncols=len(names), width=4.5)
         for ax, study in zip(axes, names):
-            for run, g in curves[curves.run.isin(other[other.study == study].run)].groupby("run"):
-                model = g.model.iloc[0]
-                ax.plot(g.step, g.train_loss, color=figs.color(model), label=f"{model}: {run}")
+            mine = curves[curves.run.isin(other[other.study == study].run)]
+            for model, g in mine.groupby("model"):  # the mean over a model's runs (seeds, ...)
+                mean = g.groupby("step").train_loss.mean()
+                n = g.run.nunique()
+                figs.line(ax, mean.index, mean.values, model=model,
+                          label=f"{model} ({n} run{'s' * (n > 1)})")  # fmt: skip
             ax.set(title=f"study {study}", xlabel="training step", ylabel="train loss (nats)")
-            ax.legend(fontsize=6)
+        figs.legend(fig)
         parts.append(figs.save(fig, "other_runs_loss"))
     return "\n\n".join(parts)
 

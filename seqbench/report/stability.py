@@ -69,13 +69,13 @@ def half_budget(tables: dict) -> dict:
     }
 
 
-def _touches(before: dict, after: dict, study: str) -> bool:
-    """Did the perturbation change any row of this study?"""
+def _touches(before: dict, after: dict, studies: set) -> bool:
+    """Did the perturbation change any row of these studies?"""
     for name, df in before.items():
         if df is None or df.empty or "study" not in df:
             continue
         new = after.get(name)
-        mine = df.study == study
+        mine = df.study.isin(studies)
         if new is None or len(new) != len(df) or (new.index != df.index).any():
             if mine.any():
                 return True
@@ -85,22 +85,35 @@ def _touches(before: dict, after: dict, study: str) -> bool:
     return False
 
 
-def perturbations(tables: dict):
-    runs = tables.get("runs")
-    seeds = sorted(runs.seed.dropna().unique()) if runs is not None and "seed" in runs else []
-    for s in seeds:
-        yield f"without seed {int(s)}", without_seed(tables, s)
+def seeds_of(tables: dict, studies: set) -> list:
+    """The seeds behind these studies' rows, in any table that has a seed column."""
+    seeds = set()
+    for df in tables.values():
+        if df is not None and not df.empty and {"seed", "study"} <= set(df):
+            seeds |= set(df.seed[df.study.isin(studies)].dropna().unique())
+    return sorted(seeds)
+
+
+def perturbations(tables: dict, seeds=()):
+    """(label, perturbed tables): leaving each seed out (only where there are two or more:
+    leaving out the only seed leaves no data, which says nothing), and half the budget."""
+    if len(seeds) >= 2:
+        for s in seeds:
+            yield f"without seed {int(s)}", without_seed(tables, s)
     yield "at half the budget", half_budget(tables)
 
 
 def annotate(module, study: str, tables: dict, verdicts: list) -> list:
-    """The verdicts with their stability column filled."""
+    """The verdicts with their stability column filled. A study whose verdicts read other
+    studies' runs names them in ``READS`` (optional), so their perturbations count."""
     if not verdicts:
         return verdicts
+    reads = {study, *getattr(module, "READS", ())}
     flips = {id(v): [] for v in verdicts}
     applied = 0
-    for label, perturbed in perturbations(tables):
-        if not _touches(tables, perturbed, study):
+    seeds = seeds_of(tables, reads)
+    for label, perturbed in perturbations(tables, seeds):
+        if not _touches(tables, perturbed, reads):
             continue
         applied += 1
         try:
@@ -118,4 +131,6 @@ def annotate(module, study: str, tables: dict, verdicts: list) -> list:
             v.stability = "n/a (no seeds or training budget behind it)"
         else:
             v.stability = "; ".join(flips[id(v)]) or "stable"
+            if len(seeds) < 2:
+                v.stability += " (one seed: none to leave out)"
     return verdicts

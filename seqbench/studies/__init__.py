@@ -12,6 +12,7 @@ and the module holds
     ORDER: int                  position in the report
     DECIDES: tuple[str, ...]    the claims its verdicts speak to ("C5", ...)
     CLAIMS: dict (optional)     claims beyond the lecture it adds: {"C3*": "one line"}
+    READS: tuple (optional)     other studies whose runs its verdicts read (for stability)
     BENCH: dict                 profile -> list of Job (smoke, cpu, gpu)
     RULE / *_RULE: Rule         thresholds, and the rule's sentence generated from them
     def verdicts(tables) -> list[Verdict]     pure: tables in, verdicts out

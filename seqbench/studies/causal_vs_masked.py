@@ -1,145 +1,220 @@
 """Causal versus masked objective at equal counted compute (C8).
 
 Rows of the ``objectives`` table (seqbench/measure/objectives.py, ``what=prefix_eval``): for
-each step budget, the same Transformer trained causally and as a masked bidirectional encoder
-on the same text; training FLOPs counted by ``seqbench.flops``; the exact number of supervised
-targets per pass; and both models' held-out loss at predicting the next word from the prefix
-alone (the masked model fills a [MASK] placed right after the prefix).
+each step budget and seed, the same Transformer trained causally and as a masked
+bidirectional encoder on the same text; training FLOPs counted by ``seqbench.flops``; the
+exact number of supervised targets per pass; both models' held-out loss at predicting the
+next word from the prefix alone (the masked model fills a [MASK] placed right after the
+prefix); and each model's held-out loss on its own objective (``own_loss``: in distribution).
+
+Verdict per budget on the difference masked - causal of the prefix loss (mean over prefix
+lengths per seed; 95% interval over seeds). Controls: the FLOPs of the two objectives match
+within RULE.matched, and at the largest budget each model's own held-out loss lies below
+RULE.learned x the unigram cross-entropy (a masked model that never learned its own task
+cannot tell the objectives apart).
 """
 
 import pandas as pd
-from matplotlib.ticker import NullFormatter
 
-from seqbench.report.plot import md_table
+from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, measure
+from seqbench.studies._common import best_of_grid
 
 TITLE = "Causal versus masked objective (C8)"
 ORDER = 50
 DECIDES = ("C8",)
 RULE = Rule(
     "supported if the causal model's next-word-from-prefix loss is lower than the masked "
-    "model's at every compute budget (FLOPs matched within {matched:.0%}), not supported if "
-    "it is never lower, nuanced otherwise",
+    "model's at every compute budget (95% interval of masked - causal over seeds above 0; "
+    "FLOPs matched within {matched:.0%}), not supported if it is higher at every budget, "
+    "nuanced if lower at some and higher at others; inconclusive if an interval includes 0, "
+    "the FLOPs differ more, or a model's own held-out loss at the largest budget is not below "
+    "{learned} x the unigram cross-entropy (the control)",
     matched=0.05,  # compute counts as equal when the FLOPs differ by less than this fraction
+    learned=1.0,  # the control: learned from context at all (a masked model learns slowly)
 )
-# both lines are the same Transformer, so the model palette cannot tell them apart: the two
-# objectives get colours of their own
-COLORS = {"causal": "tab:blue", "masked": "tab:purple"}
+OBJECTIVES = ("causal", "masked")
 _RUN = ("-m", "what=prefix_eval", "+experiment=causal_vs_masked")
 BENCH = {
-    "smoke": [measure("causal_vs_masked", *_RUN, "train.steps=10,20", "what.eval_batches=1")],
+    "smoke": [measure("causal_vs_masked", *_RUN, "train.steps=10,20", "seed=0",
+                      "what.eval_batches=1", "train.lr_control={train.steps:5}")],
     "cpu": [measure("causal_vs_masked", *_RUN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")],
     "gpu": [
         measure("causal_vs_masked", *_RUN, "model.size=s", "data.seq_len=256",
-                "train.steps=250,500,1000,2000,4000", "train.threads=2",
+                "train.steps=250,500,1000,2000,4000", "train.lr_grid=null",
+                "train.lr=1.0e-3,3.0e-3,1.0e-2", "train.threads=2",
                 "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"),
     ],
 }  # fmt: skip
 
 
-def budget_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per (objective, steps): mean prefix loss over prefix lengths and the counts."""
+def seed_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per (objective, steps, seed): prefix loss averaged over prefix lengths, the
+    model's own held-out loss, its counted FLOPs and targets. Where the lr was swept (the
+    GPU profile), the lr with the lowest mean prefix loss per (objective, steps) is kept."""
     ok = complete(objectives)  # every prefix_eval row, whichever study ran it
     if ok.empty:
         return ok
-    return (
-        ok.groupby(["objective", "steps"])
-        .agg(
-            train_flops=("train_flops", "mean"),
-            prefix_loss=("prefix_loss", "mean"),
-            prefix_acc=("prefix_acc", "mean"),
-            targets_per_pass=("targets_per_pass", "mean"),
-            tokens_per_pass=("tokens_per_pass", "mean"),
-            val_loss=("val_loss", "mean"),
-        )
-        .reset_index()
-    )
+    if "seed" not in ok:
+        ok = ok.assign(seed=0)
+    if "own_loss" not in ok:  # rows written before the in-distribution evaluation
+        ok = ok.assign(own_loss=ok.get("val_loss"))
+    if "lr" not in ok:
+        ok = ok.assign(lr=float("nan"))
+    agg = {c: (c, "mean") for c in ("train_flops", "prefix_loss", "prefix_acc", "own_loss",
+                                    "targets_per_pass", "tokens_per_pass", "unigram_xent")
+           if c in ok}  # fmt: skip
+    per_seed = ok.groupby(["objective", "steps", "seed", "lr"], dropna=False).agg(**agg)
+    per_seed = per_seed.reset_index().assign(model=lambda d: d.objective)  # one "model" each
+    return best_of_grid(per_seed, ["steps"], metric="prefix_loss").drop(columns="model")
 
 
-def verdict(table: pd.DataFrame) -> tuple[str, str] | None:
+def budget_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """One row per (objective, steps): every figure as mean [95% interval] over seeds."""
+    rows = []
+    for (obj, steps), g in per_seed.groupby(["objective", "steps"]):
+        row = {"objective": obj, "steps": int(steps), "seeds": g.seed.nunique(),
+               "train_flops": float(g.train_flops.mean())}  # fmt: skip
+        for c in ("prefix_loss", "prefix_acc", "own_loss"):
+            if c in g:
+                row[c] = fmt(estimate(g[c]))
+        if "lr" in g:
+            row["lr"] = ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique()))
+        if "targets_per_pass" in g:
+            row["targets_per_pass"] = float(g.targets_per_pass.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict(per_seed: pd.DataFrame) -> tuple[str, str] | None:
     """(verdict, measured) over the budgets both objectives measured; None without both."""
-    wide = table.pivot(
-        index="steps",
-        columns="objective",
-        values=["prefix_loss", "train_flops", "targets_per_pass"],
-    ).dropna()  # [budgets, (value, objective)]
-    if wide.empty or "causal" not in wide.prefix_loss or "masked" not in wide.prefix_loss:
+    if per_seed.empty or set(OBJECTIVES) - set(per_seed.objective):
         return None
-    causal, masked = wide.prefix_loss.causal, wide.prefix_loss.masked
-    flops_gap = (wide.train_flops.masked / wide.train_flops.causal - 1).abs().max()
-    ratio = (wide.targets_per_pass.causal / wide.targets_per_pass.masked).mean()
-    wins = int((causal < masked).sum())
+    budgets = sorted(set.intersection(*(set(g.steps) for _, g in per_seed.groupby("objective"))))
+    if not budgets:
+        return None
+    by = {(o, s): g for (o, s), g in per_seed.groupby(["objective", "steps"])}
+    diffs = {s: difference(by["masked", s].prefix_loss, by["causal", s].prefix_loss)
+             for s in budgets}  # fmt: skip
+    flops = {o: per_seed[per_seed.objective == o].groupby("steps").train_flops.mean()
+             for o in OBJECTIVES}  # fmt: skip
+    flops_gap = float((flops["masked"][budgets] / flops["causal"][budgets] - 1).abs().max())
+    ratio = (
+        per_seed[per_seed.objective == "causal"].targets_per_pass.mean()
+        / per_seed[per_seed.objective == "masked"].targets_per_pass.mean()
+    )
+    seeds = int(per_seed.groupby(["objective", "steps"]).seed.nunique().min())
     measured = (
-        "next-word-from-prefix loss causal vs masked: "
-        + ", ".join(f"{c:.2f} vs {m:.2f}" for c, m in zip(causal, masked))
-        + f" at {len(wide)} budgets "
-        f"(up to {wide.train_flops.causal.max():.2e} FLOPs, matched within "
-        f"{flops_gap:.1%}); supervised targets per pass causal/masked = {ratio:.1f}x"
+        "next-word-from-prefix loss masked - causal: "
+        + ", ".join(f"{fmt(d)} nats at {s} steps" for s, d in diffs.items())
+        + f" ({seeds} seed{'s' * (seeds > 1)}; up to "
+        f"{flops['causal'][budgets].max():.2e} FLOPs, matched within {flops_gap:.1%}); "
+        f"supervised targets per pass causal/masked = {ratio:.1f}x"
+    )
+    top = budgets[-1]
+    bar = RULE.learned * float(per_seed.unigram_xent.mean()) if "unigram_xent" in per_seed else None
+    own = {o: estimate(by[o, top].own_loss) for o in OBJECTIVES}
+    measured += "; own held-out loss at the largest budget " + ", ".join(
+        f"{o} {fmt(e)}" for o, e in own.items()
     )
     if flops_gap > RULE.matched:
-        return "nuanced", measured + " (compute not matched)"
-    if wins == len(wide):
+        return "inconclusive", measured + " (compute not matched)"
+    failed = [o for o, e in own.items() if bar is None or not e.below(bar)]
+    if failed:
+        return "inconclusive", measured + f"; control not met: {', '.join(failed)}"
+    signs = [d.sign for d in diffs.values()]
+    if 0 in signs:
+        return "inconclusive", measured
+    if all(s > 0 for s in signs):
         return "supported", measured
-    if wins == 0:
+    if all(s < 0 for s in signs):
         return "not supported", measured
     return "nuanced", measured
 
 
 def verdicts(tables) -> list[Verdict]:
-    table = budget_table(tables.get("objectives"))
-    result = verdict(table) if not table.empty else None
+    result = verdict(seed_table(tables.get("objectives")))
     if result is None:
         return []
     v, measured = result
     return [Verdict("C8", "causal_vs_masked (text, counted FLOPs)", measured, RULE, v)]
 
 
-def _masked_share(table: pd.DataFrame) -> str:
+def _masked_share(per_seed: pd.DataFrame) -> str:
     """'on 15% masked tokens', as the masked runs' targets per pass say; '' without them."""
-    m = table[table.objective == "masked"]
+    m = per_seed[per_seed.objective == "masked"]
+    if m.empty or "tokens_per_pass" not in m:
+        return ""
     share = (m.targets_per_pass / m.tokens_per_pass).mean()
     return f" on {share:.0%} masked tokens" if pd.notna(share) else ""
 
 
-def section(tables, figs) -> str:
-    table = budget_table(tables.get("objectives"))
-    if table.empty:
-        return "_No completed prefix_eval measurements yet._"
-    fig, axes = figs.figure(ncols=2, width=4.6)  # left: loss vs FLOPs; right: vs prefix length
-    for obj, g in table.groupby("objective"):
-        g = g.sort_values("train_flops")
-        axes[0].plot(g.train_flops, g.prefix_loss, marker="o", label=obj, color=COLORS.get(obj))
-    axes[0].set(
-        xscale="log",
-        xlabel="training FLOPs (counted)",
-        ylabel="next-word loss from the prefix",
-        title="held-out, mean over prefixes",
+def _lr_how(rows: pd.DataFrame) -> str:
+    """How each objective got its learning rate, read from the rows."""
+    if "lr" not in rows or rows.lr.isna().all():
+        return "one learning rate for both."
+    swept = rows.groupby(["objective", "steps", "seed"]).lr.nunique().max() > 1
+    if swept:
+        return "the lr swept over a grid in every cell, the best per objective and budget kept."
+    return (
+        "each objective with its own learning rate, calibrated on a short control run (seed 0) "
+        "and reused by every budget and seed."
     )
-    axes[0].xaxis.set_minor_formatter(NullFormatter())  # 3x10^11, 4x10^11 ... would overlap
-    axes[0].legend(fontsize=8)
+
+
+def _points(ax, figs, per_seed, x, y, ylabel):
+    """One line per objective: mean of ``y`` over seeds with its interval as error bars."""
+    for obj, g in per_seed.groupby("objective"):
+        est = [(float(s[x].mean()), estimate(s[y])) for _, s in g.groupby("steps")]
+        xs, es = [p for p, _ in est], [e for _, e in est]
+        mean = [e.mean for e in es]
+        ax.errorbar(xs, mean, yerr=clipped_yerr(mean, [e.lo for e in es], [e.hi for e in es]),
+                    marker="o", capsize=3, color=figs.category(obj), label=obj)  # fmt: skip
+    log_axis(ax, "x", ticks=per_seed.groupby(["objective", "steps"])[x].mean())
+    ax.set(xlabel="training FLOPs (counted)", ylabel=ylabel)
+    ax.margins(y=0.12)  # room for the reference line's label under the title
+
+
+def section(tables, figs) -> str:
+    per_seed = seed_table(tables.get("objectives"))
+    if per_seed.empty:
+        return "_No completed prefix_eval measurements yet._"
+    fig, axes = figs.figure(ncols=3, width=4.2)
+    _points(axes[0], figs, per_seed, "train_flops", "prefix_loss", "next-word loss from the prefix")
+    axes[0].set_title("generation use: next word from the prefix", fontsize=9)
+    _points(axes[1], figs, per_seed, "train_flops", "own_loss", "own held-out loss (nats/token)")
+    axes[1].set_title("in distribution: each its own objective", fontsize=9)
+    if "unigram_xent" in per_seed:
+        bar = RULE.learned * float(per_seed.unigram_xent.mean())
+        reference(axes[1], bar, f"control: {RULE.learned} x unigram", kind="threshold")
     rows = complete(tables["objectives"])
     largest = rows[rows.steps == rows.steps.max()]
     for obj, g in largest.groupby("objective"):
-        g = g.sort_values("prefix_len")
-        axes[1].plot(g.prefix_len, g.prefix_loss, marker="o", label=obj, color=COLORS.get(obj))
-    axes[1].set(
-        xscale="log",
-        xlabel="prefix length p",
-        ylabel="loss of x_{p+1}",
-        title=f"largest budget ({int(rows.steps.max())} steps)",
-    )
-    lengths = sorted(largest.prefix_len.unique())
-    axes[1].set_xticks(lengths, [str(int(p)) for p in lengths])
-    axes[1].xaxis.set_minor_formatter(NullFormatter())
+        by = g.groupby("prefix_len").prefix_loss
+        e = [estimate(v) for _, v in by]
+        axes[2].errorbar(list(by.groups), [x.mean for x in e], marker="o", capsize=3,
+                         yerr=clipped_yerr([x.mean for x in e], [x.lo for x in e],
+                                           [x.hi for x in e]),
+                         color=figs.category(obj), label=obj)  # fmt: skip
+    log_axis(axes[2], "x", ticks=largest.prefix_len.unique())
+    axes[2].set(xlabel="prefix length p (tokens)", ylabel="next-word loss from the prefix",
+                title=f"largest budget ({int(rows.steps.max())} steps)")  # fmt: skip
+    figs.legend(fig)
     return "\n\n".join(
         [
             "The same Transformer trained causally (next token at every position) and as a "
-            f"bidirectional encoder{_masked_share(table)}, same text, same steps and batch. "
-            "`train_flops` = steps x FLOPs of one training step's forward + backward counted by "
-            "`FlopCounterMode` (`seqbench.flops`); `targets_per_pass` = exact scored positions "
-            "per training batch; "
-            "`prefix_loss` = held-out loss of the next word given only the prefix.",
-            figs.save(fig, "causal_vs_masked"),
-            md_table(table.round(4), ".4g"),
+            f"bidirectional encoder{_masked_share(per_seed)}, same text, same steps and batch, "
+            + _lr_how(complete(tables["objectives"]))
+            + " `train_flops` = steps x FLOPs of "
+            "one training step's forward + backward counted by `FlopCounterMode` "
+            "(`seqbench.flops`); `targets_per_pass` = exact scored positions per training "
+            "batch; `prefix_loss` = held-out loss of the next word given only the prefix "
+            "(mean over prefix lengths); `own_loss` = held-out loss on the model's own "
+            "objective (the masked model's in-distribution control). Mean and 95% interval "
+            "over seeds. The CPU profile runs T = 64 at size xs and two budgets; the GPU "
+            "profile size s, T = 256 and five budgets.",
+            figs.save(fig, "causal_vs_masked", "C8"),
+            md_table(budget_table(per_seed), ".4g"),
         ]
     )

@@ -1,27 +1,34 @@
-"""Data efficiency (C7): held-out loss against the number of unique training sequences N.
+"""Data efficiency (C7): held-out loss against the number of unique training windows N.
 
-Every family trains for the same number of steps on a pool of N unique text windows
-(``data.n_train``; the pool repeats as often as the budget needs), N over several orders of
-magnitude. The lecture: Transformers impose less structure, so they need more data before
-they do useful work; LSTMs can do very well but take longer to train. Measured:
+Every family trains on a pool of N unique text windows (``data.n_train``), N over several
+orders of magnitude and never above the draws of the step cap (steps x batch: a larger pool
+would be the same experiment as an unlimited stream). Each run stops early once
+``train.patience`` evaluations pass without a new best held-out loss, and is scored by its
+best held-out loss (the early-stopping estimate: a small pool is not charged for the
+over-fitting after its best step). Three seeds per cell; 95% intervals over seeds.
 
-- the *gap* g(N) = best attention loss(N) - best recurrence loss(N) (families ``recurrent``
-  and ``scan``); where g changes sign the curves cross. "Needs more data" means g(N_min) > 0
-  and g shrinks as N grows.
-- *steps to threshold* at the largest N, from the eval rows of the ``curves`` table: the
-  first evaluated step at which a model's held-out loss is <= tau, one threshold for all
-  families: tau = L + RULE.slack (ln V - L), with L the worst family's best loss and ln V the
-  loss of a uniform guess. Every family gets below tau (its best loss is <= L < tau), and the
-  slack keeps the worst family from being timed at the exact step of its best loss.
+The lecture: Transformers impose less structure, so they need more data before they do
+useful work; LSTMs can do very well but take longer to train. Measured:
+
+- (a) the gap g(N) = attention loss(N) - best recurrent or scan loss(N) (the recurrence with
+  the lowest mean at that N), with its interval. "Needs more data": g > 0 at the smallest N
+  and the gap at the largest N below it (intervals disjoint); refuted by g < 0 at the
+  smallest N or a gap that grows.
+- (b) steps to reach tau at the largest N, one threshold for every family and anchored on
+  none: tau = best + RULE.frac x (unigram - best), ``best`` the lowest mean best loss of any
+  model, ``unigram`` the text's unigram cross-entropy. A run that never gets there counts as
+  the budget it had (a lower bound). "LSTMs take longer": LSTM minus attention steps > 0.
+
+Control: at the largest N every model's best loss must lie below RULE.learned x unigram; a
+model that fails it cannot speak to either part (inconclusive).
 """
 
-import math
-
-import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import md_table
+from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
+from seqbench.studies._common import best_of_grid, lr_table
 
 TITLE = "Data efficiency (C7)"
 ORDER = 45
@@ -31,26 +38,24 @@ ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
 # train"); it is looked up among the recurrent family's models, never assumed present
 SLOW = "lstm"
 RULE = Rule(
-    "two parts: (a) the Transformer needs more data: its loss minus the best recurrent or "
-    "scan model's is > 0 at the smallest N and smaller at the largest N; (b) the LSTM takes more "
-    "steps than the Transformer to reach tau = worst family's best loss + {slack:.0%} of its "
-    "gap to ln V, at the largest N. supported if both hold, not supported if neither, "
-    "nuanced if one",
-    slack=0.1,
+    "(a) the Transformer needs more data: its best held-out loss minus the best recurrent or "
+    "scan model's is > 0 at the smallest N and lower at the largest N (95% intervals over "
+    "seeds, disjoint); (b) the LSTM takes more steps than the Transformer to reach "
+    "tau = best + {frac} x (unigram - best) at the largest N (difference interval above 0). "
+    "Control: every model below {learned} x unigram at the largest N. supported if both hold, "
+    "not supported if both are refuted, nuanced if one holds and one is refuted, "
+    "inconclusive otherwise (an interval includes 0, or a model failed the control)",
+    frac=0.5,
+    learned=0.9,
 )
-_GPU = (
-    "model.size=s",
-    "data.seq_len=256",
-    "train.steps=2000",
-    "train.eval_every=100",
-    "train.threads=2",
-    "hydra/launcher=joblib",
-    "hydra.launcher.n_jobs=4",
-)
+_GPU = ("model.size=s", "data.seq_len=256", "train.steps=2000", "train.eval_every=50",
+        "data.n_train=300,3000,30000", "train.lr_grid=null", "train.lr=1.0e-3,3.0e-3,1.0e-2",
+        "train.threads=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4")  # fmt: skip
 BENCH = {
     "smoke": [
-        train("data_efficiency", "-m", "+experiment=data_efficiency", "data.n_train=10,1000",
-              "train.steps=10", "train.eval_every=5", "train.eval_batches=1"),
+        train("data_efficiency", "-m", "+experiment=data_efficiency", "data.n_train=10,160",
+              "train.steps=10", "train.eval_every=5", "train.eval_batches=1", "seed=0",
+              "train.lr_control={train.steps:5,data.n_train:160}"),
     ],
     "cpu": [
         train("data_efficiency", "-m", "+experiment=data_efficiency", "hydra/launcher=joblib",
@@ -60,156 +65,168 @@ BENCH = {
 }  # fmt: skip
 
 
-def _runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete runs of the study that had a pool size, with it as column ``n_train``."""
-    ok = complete(runs, "data_efficiency")
+def study_runs(tables) -> pd.DataFrame:
+    """Complete runs with a pool (``n_train``), N <= their draws, each with ``best`` (its best
+    held-out loss, from its curve where there is one), the best lr of a swept grid only."""
+    ok = complete(tables["runs"], "data_efficiency")
     if ok.empty or "data.n_train" not in ok or ok["data.n_train"].isna().all():
         return pd.DataFrame()
     ok = ok[ok["data.n_train"].notna()]
-    return ok.assign(n_train=ok["data.n_train"])
+    ok = ok[ok["data.n_train"] <= ok["train.steps"] * ok["train.batch_size"]]
+    curves = tables.get("curves")
+    best = ok.get("best_val_loss", ok.val_loss).astype(float)
+    if curves is not None and not curves.empty and "val_loss" in curves:
+        # from the curve: the half-budget check cuts curves, and the best must follow
+        seen = curves[curves.run.isin(ok.run)].groupby("run").val_loss.min()
+        best = ok.run.map(seen).fillna(best)
+    ok = ok.assign(n_train=ok["data.n_train"].astype(int), best=best.values)
+    return best_of_grid(ok, ["n_train"], metric="best")
 
 
-def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and seed count of final held-out loss per (model, N)."""
-    ok = _runs(runs)
-    if ok.empty:
-        return ok
-    return (
-        ok.groupby(["model", "family", "n_train"])
-        .agg(loss=("val_loss", "mean"), loss_std=("val_loss", "std"), seeds=("seed", "nunique"))
-        .reset_index()
-    )
-
-
-def gaps(table: pd.DataFrame) -> pd.Series:
-    """g(N) = best attention loss - best recurrence loss, indexed by N."""
-    wide = table.pivot(index="n_train", columns="model", values="loss").sort_index()
-    attention = wide[in_family(table, *ATTENTION)].min(axis=1)  # one model: its own curve
-    recurrent = wide[in_family(table, *RECURRENCES)].min(axis=1)
-    return (attention - recurrent).dropna()
-
-
-def crossings(g: pd.Series) -> list[str]:
-    """Between which N the sign of the gap changes (a gap of exactly 0 is a touch, skipped)."""
-    g = g[g != 0]
-    out, ns, s = [], list(g.index), np.sign(g.values)
-    for i in range(1, len(ns)):
-        if s[i] != s[i - 1]:
-            out.append(f"{int(ns[i - 1])}–{int(ns[i])}")
-    return out
-
-
-def _largest_pool(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, their eval rows of the curves table) at the largest N."""
-    ok, curves = _runs(tables["runs"]), tables["curves"]
-    if ok.empty or curves.empty:
-        return ok, pd.DataFrame()
-    biggest = ok[ok.n_train == ok.n_train.max()]
-    return biggest, curves[curves.run.isin(biggest.run) & curves.val_loss.notna()]
-
-
-def steps_to_threshold(tables) -> tuple[dict, float] | None:
-    """({model: first eval step with val_loss <= tau, or None}, tau) at the largest N."""
-    biggest, c = _largest_pool(tables)
-    if c.empty:
-        return None
-    mean = c.groupby(["model", "step"]).val_loss.mean().reset_index()  # over seeds
-    worst_best = float(mean.groupby("model").val_loss.min().max())
-    uniform = math.log(float(biggest.vocab_size.iloc[0]))  # loss of a uniform guess, ln V
-    threshold = worst_best + RULE.slack * max(uniform - worst_best, 0.0)
+def gaps(runs: pd.DataFrame) -> dict:
+    """N -> (attention model, best recurrence, Estimate of their difference in best loss)."""
     out = {}
-    for model, g in mean.groupby("model"):
-        hit = g[g.val_loss <= threshold + 1e-12]  # the worst family's own best counts as a hit
-        out[model] = int(hit.step.min()) if len(hit) else None
-    return out, threshold
+    for n, g in runs.groupby("n_train"):
+        attention, recurrent = in_family(g, *ATTENTION), in_family(g, *RECURRENCES)
+        if not attention or not recurrent:
+            continue
+        mean = g.groupby("model").best.mean()
+        a, r = mean[attention].idxmin(), mean[recurrent].idxmin()
+        out[n] = (a, r, difference(g[g.model == a].best, g[g.model == r].best))
+    return dict(sorted(out.items()))
 
 
-def verdict(table: pd.DataFrame, steps: dict | None) -> tuple[str, str] | None:
-    """(verdict, measured) from the loss table and the steps to tau; None without an
-    attention model and a recurrence measured at two or more N."""
-    if table.empty or not in_family(table, *ATTENTION) or not in_family(table, *RECURRENCES):
+def threshold(runs: pd.DataFrame) -> float | None:
+    """tau at the largest N: RULE.frac of the way from the best mean loss up to the unigram."""
+    big = runs[runs.n_train == runs.n_train.max()]
+    if big.empty or "unigram_xent" not in big or big.unigram_xent.isna().all():
         return None
-    g = gaps(table)
+    best = float(big.groupby("model").best.mean().min())
+    return best + RULE.frac * (float(big.unigram_xent.mean()) - best)
+
+
+def steps_to(runs: pd.DataFrame, curves: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """Per run at the largest N: the first evaluated step with val_loss <= tau; a run that
+    never got there counts as the most steps any run of the cell was given (censored)."""
+    big = runs[runs.n_train == runs.n_train.max()]
+    c = curves[curves.run.isin(big.run)].dropna(subset=["val_loss"])
+    budget = float(c.step.max()) if not c.empty else float("nan")
+    hit = c[c.val_loss <= tau].groupby("run").step.min()
+    steps = big.run.map(hit).astype(float)
+    return big.assign(steps=steps.fillna(budget), censored=steps.isna())
+
+
+def verdict(tables) -> tuple[str, str] | None:
+    """(verdict, measured); None without an attention model and a recurrence at two N."""
+    runs = study_runs(tables)
+    g = gaps(runs) if not runs.empty else {}
     if len(g) < 2:
         return None
-    hungry = bool(g.iloc[0] > 0 and g.iloc[-1] < g.iloc[0])  # part (a)
-    attention = in_family(table, *ATTENTION)
-    timed = [SLOW, *attention]
-    slow = None  # part (b): undecided without the LSTM's and the attention models' steps
-    if steps and SLOW in in_family(table, "recurrent") and all(m in steps for m in timed):
-        reached = None not in [steps[m] for m in timed]  # None: never got below tau
-        slow = reached and steps[SLOW] > max(steps[m] for m in attention)
-    cross = crossings(g)
+    (n0, (a0, r0, g0)), (n1, (_, r1, g1)) = list(g.items())[0], list(g.items())[-1]
     measured = (
-        f"gap {'/'.join(attention)} - best of {'/'.join(in_family(table, *RECURRENCES))}: "
-        f"{g.iloc[0]:+.3f} nats at N={int(g.index[0])}"
-        f", {g.iloc[-1]:+.3f} at N={int(g.index[-1])}; crossing at N "
-        f"{', '.join(cross) if cross else 'none'}"
+        f"gap {a0} - best recurrence ({r0}) {fmt(g0)} nats at N={n0}, ({r1}) {fmt(g1)} at N={n1}"
     )
-    if steps:
-        measured += "; steps to threshold " + ", ".join(
-            f"{m} {s if s is not None else '-'}" for m, s in sorted(steps.items())
-        )
-    parts = [hungry] + ([slow] if slow is not None else [])
-    if all(parts):
+    hungry = None  # part (a): True holds, False refuted, None undecided
+    if g0.sign > 0 and g1.hi < g0.lo:
+        hungry = True
+    elif g0.sign < 0 or g1.lo > g0.hi:
+        hungry = False
+    big = runs[runs.n_train == n1]
+    bar = RULE.learned * float(big.unigram_xent.mean())
+    failed = [m for m, x in big.groupby("model") if not estimate(x.best).below(bar)]
+    slow, tau, curves = None, threshold(runs), tables.get("curves")
+    if tau is not None and curves is not None and not curves.empty:
+        s = steps_to(runs, curves, tau)
+        timed = [m for m in (SLOW, *in_family(s, *ATTENTION)) if m in set(s.model)]
+        if SLOW in in_family(s, "recurrent") and len(timed) > 1:
+            a = min(timed[1:], key=lambda m: s[s.model == m].steps.mean())
+            d = difference(s[s.model == SLOW].steps, s[s.model == a].steps)
+            slow = {1: True, -1: False}.get(d.sign)
+            measured += f"; steps to tau={tau:.2f} at N={n1}: {SLOW} - {a} {fmt(d)}"
+    measured += f" ({_seeds(runs)})"
+    if failed:
+        return "inconclusive", measured + f"; control not met: {', '.join(failed)}"
+    if hungry is None or slow is None:
+        return "inconclusive", measured
+    if hungry and slow:
         return "supported", measured
-    if not any(parts):
+    if not hungry and not slow:
         return "not supported", measured
     return "nuanced", measured
 
 
+def _seeds(runs: pd.DataFrame) -> str:
+    n = int(runs.groupby(["model", "n_train"]).seed.nunique().min())
+    return f"{n} seed{'s' * (n > 1)}"
+
+
 def verdicts(tables) -> list[Verdict]:
-    table = loss_table(tables["runs"])
-    st = steps_to_threshold(tables)
-    result = verdict(table, st[0] if st else None)
+    result = verdict(tables)
     if result is None:
         return []
     v, measured = result
     return [Verdict("C7", "data_efficiency (text, N unique windows)", measured, RULE, v)]
 
 
-def section(tables, figs) -> str:
-    table = loss_table(tables["runs"])
-    if table.empty:
-        return "_No completed runs of the data-efficiency study yet._"
-    fig, axes = figs.figure(ncols=2, width=4.8)  # left: loss vs N; right: loss vs step
-    for model, g in table.groupby("model"):
-        axes[0].errorbar(
-            g.n_train,
-            g.loss,
-            yerr=g.loss_std.fillna(0),
-            marker="o",
-            label=model,
-            color=figs.color(model),
-            capsize=3,
-        )
-    axes[0].set(
-        xscale="log",
-        xlabel="unique training sequences N",
-        ylabel="held-out loss",
-        title="same step budget, N unique windows",
+def _profile(runs: pd.DataFrame) -> str:
+    """What these runs are, read from them: models, T, pool sizes, cap, seeds."""
+    lens = sorted(runs["data.seq_len"].dropna().unique()) if "data.seq_len" in runs else []
+    T = ", ".join(str(int(t)) for t in lens) or "?"
+    ns = ", ".join(f"{n:,}" for n in sorted(runs.n_train.unique()))
+    return (
+        f"These runs: {', '.join(sorted(runs.model.unique()))} at T = {T}, N = {ns} (the "
+        f"verdict reads the smallest and the largest), a cap of {int(runs['train.steps'].max())} "
+        f"steps, {_seeds(runs)} per cell."
     )
-    axes[0].legend(fontsize=8)
+
+
+def section(tables, figs) -> str:
+    runs = study_runs(tables)
+    if runs.empty:
+        return "_No completed runs of the data-efficiency study yet._"
+    fig, axes = figs.figure(ncols=2, width=4.8)  # left: best loss vs N; right: loss vs step
+    rows = []
+    for model, g in runs.groupby("model"):
+        est = {n: estimate(x.best) for n, x in g.groupby("n_train")}
+        ns, e = list(est), list(est.values())
+        mean = [x.mean for x in e]
+        axes[0].errorbar(ns, mean, yerr=clipped_yerr(mean, [x.lo for x in e], [x.hi for x in e]),
+                         marker="o", capsize=3, color=figs.color(model), label=model)  # fmt: skip
+        rows += [
+            {"model": model, "N": n, "best_val_loss": fmt(x), "seeds": x.n} for n, x in est.items()
+        ]
+    log_axis(axes[0], "x", ticks=runs.n_train.unique())
+    axes[0].set(xlabel="unique training windows N", ylabel="best held-out loss (nats/token)",
+                title="early stopping, best held-out loss")  # fmt: skip
+    tau, curves = threshold(runs), tables.get("curves")
+    n1 = int(runs.n_train.max())
+    c = pd.DataFrame()
+    if curves is not None and not curves.empty:
+        c = curves[curves.run.isin(runs[runs.n_train == n1].run)].dropna(subset=["val_loss"])
+    for model, g in c.groupby("model"):
+        by = g.groupby("step").val_loss
+        e = [estimate(v) for _, v in by]
+        figs.line(axes[1], list(by.groups), [x.mean for x in e], [x.lo for x in e],
+                  [x.hi for x in e], model=model)  # fmt: skip
+    if tau is not None and not c.empty:
+        reference(axes[1], tau, f"tau = {tau:.2f}", kind="threshold")
+    axes[1].set(xlabel="training step", ylabel="held-out loss (nats/token)", title=f"N = {n1}")
+    figs.legend(fig)
+    result = verdict(tables)
     parts = [
-        "Final held-out loss against the number of unique training windows N (mean ± std "
-        "over seeds); every run takes the same steps and batch, so small pools repeat."
-    ]
-    st = steps_to_threshold(tables)
-    biggest, c = _largest_pool(tables)
-    for model, g in c.groupby("model") if not c.empty else []:
-        m = g.groupby("step").val_loss.mean()
-        axes[1].plot(m.index, m.values, label=model, color=figs.color(model))
-    if st:
-        axes[1].axhline(st[1], color="k", lw=0.6, ls=":")
-    axes[1].set(xlabel="step", ylabel="held-out loss", title=f"N={int(biggest.n_train.max())}")
-    parts.append(figs.save(fig, "data_efficiency"))
-    wide = table.pivot(index="n_train", columns="model", values="loss").reset_index()
-    parts.append(md_table(wide.round(3)))
-    if st:
-        parts.append(
-            f"Steps to reach held-out loss tau = {st[1]:.3f} (the worst family's best "
-            f"plus {RULE.slack:.0%} of its distance to ln V) at the largest N: "
-            + ", ".join(f"{m} {s if s is not None else 'never'}" for m, s in sorted(st[0].items()))
-            + "."
-        )
+        "Best held-out loss (early stopping) against the number of unique training windows N "
+        "(mean and 95% interval over seeds); right: held-out loss against step at the largest "
+        "N, with the threshold tau of part (b). Every run has the same step cap and batch "
+        "(N <= steps x batch); `train.patience` stops a run without a new best. "
+        + _profile(runs)
+        + " The GPU profile: size s, T = 256, N = 300, 3,000, 30,000, the lr swept in every "
+        "cell. "
+        + (f"Measured: {result[1]}." if result else ""),
+        figs.save(fig, "data_efficiency", "C7"),
+        md_table(pd.DataFrame(rows).pivot(index="N", columns="model", values="best_val_loss")
+                 .reset_index()),
+        "Learning rate per model (calibrated once per model on the control, the largest pool, "
+        "and reused by every N and seed on the CPU profile; swept in every cell on the GPU "
+        "profile, best kept):\n\n" + md_table(lr_table(runs)),
+    ]  # fmt: skip
     return "\n\n".join(parts)

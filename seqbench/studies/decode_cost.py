@@ -7,15 +7,20 @@ re-run every step) and ``teacher_forced`` (one forward over the c known tokens, 
 situation), and records the bytes of the state after the prompt. C2: generation is the
 sequential, expensive part; C9: at inference the Transformer's training advantage narrows,
 its decoding speed ratio over the LSTM against its training ratio (study time_vs_length).
+C2's ratio (teacher-forced against stepwise, per token) is decided wherever it is measured;
+C9 compares speeds on parallel hardware, so rows timed off CUDA keep their figures with the
+verdict ``not measured on <device>``. Timings have no seeds (medians with IQRs over timed
+blocks): the stability column says n/a.
 """
 
 import math
 
 import pandas as pd
-from matplotlib.lines import Line2D
 
-from seqbench.report.analysis import fmt, length_ticks, loglog_slope, ratio, value_at
+from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
+from seqbench.report.plot import SPARE_LINESTYLES, axis_label, key_entry, log_axis, reference
 from seqbench.studies import Rule, Verdict, complete, family_of, in_family, measure
+from seqbench.studies.time_vs_length import TIMED, median_iqr, not_parallel, stamp
 
 TITLE = "Generation cost: per-token latency and state memory vs context (C2, C9)"
 ORDER = 24
@@ -40,12 +45,16 @@ _C9 = (
 C9_RULE = Rule(_C9, step="train_step", mode="fixed_batch", faster=1)
 STYLE = {"state": "-", "recompute": "--", "teacher_forced": ":"}  # line style per mode
 _RUN = ("-m", "+experiment=decode_cost")  # timing jobs run alone: no joblib
+CPU_CUT = (  # what the CPU profile times (its section says so)
+    "contexts 16-1024 by x4, 8 new tokens, 0.05 s per point, recompute up to 256; the GPU "
+    "profile: contexts 16-4096, 16 new tokens, 0.1 s per point"
+)
 BENCH = {
     "smoke": [measure(STUDY, *_RUN, "train.threads=1", "what.contexts=[16,64]",
                       "what.new_tokens=4", "what.min_run_time=0.01", "what.min_blocks=3")],
-    "cpu": [measure(STUDY, *_RUN, "train.threads=1",
-                    "what.contexts=[16,32,64,128,256,512,1024,2048]", "what.new_tokens=8",
-                    "what.min_run_time=0.1", "what.max_call_s=1.0")],
+    "cpu": [measure(STUDY, *_RUN, "train.threads=1", "what.contexts=[16,64,256,1024]",
+                    "what.new_tokens=8", "what.min_run_time=0.05", "what.warmup=1",
+                    "what.recompute_max_context=256", "what.max_call_s=0.5")],
     "gpu": [measure(STUDY, *_RUN, "model.size=s", "train.threads=null",
                     "what.contexts=[16,64,256,1024,2048,4096]", "what.new_tokens=16",
                     "what.min_run_time=0.1", "what.max_call_s=1.0")],
@@ -65,10 +74,9 @@ def _mode_label(model, mode, family):
     return f"{model} ({mode.replace('_', ' ')})"
 
 
-def _hardware(rows, what="") -> str:
-    """Where the rows were measured: 'cpu, 1 thread(s)'."""
-    places = sorted({f"{r.device}, {int(r.threads)} thread(s)" for r in rows.itertuples()})
-    return f"{what}{', '.join(places)}"
+def _per_token(g, c) -> str:
+    """'1.2 ms (IQR 0.05)': seconds per token at context c, median and IQR."""
+    return median_iqr(g, "context", c, "s_per_token", "iqr_s_per_token")
 
 
 def _largest_common(df, mode):
@@ -126,13 +134,18 @@ def verdicts(tables) -> list[Verdict]:
         ok = all(ratios[a] >= C2_RULE.factor for a in attention)
         mine = ", ".join(f"{a} {fmt(ratios[a], 3)}×" for a in attention)
         others = [f"{m} {fmt(r, 3)}×" for m, r in ratios.items() if m not in attention]
+        rows = df[df.model.isin(attention) & df["mode"].isin(["state", "teacher_forced"])]
+        per_token = ", ".join(
+            f"{m} {mode.replace('_', ' ')} {_per_token(g, c)}"
+            for (m, mode), g in rows.groupby(["model", "mode"])
+        )
         measured = (
             f"teacher-forced / stepwise tokens per second at context {c}: {mine} (other "
-            f"families, for comparison: {', '.join(others) or 'none'})"
+            f"families, for comparison: {', '.join(others) or 'none'}); per token, median "
+            f"(IQR): {per_token}"
         )
         verdict = "supported" if ok else "not supported"
-        rows = df[df.model.isin(attention) & df["mode"].isin(["state", "teacher_forced"])]
-        out.append(Verdict("C2", STUDY, measured, C2_RULE, verdict, _hardware(rows)))
+        out.append(Verdict("C2", STUDY, measured, C2_RULE, verdict, stamp(rows), TIMED))
     for a in attention:
         c9 = _c9(df, tables, a)
         if c9 is None:
@@ -143,10 +156,17 @@ def verdicts(tables) -> list[Verdict]:
         verdict = "nuanced" if train <= C9_RULE.faster else verdict  # no training gap to narrow
         measured = (
             f"{a}/{LSTM['model']} ({LSTM['impl']}) speed at T={T}: training {fmt(train, 3)}×, "
-            f"decoding (KV cache vs state) {fmt(decode, 3)}×"
+            f"decoding (KV cache vs state) {fmt(decode, 3)}×; training step, median (IQR): "
+            + ", ".join(f"{m} {median_iqr(g, 'T', T)}" for m, g in train_rows.groupby("model"))
+            + "; per decoded token: "
+            + ", ".join(f"{m} {_per_token(g, T)}" for m, g in decode_rows.groupby("model"))
         )
-        hw = f"{_hardware(train_rows, 'training ')}; {_hardware(decode_rows, 'decoding ')}"
-        out.append(Verdict("C9", f"{STUDY} + {TIMING_STUDY}", measured, C9_RULE, verdict, hw))
+        elsewhere = not_parallel(pd.concat([train_rows, decode_rows]))
+        if elsewhere:  # the gap between families on one CPU thread is not the claim's gap
+            verdict = f"not measured on {elsewhere}"
+        hw = f"training {stamp(train_rows)}; decoding {stamp(decode_rows)}"
+        experiment = f"{STUDY} + {TIMING_STUDY}"
+        out.append(Verdict("C9", experiment, measured, C9_RULE, verdict, hw, TIMED))
     return out
 
 
@@ -156,45 +176,95 @@ def section(tables, figs) -> str:
         return "_No completed decode_cost runs._"
     hw = ", ".join(sorted({f"{r.device}, {int(r.threads)} thread(s), batch {int(r.batch_size)}"
                            for r in df.itertuples()}))  # fmt: skip
-    return "\n\n".join([
+    return "\n\n".join(p for p in [
         f"Greedy decoding with `seqbench.generate` on {hw}; median seconds per token (IQR "
-        "bars). Solid: one token per step with the carried state (KV cache for attention); "
+        "bands). Solid: one token per step with the carried state (KV cache for attention); "
         "dashed: the whole prefix recomputed every step; dotted: the teacher-forced forward "
-        "over the same context (training's situation, per token).",
+        "over the same context (training's situation, per token). Middle: how many times "
+        "faster per token the teacher-forced forward is than stepwise decoding (C2's ratio, "
+        "its threshold dashed).",
+        _where(df, tables),
         _figure(df, figs),
         _reading(df, tables),
-    ])  # fmt: skip
+    ] if p)  # fmt: skip
+
+
+def _where(df, tables) -> str:
+    """Which claim these figures decide on this hardware, and what the CPU profile cuts."""
+    timing = complete(tables.get("timing"), TIMING_STUDY)
+    rows = pd.concat([df, timing]) if not timing.empty and "device" in timing else df
+    elsewhere = not_parallel(rows)
+    if not elsewhere:
+        return ""
+    return (
+        f"Timed on {elsewhere}: C2 (the per-token ratio of a known sequence to generated "
+        "tokens) is decided here; C9 compares families' speeds on parallel hardware, so the "
+        f"claims table shows its figures with the verdict `not measured on {elsewhere}`. What "
+        f"the CPU profile times: {CPU_CUT}."
+    )
 
 
 def _figure(df, figs) -> str:
-    fig, axes = figs.figure(ncols=2, width=5.0)
+    """Seconds per token against context (colour = model, line style = how the token is
+    produced), teacher forcing's speed-up over stepwise decoding with C2's threshold, and the
+    bytes of the carried state."""
+    fig, axes = figs.figure(ncols=3, width=4.0)
+    new = sorted(set(df["mode"]) - set(STYLE))  # a mode added since: a style of its own
+    spare = [ls for ls in SPARE_LINESTYLES if ls not in STYLE.values()]
+    style = STYLE | {m: spare[i % len(spare)] for i, m in enumerate(new)}
+    modes = [m for m in style if m in set(df["mode"])]
+    family = family_of(df)
     for (m, mode), g in df.groupby(["model", "mode"]):
         g = g.sort_values("context")
-        axes[0].errorbar(g.context, g.s_per_token, yerr=g.iqr_s_per_token / 2, marker=".",
-                         ls=STYLE.get(mode, "-."), color=figs.color(m), capsize=2)  # fmt: skip
-    axes[0].set(xscale="log", yscale="log", xlabel="context length (tokens)")
-    axes[0].set(ylabel="seconds per token", title="per-token latency")
-    # two small legends: colour = model, line style = how the token is produced
-    models = sorted(set(df.model))
-    handles = [Line2D([], [], color=figs.color(m)) for m in models]
-    axes[0].add_artist(axes[0].legend(handles, models, fontsize=6, loc="upper left"))
-    modes = [m for m in STYLE if m in set(df["mode"])]
-    axes[0].legend(
-        [Line2D([], [], color="gray", ls=STYLE[m]) for m in modes],
-        [{"state": "state / KV cache"}.get(m, m.replace("_", " ")) for m in modes],
-        fontsize=6,
-        loc="lower right",
-    )
-    st = df[df["mode"] == "state"].dropna(subset=["state_bytes"])
-    for m, g in st.groupby("model"):
-        g = g.sort_values("context")
-        axes[1].plot(g.context, g.state_bytes, marker=".", color=figs.color(m), label=m)
-    axes[1].set(xscale="log", yscale="log", xlabel="context length (tokens)", ylabel="bytes")
-    axes[1].set_title("state / KV cache after the prompt")
-    axes[1].legend(fontsize=7)
+        half = g.iqr_s_per_token / 2  # the IQR as a band around the median
+        figs.line(axes[0], g.context, g.s_per_token, g.s_per_token - half, g.s_per_token + half,
+                  model=m, ls=style[mode], marker=".", label=_mode_label(m, mode, family),
+                  clip=(0, math.inf))  # fmt: skip
+    axes[0].set(xlabel=axis_label("context length", "tokens"),
+                ylabel=axis_label("time per token", "s"), title="per-token latency")  # fmt: skip
+    _speedup_panel(axes[1], df, figs)
+    _state_panel(axes[2], df, figs)
     for ax in axes:
-        length_ticks(ax, df.context)
-    return figs.save(fig, "decode_latency")
+        log_axis(ax, "x", ticks=df.context)
+        log_axis(ax, "y")
+    figs.label_ends(axes[2])  # after the log axes: the labels sit at the lines' final heights
+    words = {"state": "one token per step, state / KV cache", "recompute": "prefix recomputed "
+             "every step", "teacher_forced": "teacher-forced forward"}  # fmt: skip
+    keys = [key_entry(words.get(m, m.replace("_", " ")), ls=style[m]) for m in modes]
+    figs.legend(fig, key=True, extra=keys)
+    return figs.save(fig, "decode_latency", decides=DECIDES)
+
+
+def _speedup_panel(ax, df, figs):
+    """Tokens per second teacher-forced over stepwise at every context both were timed at:
+    C2's ratio, its threshold drawn (the attention family is judged, the rest compared)."""
+    for m, g in df.groupby("model"):
+        tf, st = (g[g["mode"] == mode].set_index("context").tokens_per_s
+                  for mode in ("teacher_forced", "state"))  # fmt: skip
+        r = (tf / st).dropna().sort_index()
+        if len(r):
+            figs.line(ax, r.index, r.values, model=m, marker=".")
+    reference(ax, C2_RULE.factor, f"C2 threshold {C2_RULE.factor}x", kind="threshold")
+    ax.set(xlabel=axis_label("context length", "tokens"), title="teacher forcing's speed-up",
+           ylabel="speed-up: teacher-forced / stepwise")  # fmt: skip
+
+
+def _state_panel(ax, df, figs):
+    """Bytes of the state after the prompt. Models whose states are the same size (an RNN's
+    and a GRU's: one vector) draw identical lines: each later one thinner, so every colour
+    shows, and each named at its end."""
+    st = df[df["mode"] == "state"].dropna(subset=["state_bytes"])
+    curves = {m: g.sort_values("context") for m, g in st.groupby("model")}
+    same: dict[tuple, list[str]] = {}
+    for m, g in curves.items():
+        same.setdefault(tuple(zip(g.context, g.state_bytes)), []).append(m)
+    for models in same.values():
+        for i, m in enumerate(models):
+            g = curves[m]
+            figs.line(ax, g.context, g.state_bytes, model=m, marker=".", label=m,
+                      lw=1.5 + 2.0 * (len(models) - 1 - i))  # fmt: skip
+    ax.set(xlabel=axis_label("context length", "tokens"), ylabel=axis_label("state", "bytes"),
+           title="state / KV cache after the prompt")  # fmt: skip
 
 
 def _reading(df, tables) -> str:

@@ -5,13 +5,15 @@ ops (CPU) or kernels (GPU) per generated token for every model, eager and, on CU
 from a CUDA graph, with the seconds per token beside it. The table adds launches per step
 (CUDA) and microseconds per op: when that is a few microseconds, the step is launch-bound,
 the floor a sequential step cannot go below without fusing or graphing. It explains the
-decoding cost C2 and C9 measure (decode_cost) rather than deciding a claim itself.
+decoding cost C2 and C9 measure (decode_cost) rather than deciding a claim itself. Counts are
+exact; times are medians with their inter-quartile range (no seeds).
 """
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
-from seqbench.report.plot import md_table
+from seqbench.report.plot import axis_label, md_table, series_label
 from seqbench.studies import Verdict, complete, measure
 
 TITLE = "Kernels per decoding step: the cost floor of a sequential step"
@@ -97,25 +99,34 @@ def _skipped(skipped) -> str:
 
 
 def _figure(done, figs) -> str:
-    """Count and time per token, one bar group per (model, impl), one bar per path."""
-    labels = list(dict.fromkeys(f"{r.model}\n{r.impl}" for r in done.itertuples()))
-    fig, axes = figs.figure(ncols=2, width=max(5.0, 0.6 * len(labels)), height=4.0)
+    """Count and time per token, one bar group per (model, impl), one bar per path; the
+    bars take their model's colour (named under them), hatches tell the paths apart."""
+    done = done.assign(label=[series_label(r.model, r.impl) for r in done.itertuples()])
+    labels = list(dict.fromkeys(done.label))
+    fig, axes = figs.figure(ncols=2, width=max(5.0, 0.5 * len(labels)), height=4.0)
     paths = list(dict.fromkeys(done.path))
     w = 0.8 / len(paths)
     for i, path in enumerate(paths):
-        d = done[done.path == path].assign(label=lambda x: x.model + "\n" + x.impl.astype(str))
-        d = d.set_index("label").reindex(labels)
+        d = done[done.path == path].set_index("label").reindex(labels)
         x = np.arange(len(labels)) + i * w
         colors = [figs.color(m) for m in d.model]  # a model this path lacks: NaN, no bar
         bars = dict(color=colors, hatch=HATCH.get(path, ""), label=path, edgecolor="white")
         axes[0].bar(x, d["count"], w, **bars)
-        axes[1].bar(x, d.s_per_step * 1e6, w, **bars)
+        iqr = d.iqr_s_per_step * 1e6 / 2 if "iqr_s_per_step" in d else None  # half each side
+        axes[1].bar(x, d.s_per_step * 1e6, w, yerr=iqr, capsize=2, **bars)
     ticks = np.arange(len(labels)) + w * (len(paths) - 1) / 2
     for ax in axes:
-        ax.set_xticks(ticks, labels, fontsize=7, rotation=45, ha="right")
+        ax.set_xticks(ticks, labels, fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_xlabel("model and execution path")
     on = ", ".join(sorted({f"{r.device}, {int(r.threads)} thread(s)" for r in done.itertuples()}))
-    axes[0].set(ylabel="kernels (GPU) / ops (CPU) per token", title=f"one decoding step, {on}")
-    axes[1].set(ylabel="microseconds per token", title="time of that step (median)")
-    if len(paths) > 1:
-        axes[0].legend(fontsize=8)
+    cuda = done.device.astype(str).str.startswith("cuda")
+    counted = " / ".join(w for w, any_ in (("GPU kernels", cuda.any()), ("CPU ops", (~cuda).any()))
+                         if any_)  # fmt: skip
+    axes[0].set(ylabel=f"{counted} per token", title=f"one decoding step, {on}")
+    axes[1].set(ylabel=axis_label("time per token", "µs"),
+                title="time of that step (median, IQR bars)")  # fmt: skip
+    if len(paths) > 1:  # the hatches, on gray: the colours are the models' own
+        fig.legend(handles=[Patch(facecolor="lightgray", edgecolor="white", hatch=HATCH.get(p, ""),
+                                  label=p) for p in paths],
+                   loc="outside right upper", fontsize=8, frameon=False, title="path")  # fmt: skip
     return figs.save(fig, "measure_kernels")

@@ -1,122 +1,250 @@
 """Information path length (C5): gradient influence of the input at t - d against d.
 
 Table ``influence`` (seqbench/measure/influence.py): the batch-averaged norm of
-d log p(target at t) / d e_{t-d} against d, for each model untrained (what the architecture
-alone passes back) and trained on lag_recall (what the model learned to use). Claim C5 is
-judged on the untrained models: how much the influence *decays* from near (d <= RULE.near) to
-far (the farthest 1/RULE.far of the distances), for the recurrent family against the
-attention family. The scan family (minGRU, minLSTM) is drawn but does not enter the rule.
+d log p(target at t) / d e_{t-d} against d, per model and seed, untrained (what the
+architecture alone passes back) and trained on lag_recall to a criterion (what the model
+learned to use). Two readings, one test (``fading``): untrained, a model's *fade* is its mean
+influence at d <= RULE.near over the farthest 1/RULE.far of the distances (at the longest T
+measured); trained, it is the same near mean over the influence at the task's recall
+distance, where the value it must use sits. The fade's 95% interval over seeds (on a log
+scale) decides: >= RULE.decay fades, below it is flat, across it cannot tell. A trained model
+that did not reach its criterion is left out of the trained reading and named. The scan
+family (minGRU, minLSTM) is drawn and tabled but does not enter the rule.
 """
 
 import numpy as np
 import pandas as pd
 
 from seqbench.report.analysis import fmt, ratio
+from seqbench.report.plot import axis_label, log_axis, md_table, reference
+from seqbench.report.stats import estimate
 from seqbench.studies import Rule, Verdict, complete, in_family, measure
 
 TITLE = "Information path length: gradient influence vs distance (C5)"
 ORDER = 26
 DECIDES = ("C5",)
+STUDY = "path_length"
 RULE = Rule(
-    "supported if, untrained, every recurrent model's gradient influence falls >= {decay:g}x "
-    "from d <= {near} to the farthest 1/{far} of distances and every attention model's falls "
-    "< {decay:g}x",
+    "a model *fades* when its mean influence at d <= {near} over the influence far back "
+    "(untrained: the farthest 1/{far} of distances at the longest T, the architecture; trained "
+    "to its criterion: at the task's recall distance, what it learned to use) has a 95% "
+    "interval over seeds >= {decay:g}x, is *flat* when the interval is < {decay:g}x. Supported "
+    "if every recurrent model fades untrained and every trained one still fades while "
+    "attention is flat in both; nuanced if training removes a recurrent model's fading; not "
+    "supported if a recurrent model is flat untrained or attention fades; inconclusive if an "
+    "interval straddles {decay:g}x or a family has no trained model that reached its "
+    "criterion (those that did not are left out and named)",
     decay=10.0,
     near=4,
     far=4,
 )
 REACHED = 0.25  # a distance counts when at least this share of the batch's examples reach it
-PEAK_WINDOW = 2  # "elsewhere" for the peak at the recall distance: farther than this from it
+LOG_MAX = float(np.log10(np.finfo(float).max))  # a far gradient that underflows to 0: 1e308
+# the CPU profile trains three models at a short cell (the cost of training to a criterion
+# with three seeds); the GPU profile trains every model at the untrained job's length
+CPU_TRAINED = {"models": "lstm,gru,transformer", "seq_len": 16, "distance": 8}
+GPU_CELL = {"seq_len": 64, "distance": 48}
+_RUN = ("-m", "+experiment=path_length")
+_JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+
+
+def _cell(seq_len, distance):
+    return (f"data.seq_len={seq_len}", f"data.distance={distance}")
+
+
 BENCH = {
     "smoke": [
-        measure(
-            "path_length",
-            "-m",
-            "+experiment=path_length",
-            "what.train_study=core",
-            "data.distance=48",
-            "train.steps=30",
-            "train.eval_every=30",
-            "train.eval_batches=2",
-            "seed=0",
-            "what.batch_size=16",
-        ),
+        measure(STUDY, *_RUN, "model=lstm,transformer", "seed=0,1", "what.batch_size=16",
+                "train.steps=30", "train.lr_grid=null"),
     ],
     "cpu": [
-        # the trained models are the core study's lag_recall runs (distance 48, seed 0): same
-        # training config, same content key, so nothing is trained twice
-        measure(
-            "path_length",
-            "-m",
-            "+experiment=path_length",
-            "what.train_study=core",
-            "data.distance=48",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ),
+        # untrained, all six models: the architecture at the longest length (no training)
+        measure(STUDY, *_RUN, "what.trained=[false]", *_cell(**GPU_CELL), *_JOBLIB),
+        # trained to the criterion at the short cell (and the lr calibration on its control)
+        measure(f"{STUDY}_trained", *_RUN, "what.trained=[true]",
+                f"model={CPU_TRAINED['models']}", *_JOBLIB),
     ],
     "gpu": [
-        measure(
-            "path_length",
-            "-m",
-            "+experiment=path_length",
-            "model.size=s",
-            "train.steps=1000",
-            "train.eval_every=500",
-            "train.threads=null",
-        ),
+        measure(STUDY, *_RUN, "what.trained=[false]", *_cell(**GPU_CELL), "model.size=s",
+                "train.threads=null"),
+        measure(f"{STUDY}_trained", *_RUN, "what.trained=[true]", *_cell(**GPU_CELL),
+                "model.size=s", "train.steps=2000", "train.eval_every=50",
+                "train.threads=null"),
     ],
-}
+}  # fmt: skip
 
 
 def influence_table(tables) -> pd.DataFrame:
-    """Mean influence per (model, trained, d >= 1), with the examples that reach each d."""
-    df = complete(tables.get("influence"), "path_length")
+    """The complete influence rows at d >= 1, ``trained`` as a bool, a ``seed`` column."""
+    df = complete(tables.get("influence"), STUDY)
     if df.empty:
         return df
     # rows.csv writes the bool as text: True / False (or 1 / 0 from older runs)
     df["trained"] = df.trained.astype(str).str.lower().isin(["true", "1", "1.0"])
-    df = df[df.d >= 1]  # d = 0 is the scored position itself
-    return (
-        df.groupby(["model", "family", "trained", "d"])
-        .agg(
-            grad_norm=("grad_norm", "mean"),
-            examples=("examples", "sum"),
-            distance=("distance", "first"),
-            val_acc=("val_acc", "mean"),
-        )
-        .reset_index()
-    )
+    if "seed" not in df:
+        df["seed"] = 0
+    for c in ("steps_to_criterion", "criterion", "lr", "val_acc"):
+        if c not in df:
+            df[c] = np.nan
+    return df[df.d >= 1]  # d = 0 is the scored position itself
+
+
+def _near(g) -> pd.DataFrame:
+    return g[g.d <= RULE.near]
 
 
 def decay(g: pd.DataFrame) -> float:
-    """Mean influence at d = 1..near over mean influence across the farthest 1/far of the
-    distances that at least REACHED of the batch reaches (nan with fewer than 2 x near)."""
+    """Untrained fade of one run: mean influence at d = 1..near over the mean across the
+    farthest 1/far of the distances that at least REACHED of the batch reaches (nan with
+    fewer than 2 x near such distances)."""
     g = g[g.examples >= g.examples.max() * REACHED].sort_values("d")
     if len(g) < 2 * RULE.near:
         return float("nan")
     far = g[g.d >= g.d.max() - (g.d.max() - 1) / RULE.far]
-    return ratio(g[g.d <= RULE.near].grad_norm.mean(), far.grad_norm.mean())
+    return ratio(_near(g).grad_norm.mean(), far.grad_norm.mean())
 
 
-def decays(df: pd.DataFrame) -> dict:
-    """(model, trained) -> decay."""
-    return {(m, tr): decay(g) for (m, tr), g in df.groupby(["model", "trained"])}
+def decay_to_value(g: pd.DataFrame) -> float:
+    """Trained fade of one run: mean influence at d = 1..near over the influence at the
+    task's recall distance (the value the answer must come from)."""
+    at = g[g.d == g.distance].grad_norm
+    if at.empty or _near(g).empty:
+        return float("nan")
+    return ratio(_near(g).grad_norm.mean(), at.mean())
+
+
+def runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured run and state: model, family, seed, T, distance, its fade, and
+    (trained) whether it reached its criterion, its steps to it and its lr."""
+    rows = []
+    for (_, trained), g in df.groupby(["run", "trained"]):
+        first = g.iloc[0]
+        rows.append({
+            "model": first.model, "family": first.family, "seed": first.seed,
+            "trained": trained, "T": int(first["T"]), "distance": first.distance,
+            "fade": decay_to_value(g) if trained else decay(g),
+            "learned": bool(trained and pd.notna(first.criterion)
+                            and pd.notna(first.steps_to_criterion)),
+            "criterion": first.criterion if trained else None,
+            "steps_to_criterion": first.steps_to_criterion, "lr": first.lr,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _log_fade(values) -> np.ndarray:
+    """log10 of fades; an infinite fade (the far gradient underflowed to 0) counts as 1e308."""
+    v = np.log10(np.asarray(values, dtype=float))
+    return np.where(np.isposinf(v), LOG_MAX, v)
+
+
+CALLS = ("fades", "flat", "cannot tell")
+
+
+def fading(values) -> tuple[str, object]:
+    """('fades' | 'flat' | 'cannot tell', the Estimate of log10 fade over seeds)."""
+    e = estimate(_log_fade(values))
+    threshold = np.log10(RULE.decay)
+    if e.n >= 2 and e.lo >= threshold:
+        return "fades", e
+    if e.n >= 2 and e.hi < threshold:
+        return "flat", e
+    return "cannot tell", e
+
+
+def reading(r: pd.DataFrame, trained: bool) -> dict:
+    """model -> (call, Estimate, cell rows) for one state, at its longest T; trained models
+    only over the runs that reached their criterion, and only when every run did."""
+    sel = r[r.trained == trained]
+    if sel.empty:
+        return {}
+    sel = sel[sel["T"] == sel["T"].max()]
+    out = {}
+    for m, g in sel.groupby("model"):
+        if trained and not g.learned.all():
+            continue  # did not learn the task: what it uses says nothing about the claim
+        out[m] = (*fading(g.fade), g)
+    return out
+
+
+def unlearned(r: pd.DataFrame) -> dict:
+    """Trained models left out: model -> 'k/n' seeds that reached the criterion."""
+    t = r[r.trained]
+    if t.empty:
+        return {}
+    t = t[t["T"] == t["T"].max()]
+    return {m: f"{int(g.learned.sum())}/{len(g)}" for m, g in t.groupby("model")
+            if not g.learned.all()}  # fmt: skip
+
+
+def _exp10(x: float) -> float:
+    return float("inf") if x >= LOG_MAX else float(10.0**x)
+
+
+def _ratio_text(e) -> str:
+    """Geometric mean fade with its interval: '790 [505, 846]'."""
+    if e.n == 0:
+        return "n/a"
+    mean = fmt(_exp10(e.mean), 3)
+    if not np.isfinite(e.lo):
+        return mean
+    return f"{mean} [{fmt(_exp10(e.lo), 3)}, {fmt(_exp10(e.hi), 3)}]"
 
 
 def verdict(df: pd.DataFrame) -> tuple[str, str] | None:
-    """(verdict, measured) from the untrained decays; None without a finite decay for some
-    recurrent model and for every attention model."""
-    d = {m: v for (m, tr), v in decays(df).items() if not tr}  # untrained: the architecture
-    rec = {m: d[m] for m in in_family(df, "recurrent") if m in d and not np.isnan(d[m])}
-    att = {m: d.get(m, float("nan")) for m in in_family(df, "attention")}
-    if not rec or not att or any(np.isnan(v) for v in att.values()):
+    """(verdict, measured); None without untrained rows of both families."""
+    r = runs(df)
+    if r.empty:
         return None
-    ok = all(v >= RULE.decay for v in rec.values()) and all(v < RULE.decay for v in att.values())
-    measured = "untrained near/far influence ratio: " + ", ".join(
-        f"{m} {fmt(v, 3)}" for m, v in [*sorted(rec.items()), *sorted(att.items())]
+    rec_models, att_models = in_family(df, "recurrent"), in_family(df, "attention")
+    base, trained = reading(r, False), reading(r, True)
+    rec = {m: base[m] for m in rec_models if m in base}
+    att = {m: base[m] for m in att_models if m in base}
+    if not rec or not att:
+        return None
+    rec_t = {m: trained[m] for m in rec_models if m in trained}
+    att_t = {m: trained[m] for m in att_models if m in trained}
+    refuted = any(c == "flat" for c, _, _ in rec.values()) or any(
+        c == "fades" for c, _, _ in [*att.values(), *att_t.values()]
     )
-    return ("supported" if ok else "not supported"), measured
+    used = [*rec.values(), *att.values(), *rec_t.values(), *att_t.values()]
+    if refuted:
+        v = "not supported"
+    elif any(c == "cannot tell" for c, _, _ in used) or not rec_t or not att_t:
+        v = "inconclusive"
+    elif all(c == "fades" for c, _, _ in rec_t.values()):
+        v = "supported"
+    else:
+        v = "nuanced"
+    return v, _measured(r, {**rec, **att}, {**rec_t, **att_t})
+
+
+def _measured(r, base, trained) -> str:
+    def said(reading):
+        return ", ".join(f"{m} {_ratio_text(e)} ({c})" for m, (c, e, _) in sorted(reading.items()))
+
+    seeds = sorted({int(g.seed.nunique()) for _, _, g in [*base.values(), *trained.values()]})
+    T = int(next(iter(base.values()))[2]["T"].iloc[0])
+    text = f"untrained near/far influence at T={T}: {said(base)}"
+    t = r[r.trained]
+    if trained:
+        cell = next(iter(trained.values()))[2]
+        text += (
+            f"; trained (T={int(cell['T'].iloc[0])}, d={fmt(cell.distance.iloc[0])}) near / at "
+            f"the recall distance: {said(trained)}"
+        )
+    elif t.empty:
+        text += "; no trained models"
+    failed = unlearned(r)
+    if failed:
+        crit = t.criterion.dropna()
+        what = f" {crit.iloc[0]}" if len(crit) else " a criterion"
+        text += (
+            "; left out, seeds that reached"
+            + what
+            + ": "
+            + ", ".join(f"{m} {k}" for m, k in sorted(failed.items()))
+        )
+    return text + f" ({'/'.join(map(str, seeds))} seeds)"
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -125,78 +253,83 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C5", "path_length", measured, RULE, v)]
+    return [Verdict("C5", STUDY, measured, RULE, v)]
 
 
 def section(tables, figs) -> str:
     df = influence_table(tables)
     if df.empty:
         return "_No completed path_length runs._"
-    fig, axes = figs.figure(ncols=2, width=4.8)
-    for ax, trained in zip(axes, (False, True)):
-        sub = df[df.trained == trained]
-        for m, g in sub.groupby("model"):
-            acc = g.val_acc.iloc[0]
-            label = m + (f" (acc {acc:.2f})" if trained and pd.notna(acc) else "")
-            ax.plot(g.d, g.grad_norm, color=figs.color(m), label=label)
-        dist = sub.distance.dropna()
-        if len(dist):
-            ax.axvline(float(dist.iloc[0]), ls=":", color="gray")
-        ax.set(
-            yscale="log",
-            xlabel="distance d = t - s",
-            ylabel="‖∂ log p(y_t) / ∂ e_s‖",
-            title="trained on the task" if trained else "untrained",
-        )
-        ax.legend(fontsize=7)
+    r = runs(df)
     parts = [
         "Gradient of the log-probability of the target at the scored position t with "
-        "respect to the input embedding at t - d, norm averaged over a held-out batch "
-        "(the dotted line: the task's distance between the value and the query; a peak there "
-        "after training is a path the model built from the value it must recall to the "
-        "answer).",
-        figs.save(fig, "influence_vs_distance"),
-        _reading(df),
+        "respect to the input embedding at t - d, norm averaged over a held-out batch; lines "
+        "are means over seeds, bands their 95% bootstrap interval (the dashed line: the "
+        "task's distance between the value and the query). Trained models were trained to "
+        "the criterion with the learning rate calibrated once per model on the control "
+        "distance (`train.lr_control`) and reused by every seed. CPU profile cut: only "
+        f"{CPU_TRAINED['models'].replace(',', ', ')} are trained, at T={CPU_TRAINED['seq_len']}, "
+        f"d={CPU_TRAINED['distance']} (the GPU profile trains every model at "
+        f"T={GPU_CELL['seq_len']}, d={GPU_CELL['distance']}).",
+        _figure(df, figs),
+        md_table(_summary(r)),
+        _reading(r),
     ]
     return "\n\n".join(p for p in parts if p)
 
 
-def _peaks(df: pd.DataFrame) -> list[str]:
-    """Trained influence at the recall distance over its median elsewhere, per model."""
-    peaks = []
-    for m, g in df[df.trained].groupby("model"):
-        dist = g.distance.dropna()
-        if not len(dist):
-            continue
-        at_d = int(dist.iloc[0])
-        at = g[g.d == at_d].grad_norm
-        rest = g[(g.d - at_d).abs() > PEAK_WINDOW].grad_norm
-        if len(at) and len(rest):
-            acc = g.val_acc.iloc[0]
-            peaks.append(
-                f"{m} ×{fmt(ratio(at.iloc[0], rest.median()), 3)} (held-out accuracy {fmt(acc, 2)})"
-            )
-    return peaks
+def _figure(df, figs) -> str:
+    states = [s for s in (False, True) if (df.trained == s).any()]
+    fig, axes = figs.figure(ncols=len(states), width=4.4)
+    for ax, trained in zip(axes, states):
+        sub = df[df.trained == trained]
+        sub = sub[sub["T"] == sub["T"].max()]
+        for m, g in sub.groupby("model"):
+            curve = [(d, estimate(x.grad_norm)) for d, x in g.groupby("d")]
+            d = [p for p, _ in curve]
+            mean, lo, hi = ([getattr(e, k) for _, e in curve] for k in ("mean", "lo", "hi"))
+            figs.line(ax, d, mean, lo, hi, model=m, clip=(0, np.inf))
+        distance = int(sub.distance.iloc[0])
+        reference(ax, distance, f"recall distance {distance}", axis="x", kind="threshold")
+        state = "trained to the criterion" if trained else "untrained"
+        ax.set(xlabel=axis_label("distance d = t - s", "tokens"),
+               ylabel="gradient norm ‖∂ log p(y_t) / ∂ e_s‖",
+               title=f"{state}, T={int(sub['T'].iloc[0])}")  # fmt: skip
+        log_axis(ax, "y")
+    figs.legend(fig)
+    return figs.save(fig, "influence_vs_distance", decides=DECIDES)
 
 
-def _reading(df: pd.DataFrame) -> str:
-    d = {k: v for k, v in sorted(decays(df).items()) if not np.isnan(v)}
-    said = [f"{m} {'trained' if tr else 'untrained'} ×{fmt(v, 3)}" for (m, tr), v in d.items()]
-    peaks = _peaks(df)
+def _summary(r: pd.DataFrame) -> pd.DataFrame:
+    """Per model and state: the fade with its interval, seeds, criterion and lr."""
+    rows = []
+    for (trained, T, m), g in r.groupby(["trained", "T", "model"]):
+        e = fading(g.fade)[1]
+        steps = g.steps_to_criterion.dropna()
+        rows.append({
+            "model": m, "state": "trained" if trained else "untrained", "T": T,
+            "fade (near / far or at d)": _ratio_text(e), "seeds": len(g),
+            "reached criterion": f"{int(g.learned.sum())}/{len(g)}" if trained else "",
+            "steps to criterion (median)": fmt(float(steps.median())) if len(steps) else "",
+            "lr": fmt(float(g.lr.median())) if trained and g.lr.notna().any() else "",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _reading(r: pd.DataFrame) -> str:
+    """Which models fade, by the rule's own test, in each state."""
     text = []
-    if said:
-        text.append(
-            f"Influence falls from near (d <= {RULE.near}) to far (the farthest 1/{RULE.far} "
-            f"of distances) by a factor of: {', '.join(said)}"
-            + (
-                " (∞: the far gradient underflows to 0)."
-                if np.isinf(list(d.values())).any()
-                else "."
-            )
-        )
-    if peaks:
-        text.append(
-            "After training, the influence at the task's recall distance relative to the "
-            "median elsewhere is " + ", ".join(peaks) + "."
-        )
+    for trained in (False, True):
+        calls = reading(r, trained)
+        if not calls:
+            continue
+        by = {c: [m for m, (call, _, _) in sorted(calls.items()) if call == c] for c in CALLS}
+        by = {c: ms for c, ms in by.items() if ms}
+        state = "trained to the criterion" if trained else "untrained"
+        said = "; ".join(f"{c}: {', '.join(ms)}" for c, ms in by.items())
+        text.append(f"{state.capitalize()} (threshold {RULE.decay:g}x): {said}.")
+    failed = unlearned(r)
+    if failed:
+        text.append("Did not reach the criterion in every seed: " + ", ".join(
+            f"{m} ({k})" for m, k in sorted(failed.items())) + ".")  # fmt: skip
     return "**Reading.** " + " ".join(text) if text else ""

@@ -1,197 +1,311 @@
-"""Recall versus distance (C5): lag_recall accuracy against the key-query distance d.
+"""Recall versus distance (C5): lag_recall, trained to a criterion, against the distance d.
 
 The lecture: in an RNN information from word a reaches word b only by surviving |b - a| state
 updates, while attention has a direct edge. ``lag_recall`` isolates exactly that: one value to
-carry over d distractor tokens. A distance counts as *solved* by a model when its mean
-held-out accuracy over seeds reaches RULE.solved; a model's *reach* is the longest d such that
-every measured distance up to d is solved (0 when even the shortest is not). The attention
-family is compared with the recurrences (families ``recurrent`` and ``scan``).
+carry over d distractor tokens (chance 1 / n_keys). Every run trains until its held-out
+accuracy reaches the criterion (``train.target``, checked every ``train.eval_every`` steps) or
+its step cap, and records ``steps_to_criterion`` (censored at the cap).
+
+A cell (model, d) is *solved* when the 95% interval of its final accuracy over seeds lies at
+or above RULE.solved, *failed* when it lies below, *undecided* when it straddles the bar (some
+seeds hit the cap short of it). A model's *reach* is the longest d with every measured
+distance up to it solved. The control is the shortest distance: a model that does not solve
+it cannot speak to a distance effect and is left out. An undecided cell, or a model measured
+over fewer distances than the others, gives its reach a range [lo, hi]; the verdict is taken
+at both ends and is inconclusive where they differ. Learning rates: calibrated once per model
+on the control (CPU, ``train.lr_grid``), or swept in every cell with the best kept (GPU,
+``_common.best_of_grid``, Zoology's selection).
 """
 
+import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
 
-from seqbench.report.plot import md_table
+from seqbench.report.plot import UNIT_RANGE, log_axis, md_table, reference
+from seqbench.report.stats import estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
+from seqbench.studies._common import best_of_grid, estimate_of, lr_control, seeds_text, steps_text
 
 TITLE = "Recall versus distance (C5)"
 ORDER = 30
 DECIDES = ("C5",)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
 RULE = Rule(
-    "reach = longest d with mean accuracy >= {solved:.0%} at every d up to it; supported if "
-    "the attention model's reach is >= {ratio}x every recurrent model's, not supported if "
-    "some recurrent model reaches as far, nuanced between",
+    "a distance is solved when the 95% interval of accuracy over seeds lies at or above "
+    "{solved:.0%} (failed: below; undecided: across); reach = longest d with every measured d "
+    "up to it solved; a model that does not solve the control (the shortest d) is left out; "
+    "supported if the attention model's reach is >= {ratio}x every recurrent model's, not "
+    "supported if some recurrent model reaches as far, nuanced between; inconclusive when an "
+    "undecided cell or an unmeasured distance could change that, or a side has no model left",
     solved=0.9,
     ratio=4,
 )
-_SWEEP = "hydra.sweeper.params.data='{distance:4,seq_len:12},{distance:16,seq_len:24}'"
+
+
+def _settings(*distances) -> str:
+    """The swept data setting: seq_len = d + 8, so the pair sits at one of 7 offsets."""
+    return "data='" + ",".join(f"{{distance:{d},seq_len:{d + 8}}}" for d in distances) + "'"
+
+
+_CPU = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
 BENCH = {
     "smoke": [
-        train(
-            "recall",
-            "-m",
-            "+experiment=recall",
-            _SWEEP,
-            "seed=0",
-            "train.steps=10",
-            "train.eval_batches=2",
-        ),
+        train("recall", "-m", "+experiment=recall", f"hydra.sweeper.params.{_settings(4, 16)}",
+              "seed=0", "train.steps=10", "train.eval_every=5", "train.eval_batches=2"),
     ],
     "cpu": [
-        train(
-            "recall",
-            "-m",
-            "+experiment=recall",
-            "seed=0,1",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ),
-        train(
-            "recall_scan",
-            "-m",
-            "+experiment=recall",
-            "model=mingru,minlstm",
-            "seed=0",
-            "hydra.sweeper.params.data='{distance:4,seq_len:12},{distance:16,seq_len:24},"
-            "{distance:64,seq_len:72}'",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ),
+        train("recall", "-m", "+experiment=recall", *_CPU),
+        # the scans cost 1.5-3x an LSTM step here and more at T = 264: no d = 256 on the CPU
+        train("recall_scan", "-m", "+experiment=recall", "model=mingru,minlstm",
+              f"hydra.sweeper.params.{_settings(4, 16, 64)}", *_CPU),
     ],
     "gpu": [
-        train(
-            "recall",
-            "-m",
-            "+experiment=recall",
-            "model=rnn,lstm,gru,transformer,mingru,minlstm",
-            "model.size=s",
-            "train.steps=1000",
-            "train.batch_size=32",
-            "train.threads=2",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=4",
-            "hydra.sweeper.params.data='{distance:16,seq_len:24},{distance:64,seq_len:72},"
-            "{distance:256,seq_len:264},{distance:1024,seq_len:1032}'",
-        ),
+        train("recall", "-m", "+experiment=recall",
+              "model=rnn,lstm,gru,transformer,mingru,minlstm",
+              f"hydra.sweeper.params.{_settings(4, 16, 64, 256, 1024)}",
+              "train.lr_grid=null", "train.lr=1.0e-3,3.0e-3,1.0e-2", "train.target=0.99",
+              "train.steps=2000", "train.batch_size=32", "train.eval_every=50",
+              "train.eval_batches=16", "train.threads=2", "hydra/launcher=joblib",
+              "hydra.launcher.n_jobs=8"),
     ],
-}
+}  # fmt: skip
 
 
-def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and seed count of held-out accuracy per (model, distance)."""
+# --- the table: one row per (model, distance) ---------------------------------------------
+def recall_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Complete recall runs with their distance and step cap; of a swept lr grid only the
+    best lr per (model, distance): most seeds at the criterion, then fewest steps."""
     ok = complete(runs, "recall")
     if ok.empty:
-        return pd.DataFrame()
-    ok = ok[ok.task == "lagrecall"].rename(columns={"data.distance": "distance"})
-    return (
-        ok.groupby(["model", "family", "distance"])
-        .agg(acc=("val_acc", "mean"), acc_std=("val_acc", "std"), seeds=("seed", "nunique"))
-        .reset_index()
-    )
+        return ok
+    ok = ok[ok.task == "lagrecall"]
+    cap = ok["train.steps"].astype(float)
+    steps = pd.to_numeric(ok.steps_to_criterion, errors="coerce")
+    # censored runs rank after every run that reached the criterion, by their accuracy
+    score = steps.where(steps.notna(), cap * (2 - ok.val_acc.astype(float)))
+    ok = ok.assign(distance=ok["data.distance"].astype(int), cap=cap, steps=steps, score=score)
+    return best_of_grid(ok, ["distance"], metric="score")
 
 
-def reach(acc: pd.DataFrame) -> dict:
-    """Longest distance up to which every measured distance is solved, per model."""
+def status(lo: float, hi: float) -> str:
+    """solved / failed / undecided from an accuracy interval (no interval: undecided)."""
+    if np.isfinite(lo) and lo >= RULE.solved:
+        return "solved"
+    if np.isfinite(hi) and hi < RULE.solved:
+        return "failed"
+    return "undecided"
+
+
+def cell_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and steps to the criterion per (model, distance), with intervals over seeds.
+    Steps count a censored seed at its cap: a lower bound, flagged by ``reached < seeds``."""
+    rows = []
+    for (model, family, d), g in ok.groupby(["model", "family", "distance"]):
+        acc = estimate(g.val_acc.astype(float))
+        steps = estimate(g.steps.fillna(g.cap))
+        rows.append(
+            {"model": model, "family": family, "distance": int(d), "acc": acc.mean,
+             "acc_lo": acc.lo, "acc_hi": acc.hi, "steps": steps.mean, "steps_lo": steps.lo,
+             "steps_hi": steps.hi, "seeds": int(g.seed.nunique()),
+             "reached": int(g.steps.notna().sum()), "cap": int(g.cap.max()),
+             "lr": ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique())),
+             "status": status(acc.lo, acc.hi)}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def reach(cells: pd.DataFrame) -> dict:
+    """model -> (lo, hi): the longest d with every distance up to it solved, counting
+    undecided cells as failed (lo) or solved (hi); a model that solved all its distances
+    but was not measured as far as the others might reach the longest of them (hi)."""
+    longest = int(cells.distance.max())
     out = {}
-    for model, g in acc.groupby("model"):
-        best = 0
-        g = g.sort_values("distance")
-        for d, a in zip(g.distance, g.acc):
-            if a < RULE.solved:
-                break
-            best = int(d)
-        out[model] = best
+    for model, g in cells.sort_values("distance").groupby("model"):
+        lo = hi = 0
+        open_lo = open_hi = True
+        for d, s in zip(g.distance, g.status):
+            open_lo = open_lo and s == "solved"
+            open_hi = open_hi and s != "failed"
+            lo, hi = (int(d) if open_lo else lo), (int(d) if open_hi else hi)
+        out[model] = (lo, longest if open_hi else hi)
     return out
 
 
-def verdict(acc: pd.DataFrame) -> tuple[str, str] | None:
-    """(verdict, measured) from the accuracy table; None without an attention model and at
-    least one recurrent model, or when no model solves any distance (uninformative)."""
-    r = reach(acc)
-    attention = {m: r[m] for m in in_family(acc, *ATTENTION)}
-    recurrent = {m: r[m] for m in in_family(acc, *RECURRENCES)}
-    if not attention or not recurrent:
+def controls(cells: pd.DataFrame) -> dict:
+    """model -> did it solve the control, the shortest distance of the study?"""
+    shortest = cells.distance.min()
+    at = cells[cells.distance == shortest].set_index("model").status
+    return {m: at.get(m) == "solved" for m in cells.model.unique()}
+
+
+def decide(attention_reach: int, recurrent_reach: int) -> str:
+    """The rule on two reaches (monotone: more attention reach or less recurrent reach never
+    moves the verdict away from supported)."""
+    if recurrent_reach >= attention_reach:
+        return "not supported"
+    if attention_reach >= RULE.ratio * recurrent_reach:
+        return "supported"
+    return "nuanced"
+
+
+def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
+    """(verdict, measured); None without an attention model and a recurrence (no data)."""
+    attention, recurrences = in_family(cells, *ATTENTION), in_family(cells, *RECURRENCES)
+    if not attention or not recurrences:
         return None
-    tr, best_rec = min(attention.values()), max(recurrent.values())
-    if tr == 0 and best_rec == 0:
-        return None  # nothing solved even the shortest distance: the budget decides nothing
-    longest = acc.distance.max()
-    at_longest = acc[acc.distance == longest].set_index("model")
-    measured = (
-        f"reach (longest d solved at >= {RULE.solved:.0%}): "
-        + ", ".join(f"{m} {v}" for m, v in sorted(r.items()))
-        + f"; accuracy at d={int(longest)}: "
-        + ", ".join(
-            f"{m} {at_longest.acc[m]:.2f}±{_std(at_longest.acc_std[m])}"
-            for m in sorted(r)
-            if m in at_longest.index
-        )
-        + f" ({int(acc.seeds.min())}+ seeds)"
+    passed, r = controls(cells), reach(cells)
+    att = [r[m] for m in attention if passed[m]]
+    rec = [r[m] for m in recurrences if passed[m]]
+    measured = _measured(cells, r, passed)
+    if not att or not rec:
+        return "inconclusive", measured
+    # the ends of the reach ranges most and least favourable to the claim
+    best = decide(min(hi for _, hi in att), max(lo for lo, _ in rec))
+    worst = decide(min(lo for lo, _ in att), max(hi for _, hi in rec))
+    return (best if best == worst else "inconclusive"), measured
+
+
+def _span(lo, hi) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _measured(cells, r, passed) -> str:
+    longest = int(cells.distance.max())
+    at = cells[cells.distance == longest].sort_values("model")
+    acc = ", ".join(f"{c.model} {fmt(estimate_of(c, 'acc'))}" for c in at.itertuples())
+    steps = ", ".join(f"{c.model} {steps_text(c)}" for c in at.itertuples())
+    out = (
+        f"reach (d solved at >= {RULE.solved:.0%}): "
+        + ", ".join(f"{m} {_span(*v)}" for m, v in sorted(r.items()))
+        + f"; accuracy at d={longest}: {acc}; steps to the criterion at d={longest}: {steps}"
+        + f" ({seeds_text(cells)})"
     )
-    if tr <= best_rec:
-        return "not supported", measured
-    if tr >= RULE.ratio * best_rec:
-        return "supported", measured
-    return "nuanced", measured
-
-
-def _std(v) -> str:
-    return "nan" if pd.isna(v) else f"{v:.2f}"
+    left = sorted(m for m, ok in passed.items() if not ok)
+    if left:
+        out += f"; left out, control d={int(cells.distance.min())} not solved: {', '.join(left)}"
+    return out
 
 
 def verdicts(tables) -> list[Verdict]:
-    acc = accuracy_table(tables["runs"])
-    result = verdict(acc) if not acc.empty else None
+    ok = recall_runs(tables["runs"])
+    result = verdict(cell_table(ok)) if not ok.empty else None
     if result is None:
         return []
     v, measured = result
     return [Verdict("C5", "recall (lag_recall vs distance)", measured, RULE, v)]
 
 
-def section(tables, figs) -> str:
-    acc = accuracy_table(tables["runs"])
-    if acc.empty:
-        return "_No completed runs of the recall study yet._"
-    fig, axes = figs.figure(width=6.0)
-    ax = axes[0]
-    for model, g in acc.groupby("model"):
-        g = g.sort_values("distance")
-        ax.errorbar(
-            g.distance,
-            g.acc,
-            yerr=g.acc_std.fillna(0),
-            label=model,
-            color=figs.color(model),
-            marker="o",
-            capsize=3,
+# --- the section ---------------------------------------------------------------------------
+def _setup(ok: pd.DataFrame) -> str:
+    """What was run, read from the runs (and what the CPU profile cuts)."""
+    first = ok.iloc[0]
+    dists = {
+        m: ", ".join(str(d) for d in sorted(g.distance.unique())) for m, g in ok.groupby("model")
+    }
+    same = len(set(dists.values())) == 1
+    where = (
+        f"d = {next(iter(dists.values()))} for every model"
+        if same
+        else "; ".join(f"{m}: d = {v}" for m, v in dists.items())
+    )
+    text = (
+        f"Runs: {where} (seq_len = d + 8), {seeds_text(cell_table(ok))} per cell, batch "
+        f"{int(first['train.batch_size'])}, trained to {first.criterion} (checked every "
+        f"{int(first['train.eval_every'])} steps on {int(first['train.eval_batches'])} held-out "
+        f"batches) or the cap of {int(ok.cap.max())} steps."
+    )
+    grid = ok["train.lr_grid"].dropna() if "train.lr_grid" in ok else pd.Series(dtype=object)
+    lrs = ", ".join(f"{m} {v}" for m, v in ok.groupby("model").lr.agg(_lrs).items())
+    if len(grid) and isinstance(grid.iloc[0], list | tuple):
+        text += (
+            f" Learning rate: calibrated once per model on the control (one run per lr of "
+            f"{list(grid.iloc[0])} with {lr_control(first)}, seed 0; the fastest to the "
+            f"criterion wins) and reused by every cell and seed: {lrs}."
         )
-    ax.axhline(RULE.solved, color="k", lw=0.6, ls=":")
-    ax.set(
-        xscale="log",
-        xlabel="distance d between the pair and its query",
-        ylabel="held-out accuracy",
-        ylim=(0, 1.05),
-        title="lag_recall",
-    )
-    distances = sorted(acc.distance.unique())
-    ax.set_xticks(distances, [str(int(d)) for d in distances])
-    ax.xaxis.set_minor_formatter(NullFormatter())  # only the measured distances are labelled
-    ax.legend(fontsize=8)
-    wide = (
-        acc.assign(cell=[f"{a:.2f}±{_std(s)}" for a, s in zip(acc.acc, acc.acc_std)])
-        .pivot(index="distance", columns="model", values="cell")
-        .reset_index()
-    )
-    reaches = ", ".join(f"{m}: {v}" for m, v in sorted(reach(acc).items()))
+    else:
+        text += f" Learning rate: best of the swept grid per (model, d): {lrs}."
+    if set(ok.device.dropna()) <= {"cpu"}:
+        text += (
+            " This is the CPU profile; the GPU profile adds d = 1024, the 0.99 criterion on "
+            "more held-out sequences, a 2000-step cap, the lr sweep in every cell and "
+            "minGRU/minLSTM as far as the others (here they stop at d = 64: their scan costs "
+            "most at T = 264); seeds are never cut."
+        )
+    return text
+
+
+def _lrs(v) -> str:
+    return "/".join(f"{x:g}" for x in sorted(v.dropna().unique()))
+
+
+def _figure(cells: pd.DataFrame, figs) -> str:
+    fig, axes = figs.figure(ncols=2, width=4.6)
+    distances = sorted(cells.distance.unique())
+    censored = cells[cells.reached < cells.seeds]
+    for model, g in cells.sort_values("distance").groupby("model"):
+        figs.line(axes[0], g.distance, g.acc, g.acc_lo, g.acc_hi, model=model, marker="o",
+                  clip=UNIT_RANGE)  # fmt: skip
+        figs.line(axes[1], g.distance, g.steps, g.steps_lo, g.steps_hi, model=model,
+                  marker="o")  # fmt: skip
+    if len(censored):  # a lower bound: some seed stopped at the cap short of the criterion
+        axes[1].scatter(censored.distance, censored.steps, marker="^", s=110, facecolor="none",
+                        edgecolor="0.1", linewidths=1.4, zorder=3,
+                        label="seed(s) at the cap: lower bound")  # fmt: skip
+    chance = 1 / float(cells.attrs.get("n_keys", 16))
+    reference(axes[0], RULE.solved, f"solved: {RULE.solved:.0%}", kind="threshold")
+    reference(axes[0], chance, f"chance 1/{int(round(1 / chance))}", kind="chance")
+    reference(axes[1], int(cells.cap.max()), "step cap", kind="threshold")
+    axes[0].set(xlabel="distance d (tokens)", ylabel="held-out accuracy", ylim=(0, 1.0),
+                title="final accuracy")  # fmt: skip
+    axes[1].set(xlabel="distance d (tokens)", ylabel="steps to the criterion",
+                title="steps to the criterion")  # fmt: skip
+    for ax in axes:
+        log_axis(ax, "x", distances)
+    log_axis(axes[1], "y")
+    figs.legend(fig)
+    return figs.save(fig, "recall_vs_distance", "C5")
+
+
+def _table(cells: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "d": cells.distance,
+            "model": cells.model,
+            "accuracy": [fmt(estimate_of(c, "acc")) for c in cells.itertuples()],
+            "steps to criterion": [steps_text(c) for c in cells.itertuples()],
+            "reached": [f"{c.reached}/{c.seeds}" for c in cells.itertuples()],
+            "cell": cells.status,
+            "lr": cells.lr,
+        }
+    ).sort_values(["d", "model"])
+
+
+def section(tables, figs) -> str:
+    ok = recall_runs(tables["runs"])
+    if ok.empty:
+        return "_No completed runs of the recall study yet._"
+    cells = cell_table(ok)
+    cells.attrs["n_keys"] = int(ok["data.n_keys"].iloc[0]) if "data.n_keys" in ok else 16
+    r, passed = reach(cells), controls(cells)
+    failed = sorted(m for m, ok_ in passed.items() if not ok_)
+    control = int(cells.distance.min())
     return "\n\n".join(
         [
-            "Held-out accuracy on `lag_recall` against the distance d (mean ± standard deviation "
-            f"over {int(acc.seeds.min())}–{int(acc.seeds.max())} seeds; every model has the same "
-            "size preset, steps, batch and data order; seq_len = d + 8). Chance is 1/n_keys. "
-            f"The dotted line is the {RULE.solved:.0%} bar for *solved*.",
-            figs.save(fig, "recall_vs_distance"),
-            md_table(wide),
-            f"Reach (longest d with every distance up to it solved): {reaches}.",
+            _setup(ok),
+            "Left: held-out accuracy at the end of training against the distance d; right: "
+            "steps to the criterion (a seed that stopped at the cap counts at the cap, so a "
+            "triangle marks a lower bound). Lines: mean over seeds; bands: 95% bootstrap "
+            "interval over seeds.",
+            _figure(cells, figs),
+            md_table(_table(cells)),
+            "Reach (longest d with every distance up to it solved; a range where a cell is "
+            "undecided or a model was not run as far): "
+            + ", ".join(f"{m} {_span(*v)}" for m, v in sorted(r.items()))
+            + ". "
+            + (
+                f"Control d = {control}: not solved by {', '.join(failed)}, left out of the "
+                "verdict."
+                if failed
+                else f"Control d = {control}: solved by every model."
+            ),
         ]
     )

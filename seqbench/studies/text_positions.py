@@ -1,147 +1,212 @@
 """Loss by position in the context (C5; Kaplan et al. 2020, Fig. 7).
 
-The harness writes, at every run's final evaluation, the mean held-out loss at each token
-index t of the context window (``positions`` table). On text a model that uses long context
-keeps lowering its loss as t grows; Kaplan et al. found an LSTM's curve flat after ~100
-tokens while a Transformer's kept falling. Measured here as the *late gain*: mean loss over
-the second quarter of the window minus mean loss over the last quarter (nats; > 0 means the
-model still profits from context that far back).
+Every text run's final evaluation writes the mean held-out loss at each token index t of the
+context window (``positions`` table). Kaplan et al. found an LSTM's per-token loss flat after
+~100 tokens while a Transformer's kept falling with t. Measured here per run as the *late
+gain*: mean loss over positions [knee, knee + w) minus mean loss over the last w positions,
+w = (T - knee) / 4, knee = RULE.knee (nats; > 0: the model still profits from context that
+far back), then its mean and 95% interval over seeds per model; a family difference counts
+only when its interval excludes 0.
 
-Runs used: complete causal text runs of any study that saw unrestricted data
-(``data.n_train`` null, or the largest pool of their study), grouped by (study, seq_len); the
-verdict reads the group with the longest context that has an attention model and a
-recurrence (families ``recurrent`` and ``scan``).
+Which runs (the group rule): complete causal text runs with unrestricted data of the studies
+in SOURCES, in that order: this study's own long-context runs (the GPU profile, T = 1024)
+when there are any with an attention model and a recurrence, else the core study's text runs
+(T = 256, the CPU profile: the C1 runs serve C5 as well, at no extra cost). Pool-limited
+(data_efficiency) and masked (causal_vs_masked) runs are never read. On a swept lr grid the
+best lr per (model, T) is kept (``_common.best_of_grid``).
 """
 
+import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import md_table
+from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, family_of, in_family, train
+from seqbench.studies._common import best_of_grid
 
 TITLE = "Loss by position in the context (C5, Kaplan Fig. 7)"
 ORDER = 34
 DECIDES = ("C5",)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
+SOURCES = ("text_positions", "core")  # the group rule: the first with both kinds decides
+READS = SOURCES  # the stability column perturbs these studies' runs too
 RULE = Rule(
-    "supported if the attention model's late gain exceeds every recurrent model's, "
-    "not supported if it is below every one, nuanced between",
+    "late gain g = mean loss over positions [{knee}, {knee} + w) minus over the last w, "
+    "w = (T - {knee}) / 4 (Kaplan et al. 2020: an LSTM stops improving after ~{knee} tokens), "
+    "T >= {min_len}; supported if the attention model's g exceeds every recurrent and scan "
+    "model's (95% interval of the difference over seeds above 0), not supported if it is "
+    "below every one, nuanced if above some and below others, inconclusive if any interval "
+    "includes 0 or T < {min_len}",
+    knee=100,
+    min_len=256,
 )
+_GPU = ("model.size=s", "train.steps=3000",
+        "train.lr=1.0e-3,3.0e-3,1.0e-2", "train.threads=2", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4")  # fmt: skip
 BENCH = {
-    # on the CPU this study costs nothing extra: the curves come from the core and
-    # data_efficiency text runs (T = 64); the long context (T = 512) is the GPU profile's job
-    "smoke": [],
+    "smoke": [train("text_positions", "-m", "+experiment=text_positions", "model=lstm,transformer",
+                    "data.seq_len=64", "train.steps=10", "train.eval_batches=1", "seed=0")],
+    # the CPU profile reads the core text runs (T = 256): nothing extra to train
     "cpu": [],
-    "gpu": [
-        train("text_positions", "-m", "+experiment=text_positions", "model.size=s",
-              "train.steps=3000", "train.batch_size=32", "train.threads=2",
-              "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"),
-    ],
+    "gpu": [train("text_positions", "-m", "+experiment=text_positions", *_GPU)],
 }  # fmt: skip
 
 
-def position_curves(tables) -> pd.DataFrame:
-    """Mean held-out loss per (study, seq_len, model, position) over seeds."""
+def windows(T: int) -> tuple[range, range] | None:
+    """(early, late) positions of the late gain, None when T leaves no room past the knee."""
+    w = (T - RULE.knee) // 4
+    if w < 1:
+        return None
+    return range(RULE.knee, RULE.knee + w), range(T - w, T)
+
+
+def run_gains(tables) -> pd.DataFrame:
+    """One row per run of the sources: study, seq_len, model, family, seed, late gain."""
     runs, pos = complete(tables["runs"]), tables.get("positions", pd.DataFrame())
-    if runs.empty or pos.empty:
+    if runs.empty or pos is None or pos.empty or "study" not in runs:
         return pd.DataFrame()
-    text = runs[runs.task == "text"]
+    text = runs[(runs.task == "text") & runs.study.isin(SOURCES)]
     if "model.causal" in text:  # only models with a causal switch have the key at all
-        text = text[text["model.causal"].ne(False)]  # C8's masked encoder sees both sides
+        text = text[text["model.causal"].ne(False)]
+    if "data.n_train" in text:  # a pool of N windows is C7's question, not this one
+        text = text[text["data.n_train"].isna()]
     if text.empty:
         return pd.DataFrame()
-    most = pd.to_numeric(text["data.n_train"]).fillna(float("inf"))  # null = unrestricted
-    text = text[most == most.groupby(text.study).transform("max")]
-    keys = text[["run", "study", "data.seq_len", "model"]].rename(
-        columns={"data.seq_len": "seq_len"}
-    )
-    merged = pos.merge(keys, on="run")
-    models = merged.groupby(["study", "seq_len"]).model.transform("nunique")
-    merged = merged[models >= 2]  # a comparison needs two models (not C8's lone Transformer)
-    return (
-        merged.groupby(["study", "seq_len", "model", "position"])
-        .agg(loss=("loss", "mean"), seeds=("run", "nunique"))
-        .reset_index()
-        .assign(family=lambda d: d.model.map(family_of(text)))  # for in_family()
-    )
+    text = text.assign(seq_len=text["data.seq_len"].astype(int))
+    text = best_of_grid(text, ["study", "seq_len"])
+    by_run = dict(tuple(pos[pos.run.isin(text.run)].groupby("run")))
+    rows = []
+    for _, r in text[text.run.isin(by_run)].iterrows():
+        loss = by_run[r.run].set_index("position").loss
+        w = windows(int(r.seq_len))
+        gain = loss.reindex(w[0]).mean() - loss.reindex(w[1]).mean() if w else np.nan
+        keys = ("run", "study", "seq_len", "model", "family", "seed")
+        rows.append({k: r[k] for k in keys} | {"gain": gain})
+    return pd.DataFrame(rows)
 
 
-def late_gain(curve: pd.DataFrame) -> float:
-    """Mean loss over positions [T/4, T/2) minus mean loss over [3T/4, T)."""
-    T = int(curve.position.max()) + 1
-    second = curve[(curve.position >= T // 4) & (curve.position < T // 2)].loss.mean()
-    last = curve[curve.position >= 3 * T // 4].loss.mean()
-    return float(second - last)
+def decisive_group(gains: pd.DataFrame) -> tuple[str, int] | None:
+    """(study, T) the verdict reads: the first of SOURCES with an attention model and a
+    recurrence, at its longest T."""
+    for study in SOURCES:
+        g = gains[gains.study == study] if not gains.empty else gains
+        if not g.empty and in_family(g, *ATTENTION) and in_family(g, *RECURRENCES):
+            T = int(g[g.model.isin(in_family(g, *ATTENTION))].seq_len.max())
+            return study, T
+    return None
 
 
-def verdict(curves: pd.DataFrame) -> tuple[str, str, str] | None:
-    """(verdict, measured, group) on the longest-context group with both kinds of model."""
-    groups = []
-    for (study, T), g in curves.groupby(["study", "seq_len"]):
-        if in_family(g, *ATTENTION) and in_family(g, *RECURRENCES):
-            groups.append((T, study, g))
-    if not groups:
+def verdict(gains: pd.DataFrame) -> tuple[str, str, str] | None:
+    """(verdict, measured, group) from the per-run late gains; None without both kinds."""
+    chosen = decisive_group(gains)
+    if chosen is None:
         return None
-    T, study, g = max(groups, key=lambda x: x[0])  # ties: the first study in name order
-    gains = {m: late_gain(c) for m, c in g.groupby("model")}
-    attention = [gains[m] for m in in_family(g, *ATTENTION)]
-    recurrent = [gains[m] for m in in_family(g, *RECURRENCES)]
+    study, T = chosen
+    g = gains[(gains.study == study) & (gains.seq_len == T)]
+    group = f"{study}, T={T}"
+    per_model = {m: estimate(x.gain) for m, x in g.groupby("model")}
+    seeds = int(g.groupby("model").seed.nunique().min())
     measured = (
-        f"late gain (loss at t in [T/4, T/2) minus [3T/4, T), T={int(T)}): "
-        + ", ".join(f"{m} {v:+.3f}" for m, v in sorted(gains.items()))
-        + " nats"
+        f"late gain (T={T}): "
+        + ", ".join(f"{m} {fmt(e)}" for m, e in per_model.items())
+        + f" nats ({seeds} seed{'s' * (seeds > 1)})"
     )
-    group = f"{study}, T={int(T)}"
-    if min(attention) > max(recurrent):
+    if T < RULE.min_len:
+        return "inconclusive", measured + f"; T={T} < {RULE.min_len}: too short to test", group
+    signs, said = [], []
+    for a in in_family(g, *ATTENTION):
+        for r in in_family(g, *RECURRENCES):
+            d = difference(g[g.model == a].gain, g[g.model == r].gain)
+            signs.append(d.sign)
+            said.append(f"{a} - {r} {fmt(d)}")
+    measured += "; " + ", ".join(said)
+    if 0 in signs:
+        return "inconclusive", measured, group
+    if all(s > 0 for s in signs):
         return "supported", measured, group
-    if max(attention) < min(recurrent):
+    if all(s < 0 for s in signs):
         return "not supported", measured, group
     return "nuanced", measured, group
 
 
 def verdicts(tables) -> list[Verdict]:
-    curves = position_curves(tables)
-    result = verdict(curves) if not curves.empty else None
+    result = verdict(run_gains(tables))
     if result is None:
         return []
     v, measured, group = result
     return [Verdict("C5", f"loss by position ({group})", measured, RULE, v)]
 
 
-def section(tables, figs) -> str:
-    curves = position_curves(tables)
-    if curves.empty:
-        return "_No completed text runs with a position_loss.csv yet._"
-    groups = list(curves.groupby(["study", "seq_len"]))
-    fig, axes = figs.figure(ncols=len(groups), width=4.5)  # one panel per (study, T)
+def position_curves(tables, bins: int = 40) -> pd.DataFrame:
+    """Held-out loss against position for the figure, per (study, T, model): each run's loss
+    averaged over log-spaced bins of positions (the per-token curve of a few hundred held-out
+    windows is noise at this scale; Kaplan et al. plot it on a log axis too), then the mean
+    and 95% interval over seeds at each bin's first position."""
+    gains = run_gains(tables)
+    if gains.empty:
+        return gains
+    merged = tables["positions"].merge(gains[["run", "study", "seq_len", "model"]], on="run")
     rows = []
+    for (study, T, model), g in merged.groupby(["study", "seq_len", "model"]):
+        edges = np.unique(np.geomspace(1, T + 1, bins).astype(int)) - 1  # 0, 1, 2, 3, 5, ...
+        g = g.assign(bin=edges[np.searchsorted(edges, g.position, side="right") - 1])
+        per_run = g.groupby(["bin", "run"]).loss.mean().reset_index()
+        for b, x in per_run.groupby("bin"):
+            e = estimate(x.loss)
+            rows.append({"study": study, "seq_len": T, "model": model, "position": b,
+                         "loss": e.mean, "lo": e.lo, "hi": e.hi, "seeds": e.n})  # fmt: skip
+    return pd.DataFrame(rows).assign(family=lambda d: d.model.map(family_of(gains)))
+
+
+def section(tables, figs) -> str:
+    gains = run_gains(tables)
+    if gains.empty:
+        return "_No completed causal text runs of " + " or ".join(SOURCES) + " yet._"
+    curves = position_curves(tables)
+    groups = list(curves.groupby(["study", "seq_len"]))
+    fig, axes = figs.figure(ncols=len(groups) + 1, width=4.4)  # panels per (study, T), gains
     for ax, ((study, T), g) in zip(axes, groups):
         for model, c in g.groupby("model"):
-            ax.plot(c.position + 1, c.loss, label=model, color=figs.color(model))
-            rows.append(
-                {
-                    "study": study,
-                    "seq_len": int(T),
-                    "model": model,
-                    "loss_first": float(c.loss.iloc[0]),
-                    "loss_last_quarter": float(c[c.position >= 3 * int(T) // 4].loss.mean()),
-                    "late_gain": late_gain(c),
-                    "seeds": int(c.seeds.max()),
-                }
-            )
-        ax.set(
-            xscale="log",
-            xlabel="token index t in the context",
-            ylabel="held-out loss",
-            title=f"{study} (T={int(T)})",
-        )
-    axes[0].legend(fontsize=8)
+            figs.line(ax, c.position + 1, c.loss, c.lo, c.hi, model=model)
+        reference(ax, RULE.knee, f"t = {RULE.knee}", axis="x", kind="threshold")
+        log_axis(ax, "x")
+        ax.set(xlabel="token index t in the context", ylabel="held-out loss (nats/token)",
+               title=f"{study} (T={int(T)})")  # fmt: skip
+    ax = axes[-1]
+    rows, labels = [], []
+    for k, ((study, T), g) in enumerate(gains.groupby(["study", "seq_len"])):
+        models = sorted(g.model.unique())
+        for i, m in enumerate(models):
+            e = estimate(g[g.model == m].gain)
+            x = k * (len(models) + 1) + i
+            ax.errorbar([x], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]), fmt="o",
+                        capsize=3, color=figs.color(m), label=m)  # fmt: skip
+            labels.append((x, f"{m}\nT={int(T)}"))
+            rows.append({"study": study, "seq_len": int(T), "model": m, "late_gain": fmt(e),
+                         "seeds": e.n})  # fmt: skip
+    reference(ax, 0.0, "no late gain", kind="chance")
+    ax.set_xticks([x for x, _ in labels], [t for _, t in labels], fontsize=6)
+    ax.set(xlabel="model and context length", ylabel="late gain (nats)",
+           title="late gain, 95% interval")  # fmt: skip
+    figs.legend(fig)
+    chosen = decisive_group(gains)
+    rule = (
+        f"The verdict reads `{chosen[0]}` (T = {chosen[1]}): the first of {', '.join(SOURCES)} "
+        "with an attention model and a recurrence."
+        if chosen
+        else "No group has both an attention model and a recurrence: no verdict."
+    )
     return "\n\n".join(
         [
-            "Mean held-out loss at each position of the context window (final evaluation, mean "
-            "over seeds; log x axis as in Kaplan et al. 2020 Fig. 7). `late_gain` = mean loss over "
-            "the second quarter of the window minus the last quarter: how much the model still "
-            "gains from context that far back.",
-            figs.save(fig, "loss_by_position"),
-            md_table(pd.DataFrame(rows).round(4)),
+            "Held-out loss against the position in the context window (final evaluation, "
+            "averaged over log-spaced bins of positions; mean over seeds with its 95% interval "
+            "as a band; log x axis as in Kaplan et al. 2020 Fig. 7). Late gain = mean loss "
+            f"over [{RULE.knee}, {RULE.knee} + w) minus the last "
+            f"w positions, w = (T - {RULE.knee}) / 4: how much a model still gains from "
+            f"context past ~{RULE.knee} tokens. " + rule + " The CPU profile trains no runs of "
+            "its own for this claim (it reads the core text runs, T = 256); the GPU profile "
+            "adds T = 1024 with the lr swept in every cell.",
+            figs.save(fig, "loss_by_position", "C5"),
+            md_table(pd.DataFrame(rows)),
         ]
     )
