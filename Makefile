@@ -18,7 +18,7 @@ GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 \
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|cpu|gpu  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over)"
+	@echo "  variables: PROFILE=smoke|cpu|gpu  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over)  BUDGET_S=<s> (gpu-run)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,8 @@ gpu-wheels: $(VENV)/.installed ## here: fetch the wheels the GPU machine lacks i
 gpu-run: ## on the GPU machine: install .whl/, run the gpu profile, pack $(OUT)/seqbench-gpu.tar.gz
 	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 		--target /tmp/site .whl/*.whl
-	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m seqbench.gpu run --out $(OUT)
+	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m seqbench.gpu run --out $(OUT) \
+		$(if $(BUDGET_S),--budget-s $(BUDGET_S),)
 
 gpu-unpack: $(VENV)/.installed ## here: unpack ARCHIVE into runs/bench-gpu, write results/gpu
 	$(PY) -m seqbench.gpu unpack $(ARCHIVE)

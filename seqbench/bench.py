@@ -8,12 +8,22 @@ file. Studies run in report order. Nothing is hidden: the commands are printed, 
 experiments/*/README.md quote the same ones. Runs resume by default (complete runs are
 skipped, interrupted ones continue from their checkpoint); ``--fresh`` starts every run
 over. A job that fails does not stop the others; the bench exits 1 at the end if any did.
+
+A job with a cap (``Job.cap_s``) and a profile run with ``--budget-s`` are stopped in time:
+SIGTERM to the job's process group at min(cap, budget left), SIGKILL ``GRACE_S`` later.
+What the job finished is kept (complete runs; an interrupted training run's checkpoint, a
+measurement's rows so far), ``bench_jobs.csv`` says ``capped``, and a later bench resumes it.
+Jobs left when the budget is spent are recorded ``not run``. The table is rewritten after
+every job, so a killed bench keeps the timings of the jobs it finished.
 """
 
 import argparse
+import contextlib
 import csv
 import io
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -21,9 +31,43 @@ from pathlib import Path
 
 from seqbench import store, studies
 
+GRACE_S = 30.0  # after SIGTERM at a cap: time to checkpoint before SIGKILL
+COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "command"]
+
 
 def profile_jobs(profile: str) -> list:
-    return [job for m in studies.all_studies() for job in m.BENCH.get(profile, [])]
+    """The profile's jobs in the order they run: by rank, then the studies' report order."""
+    jobs = [job for m in studies.all_studies() for job in m.BENCH.get(profile, [])]
+    return sorted(jobs, key=lambda j: j.rank)  # stable: report order within a rank
+
+
+def run_job(cmd: list[str], cap_s: float | None) -> tuple[int, bool]:
+    """(returncode, capped) of one job, run in its own process group so that a cap stops its
+    launcher's workers too; Ctrl-C or SIGTERM of the bench is passed on the same way."""
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait(timeout=cap_s), False
+    except subprocess.TimeoutExpired:
+        return _stop(proc, signal.SIGTERM), True
+    except BaseException:
+        _stop(proc, signal.SIGINT)
+        raise
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> int:
+    """Signal the job's group, give it GRACE_S to checkpoint, then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        return proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
 
 def profiles() -> list[str]:
@@ -44,7 +88,7 @@ def _record_jobs(path: Path, log: list[dict]) -> None:
     text = io.StringIO()
     w = csv.DictWriter(
         text,
-        ["job", "returncode", "seconds", "command"],
+        COLUMNS,
         lineterminator="\n",
         extrasaction="ignore",
     )
@@ -62,6 +106,35 @@ def _profiles_help() -> str:
         names = ", ".join(j.name for j in profile_jobs(p))
         lines += textwrap.wrap(names, 96, initial_indent=f"  {p}: ", subsequent_indent="    ")
     return "\n".join(lines)
+
+
+def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
+    """Run the jobs in order, each within its cap and the budget left; ``log`` gets a row
+    per job and bench_jobs.csv is rewritten after each."""
+    deadline = None if args.budget_s is None else time.monotonic() + args.budget_s
+    for job in jobs:
+        if only and job.name not in only:
+            continue
+        cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
+        if args.fresh:
+            cmd.append("fresh=true")
+        row = {"job": job.name, "cap_s": job.cap_s, "command": shlex.join(cmd[2:])}
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            log.append(row | {"status": "not run: the budget was spent", "seconds": 0.0})
+            print(f"\n== {job.name}: not run, the --budget-s of {args.budget_s:g} s is spent")
+            _record_jobs(runs / "bench_jobs.csv", log)
+            continue
+        caps = [c for c in (job.cap_s, left) if c is not None]
+        cap = min(caps) if caps else None
+        print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        rc, capped = run_job(cmd, cap)
+        seconds = round(time.perf_counter() - t0, 1)
+        status = f"capped at {cap:.0f} s" if capped else ("ok" if rc == 0 else "failed")
+        log.append(row | {"status": status, "returncode": rc, "seconds": seconds})
+        print(f"== {job.name}: {status}, exit {rc} after {seconds} s", flush=True)
+        _record_jobs(runs / "bench_jobs.csv", log)  # after every job: a killed bench keeps it
 
 
 def fail(message) -> int:
@@ -106,6 +179,14 @@ def main(argv=None) -> int:
         help="run only these jobs of the profile (comma-separated names, listed below)",
     )
     ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wall-clock budget of the whole profile: each job is capped at the time left and "
+        "jobs left when it is spent are recorded 'not run' (default: no budget)",
+    )
+    ap.add_argument(
         "--force",
         action="store_true",
         help="let the report replace another runs folder's report in --results",
@@ -124,6 +205,8 @@ def main(argv=None) -> int:
                 f"--only={args.only} is not allowed: no job named {', '.join(unknown)} "
                 f"in profile {args.profile} (jobs: {', '.join(j.name for j in jobs)})"
             )
+    if args.budget_s is not None and not 0 < args.budget_s < float("inf"):
+        return fail(f"--budget-s={args.budget_s:g} is not allowed: a number of seconds above 0")
     for flag, value in (("--runs", args.runs), ("--results", args.results)):
         if value is not None and not value.strip():  # Path("") would be the current folder
             return fail(f"{flag}={value!r} is not allowed: an empty path")
@@ -142,31 +225,19 @@ def main(argv=None) -> int:
             str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: {e.strerror}"
         )
     log = []
-    for job in jobs:
-        if only and job.name not in only:
-            continue
-        cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
-        if args.fresh:
-            cmd.append("fresh=true")
-        print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
-        t0 = time.perf_counter()
-        rc = subprocess.run(cmd).returncode
-        log.append(
-            {
-                "job": job.name,
-                "returncode": rc,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "command": shlex.join(cmd[2:]),
-            }
-        )
-        print(f"== {job.name}: exit {rc} after {log[-1]['seconds']} s", flush=True)
-    _record_jobs(runs / "bench_jobs.csv", log)
+    saved = signal.signal(signal.SIGTERM, _sigterm)  # the running job is stopped, not orphaned
+    try:
+        _run_jobs(jobs, only, runs, args, log)
+    finally:
+        signal.signal(signal.SIGTERM, saved)
     print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")
     total = sum(r["seconds"] for r in log)
-    failed = [r["job"] for r in log if r["returncode"] != 0]
+    failed = [r["job"] for r in log if r["status"] == "failed"]
+    stopped = [r["job"] for r in log if r["status"] != "ok" and r["job"] not in failed]
     print(
         f"seqbench: bench profile {args.profile}: {len(log)} jobs, {total:.0f} s"
         + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; capped or not run: {', '.join(stopped)}" if stopped else "")
     )
     return 1 if failed else 0
 

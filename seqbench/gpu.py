@@ -13,6 +13,11 @@ tables; checkpoints and weights left out) and their report. Here:
 unpacks it into ``runs/bench-gpu`` and regenerates ``results/gpu/`` from it, and the CPU
 report (``make report``) shows the GPU verdicts for C4 (time) and C9 beside the CPU ones.
 
+The profile fits the device budget by construction: its jobs run in the order of what they
+decide (C4's time and C9 first: ``Job.rank``), each within its cap (``Job.cap_s``), and the
+whole run within ``BUDGET_S`` (``--budget-s``): a job stopped at a cap keeps what it
+finished, jobs left when the budget is spent are recorded ``not run`` (bench_jobs.csv).
+
 ``dry_run(profile)`` composes and validates every job of every bench command of a profile
 (with ``device=cpu``, so it runs on any machine) without running any: ``make test`` does it
 for the gpu profile, so a typo in it fails here, not in the 15 minutes of a lent GPU.
@@ -28,6 +33,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 ARCHIVE = "seqbench-gpu.tar.gz"
+# 15 device minutes per task, start-up and one rerun included: 5.5 minutes of jobs, then the
+# report and the archive (a capped job's checkpoint grace, bench.GRACE_S, comes on top)
+BUDGET_S = 330.0
 SKIPPED = {"ckpt.pt", "ckpt.pt.sha256", "model.pt", "model.pt.sha256", "lock"}  # size; no use
 
 
@@ -99,6 +107,12 @@ def main(argv=None) -> int:
     run.add_argument("--out", required=True, help="folder for the archive ($OUT)")
     run.add_argument("--runs", default="runs/bench-gpu")
     run.add_argument("--only", default=None, help="comma-separated job names")
+    run.add_argument(
+        "--budget-s",
+        default=BUDGET_S,
+        type=float,
+        help=f"wall-clock seconds for the profile's jobs (default {BUDGET_S:g})",
+    )
     dry = sub.add_parser("dry-run", help="validate every job of a profile, run none")
     dry.add_argument("--profile", default="gpu")
     up = sub.add_parser("unpack", help="here: unpack an archive and write its report")
@@ -120,7 +134,8 @@ def main(argv=None) -> int:
 
     runs = Path(args.runs)
     report = runs / "report"
-    bench_args = ["--profile", "gpu", "--runs", str(runs), "--results", str(report), "--force"]
+    bench_args = ["--profile", "gpu", "--runs", str(runs), "--results", str(report), "--force",
+                  "--budget-s", str(args.budget_s)]  # fmt: skip
     rc = bench.main(bench_args + (["--only", args.only] if args.only else []))
     out = pack(runs, report, Path(args.out) / ARCHIVE)
     print(f"seqbench: packed {out} ({out.stat().st_size / 1e6:.1f} MB); bench exit {rc}")

@@ -53,9 +53,19 @@ def bench_jobs(tables) -> str:
     if jobs is None or jobs.empty:
         return ""
     total = pd.to_numeric(jobs.seconds, errors="coerce").sum()
+    status = jobs.get("status", pd.Series(dtype=object)).fillna("").astype(str)
+    stopped = jobs.job[status.str.startswith(("capped", "not run"))]
     return (
         f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
-        "of wall-clock time on the hardware above.\n\n" + md_table(jobs)
+        "of wall-clock time on the hardware above"
+        + (
+            f"; stopped by their cap or the profile's budget: {', '.join(stopped)} (what they "
+            "finished is reported, the rest is not measured)"
+            if len(stopped)
+            else ""
+        )
+        + ".\n\n"
+        + md_table(jobs)
     )
 
 

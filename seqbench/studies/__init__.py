@@ -73,26 +73,33 @@ class Verdict:
 
 @dataclass
 class Job:
-    """One bench command: ``python -m <module> <args> out_dir=<runs>``."""
+    """One bench command: ``python -m <module> <args> out_dir=<runs>``.
+
+    ``cap_s``: its wall-clock cap (the bench stops it there with SIGTERM: a training run
+    checkpoints, a measurement keeps the rows it wrote, complete runs stay complete).
+    ``rank``: its place in the profile, lower first (a profile orders its jobs by what they
+    decide); jobs of one rank run in the studies' report order."""
 
     name: str
     module: str
     args: list = field(default_factory=list)
+    cap_s: float | None = None
+    rank: int = 9
 
     def command(self) -> list[str]:
         return [self.module, *map(str, self.args)]
 
 
-def train(name, *args) -> Job:
-    return Job(name, "seqbench.train", list(args))
+def train(name, *args, cap_s=None, rank=9) -> Job:
+    return Job(name, "seqbench.train", list(args), cap_s, rank)
 
 
-def measure(name, *args) -> Job:
-    return Job(name, "seqbench.measure", list(args))
+def measure(name, *args, cap_s=None, rank=9) -> Job:
+    return Job(name, "seqbench.measure", list(args), cap_s, rank)
 
 
-def perf(name, *args) -> Job:
-    return Job(name, "seqbench.perf", list(args))
+def perf(name, *args, cap_s=None, rank=9) -> Job:
+    return Job(name, "seqbench.perf", list(args), cap_s, rank)
 
 
 def names() -> list[str]:

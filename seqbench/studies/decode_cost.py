@@ -57,7 +57,7 @@ BENCH = {
                     "what.recompute_max_context=256", "what.max_call_s=0.5")],
     "gpu": [measure(STUDY, *_RUN, "model.size=s", "train.threads=null",
                     "what.contexts=[16,64,256,1024,2048,4096]", "what.new_tokens=16",
-                    "what.min_run_time=0.1", "what.max_call_s=1.0")],
+                    "what.min_run_time=0.1", "what.max_call_s=1.0", cap_s=25, rank=2)],
 }  # fmt: skip
 
 

@@ -38,8 +38,8 @@ BENCH = {
               measure(f"{STUDY}_scan", *_RUN, *_SCAN, *_SMOKE)],
     "cpu": [measure(STUDY, *_RUN, *_RECURRENT, "train.threads=1"),
             measure(f"{STUDY}_scan", *_RUN, *_SCAN, "train.threads=1")],
-    "gpu": [measure(STUDY, *_RUN, *_RECURRENT, *_GPU),
-            measure(f"{STUDY}_scan", *_RUN, *_SCAN, *_GPU)],
+    "gpu": [measure(STUDY, *_RUN, *_RECURRENT, *_GPU, cap_s=15, rank=3),
+            measure(f"{STUDY}_scan", *_RUN, *_SCAN, *_GPU, cap_s=15, rank=3)],
 }  # fmt: skip
 
 

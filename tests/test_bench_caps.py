@@ -1,0 +1,97 @@
+"""The bench's time limits: a job past its cap is stopped (SIGTERM to its process group, then
+SIGKILL) and keeps what it wrote; a profile's --budget-s caps each job at the time left and
+records the jobs it could not start; the GPU profile runs what decides first, within budget."""
+
+import csv
+import sys
+import textwrap
+
+import pytest
+
+from seqbench import bench, gpu
+from seqbench.studies import Job
+
+# a job that writes a line per tick and, on SIGTERM, a last line before it ends (as a training
+# run checkpoints); with IGNORE it ignores SIGTERM
+WORKER = textwrap.dedent(
+    """
+    import signal, sys, time
+    path, mode = sys.argv[1], sys.argv[2]
+    def stop(signum, frame):
+        with open(path, "a") as f:
+            f.write("checkpointed\\n")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "IGNORE" else stop)
+    with open(path, "a") as f:
+        f.write("ready\\n")
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def _worker(tmp_path, mode="STOP"):
+    (tmp_path / "worker.py").write_text(WORKER)
+    out = tmp_path / "worker.log"
+    return [sys.executable, str(tmp_path / "worker.py"), str(out), mode], out
+
+
+def test_a_job_past_its_cap_gets_sigterm_and_keeps_what_it_wrote(tmp_path):
+    cmd, out = _worker(tmp_path)
+    rc, capped = bench.run_job(cmd, cap_s=3.0)
+    assert capped and rc == 143
+    assert out.read_text().split() == ["ready", "checkpointed"]
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "GRACE_S", 0.5)
+    cmd, out = _worker(tmp_path, "IGNORE")
+    rc, capped = bench.run_job(cmd, cap_s=3.0)
+    assert capped and rc == -9
+    assert out.read_text().split() == ["ready"]
+
+
+def test_a_job_within_its_cap_is_not_capped(tmp_path):
+    rc, capped = bench.run_job([sys.executable, "-c", "raise SystemExit(3)"], cap_s=60.0)
+    assert (rc, capped) == (3, False)
+
+
+def test_the_budget_caps_the_running_job_and_records_the_jobs_it_could_not_start(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    jobs = [Job("first", "sleeper", ["x=1"]), Job("second", "sleeper", ["x=2"], cap_s=5.0)]
+    monkeypatch.setattr(bench, "profile_jobs", lambda profile: jobs)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["--profile", "smoke", "--runs", str(runs), "--results", str(results)]
+    assert bench.main([*argv, "--budget-s", "2"]) == 0  # stopped in time is not a failure
+    with open(runs / "bench_jobs.csv", newline="") as f:
+        rows = {r["job"]: r for r in csv.DictReader(f)}
+    assert rows["first"]["status"] == "capped at 2 s"
+    assert rows["second"]["status"] == "not run: the budget was spent"
+    assert rows["second"]["cap_s"] == "5.0"
+    report = (results / "README.md").read_text()
+    assert "stopped by their cap or the profile's budget: first, second" in report
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_a_budget_that_is_not_a_positive_number_is_refused_in_one_line(
+    tmp_path, capsys, value
+):
+    argv = ["--profile", "smoke", "--runs", str(tmp_path / "r"), "--budget-s", value]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--budget-s={value}" in err[0] and "above 0" in err[0]
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_the_gpu_profile_runs_what_decides_first_and_fits_its_budget():
+    jobs = bench.profile_jobs("gpu")
+    names = [j.name for j in jobs]
+    assert names[:5] == ["time_vs_length", "time_vs_length_scan", "decode_cost", "kernels",
+                         "kernels_scan"]  # fmt: skip
+    ranked = [j for j in jobs if j.rank < 9]
+    assert all(j.cap_s for j in ranked), "a job the profile counts on has no cap"
+    assert sum(j.cap_s for j in ranked) <= gpu.BUDGET_S
+    assert gpu.BUDGET_S + bench.GRACE_S <= 6 * 60  # the issue's 6 minutes of jobs
