@@ -4,10 +4,12 @@
 
 Each study module (seqbench/studies/) lists its jobs per profile (``BENCH``); a job is one
 command line of a seqbench entry point, usually a Hydra multirun over the study's experiment
-file. Studies run in report order. Nothing is hidden: the commands are printed, and
-experiments/*/README.md quote the same ones. Runs resume by default (complete runs are
-skipped, interrupted ones continue from their checkpoint); ``--fresh`` starts every run
-over. A job that fails does not stop the others; the bench exits 1 at the end if any did.
+file. Jobs run by rank (``Job.rank``), then in report order. Nothing is hidden: the commands
+are printed, and experiments/*/README.md quote the same ones. Runs resume by default
+(complete runs are skipped, interrupted ones continue from their checkpoint); ``--fresh``
+moves the runs folder aside (``<runs>.previous-<n>``, nothing deleted) and starts every run,
+learning-rate calibrations included, in an empty one, so the report reads only this bench's
+runs. A job that fails does not stop the others; the bench exits 1 at the end if any did.
 
 A job with a cap (``Job.cap_s``) and a profile run with ``--budget-s`` are stopped in time:
 SIGTERM to the job's process group at min(cap, budget left), SIGKILL ``GRACE_S`` later.
@@ -66,6 +68,15 @@ def _stop(proc: subprocess.Popen, sig: int) -> int:
         return proc.wait()
 
 
+def _move_aside(runs: Path) -> Path:
+    """Rename the runs folder to the first free ``<runs>.previous-<n>``; return that path."""
+    n = 1
+    while (old := runs.with_name(f"{runs.name}.previous-{n}")).exists():
+        n += 1
+    runs.rename(old)
+    return old
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
@@ -116,8 +127,6 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         if only and job.name not in only:
             continue
         cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
-        if args.fresh:
-            cmd.append("fresh=true")
         row = {"job": job.name, "cap_s": job.cap_s, "command": shlex.join(cmd[2:])}
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
@@ -169,8 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--fresh",
         action="store_true",
-        help="discard the existing runs and start every one over (default: complete runs are "
-        "skipped, interrupted ones resume)",
+        help="move the runs folder aside to <runs>.previous-<n> and start every run over in an "
+        "empty one (default: complete runs are skipped, interrupted ones resume)",
     )
     ap.add_argument(
         "--only",
@@ -219,6 +228,8 @@ def main(argv=None) -> int:
         check_dir(f"--runs={runs}", runs)
         check_dir(f"--results={results}", results)
         check_results(runs, results, args.force)
+        if args.fresh and runs.exists():
+            print(f"seqbench: --fresh: the previous runs are kept in {_move_aside(runs)}")
         runs.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:
         return fail(

@@ -1,6 +1,7 @@
-"""The bench's time limits: a job past its cap is stopped (SIGTERM to its process group, then
-SIGKILL) and keeps what it wrote; a profile's --budget-s caps each job at the time left and
-records the jobs it could not start; the GPU profile runs what decides first, within budget."""
+"""The bench's time limits and fresh starts: a job past its cap is stopped (SIGTERM to its
+process group, then SIGKILL) and keeps what it wrote; a profile's --budget-s caps each job at
+the time left and records the jobs it could not start; the GPU profile runs what decides
+first, within budget; --fresh moves the old runs aside instead of mixing them in."""
 
 import csv
 import sys
@@ -76,9 +77,7 @@ def test_the_budget_caps_the_running_job_and_records_the_jobs_it_could_not_start
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
-def test_a_budget_that_is_not_a_positive_number_is_refused_in_one_line(
-    tmp_path, capsys, value
-):
+def test_a_budget_that_is_not_a_positive_number_is_refused_in_one_line(tmp_path, capsys, value):
     argv = ["--profile", "smoke", "--runs", str(tmp_path / "r"), "--budget-s", value]
     assert bench.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -95,3 +94,15 @@ def test_the_gpu_profile_runs_what_decides_first_and_fits_its_budget():
     assert all(j.cap_s for j in ranked), "a job the profile counts on has no cap"
     assert sum(j.cap_s for j in ranked) <= gpu.BUDGET_S
     assert gpu.BUDGET_S + bench.GRACE_S <= 6 * 60  # the issue's 6 minutes of jobs
+
+
+def test_fresh_moves_the_old_runs_aside_and_starts_in_an_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "profile_jobs", lambda profile: [])
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    (runs / "core-lstm-text-0123").mkdir(parents=True)
+    (runs / "core-lstm-text-0123" / "run.json").write_text("{}")
+    (tmp_path / "runs.previous-1").mkdir()  # taken: the next free number is used
+    argv = ["--profile", "smoke", "--runs", str(runs), "--results", str(results), "--fresh"]
+    assert bench.main(argv) == 0
+    assert (tmp_path / "runs.previous-2" / "core-lstm-text-0123" / "run.json").exists()
+    assert runs.is_dir() and not (runs / "core-lstm-text-0123").exists()
