@@ -67,3 +67,22 @@ def lr_control(run) -> str:
     """The calibration runs' overrides of one run row, as 'key=value' (flat() of the dict)."""
     keys = [k for k in run.index if k.startswith("train.lr_control.") and pd.notna(run[k])]
     return ", ".join(f"{k.removeprefix('train.lr_control.')}={run[k]:g}" for k in keys)
+
+
+def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
+    """How the learning rate was chosen, read from the runs: calibrated once per model on the
+    control (``train.lr_grid``), or the best of a grid swept per (model, ``cell``); with each
+    model's rate(s)."""
+    lrs = ", ".join(
+        f"{m} {'/'.join(f'{v:g}' for v in sorted(g.lr.dropna().unique()))}"
+        for m, g in ok.groupby("model")
+    )
+    grid = ok["train.lr_grid"].dropna() if "train.lr_grid" in ok else pd.Series(dtype=object)
+    if len(grid) and isinstance(grid.iloc[0], list | tuple):
+        return (
+            f" Learning rate: calibrated once per model on the control (one run per lr of "
+            f"{list(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the fastest to the "
+            f"criterion wins, else the lowest held-out loss) and reused by every cell and seed: "
+            f"{lrs}."
+        )
+    return f" Learning rate: best of the swept grid per (model, {cell}): {lrs}."

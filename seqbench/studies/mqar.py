@@ -25,7 +25,7 @@ import pandas as pd
 from seqbench.report.plot import UNIT_RANGE, log_axis, md_table, reference
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
-from seqbench.studies._common import best_of_grid, lr_control, seeds_text, steps_text
+from seqbench.studies._common import best_of_grid, lr_sentence, seeds_text, steps_text
 
 TITLE = "Multi-query associative recall (C5, Zoology)"
 ORDER = 32
@@ -244,19 +244,7 @@ def _setup(ok: pd.DataFrame) -> str:
         f"trained to {first.criterion} (checked every {int(first['train.eval_every'])} steps) "
         f"or the cap of {int(ok.cap.max())} steps."
     )
-    lrs = ", ".join(
-        f"{m} {'/'.join(f'{v:g}' for v in sorted(g.lr.dropna().unique()))}"
-        for m, g in ok.groupby("model")
-    )
-    grid = ok["train.lr_grid"].dropna() if "train.lr_grid" in ok else pd.Series(dtype=object)
-    if len(grid) and isinstance(grid.iloc[0], list | tuple):
-        text += (
-            f" Learning rate: calibrated once per model (one run per lr of {list(grid.iloc[0])}"
-            f" with {lr_control(first)}, seed 0; the fastest to the criterion wins, else the "
-            f"lowest held-out loss) and reused by every cell and seed: {lrs}."
-        )
-    else:
-        text += f" Learning rate: best of the swept grid per (model, cell): {lrs}."
+    text += lr_sentence(ok, "cell")
     if set(ok.device.dropna()) <= {"cpu"}:
         text += (
             " This is the CPU profile: Zoology's vocabulary of 8,192 (its output layer costs "

@@ -23,7 +23,7 @@ import pandas as pd
 from seqbench.report.plot import UNIT_RANGE, log_axis, md_table, reference
 from seqbench.report.stats import estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
-from seqbench.studies._common import best_of_grid, estimate_of, lr_control, seeds_text, steps_text
+from seqbench.studies._common import best_of_grid, estimate_of, lr_sentence, seeds_text, steps_text
 
 TITLE = "Recall versus distance (C5)"
 ORDER = 30
@@ -213,16 +213,7 @@ def _setup(ok: pd.DataFrame) -> str:
         f"{int(first['train.eval_every'])} steps on {int(first['train.eval_batches'])} held-out "
         f"batches) or the cap of {int(ok.cap.max())} steps."
     )
-    grid = ok["train.lr_grid"].dropna() if "train.lr_grid" in ok else pd.Series(dtype=object)
-    lrs = ", ".join(f"{m} {v}" for m, v in ok.groupby("model").lr.agg(_lrs).items())
-    if len(grid) and isinstance(grid.iloc[0], list | tuple):
-        text += (
-            f" Learning rate: calibrated once per model on the control (one run per lr of "
-            f"{list(grid.iloc[0])} with {lr_control(first)}, seed 0; the fastest to the "
-            f"criterion wins) and reused by every cell and seed: {lrs}."
-        )
-    else:
-        text += f" Learning rate: best of the swept grid per (model, d): {lrs}."
+    text += lr_sentence(ok, "d")
     if set(ok.device.dropna()) <= {"cpu"}:
         text += (
             " This is the CPU profile; the GPU profile adds d = 1024, the 0.99 criterion on "
@@ -231,10 +222,6 @@ def _setup(ok: pd.DataFrame) -> str:
             "seeds are never cut."
         )
     return text
-
-
-def _lrs(v) -> str:
-    return "/".join(f"{x:g}" for x in sorted(v.dropna().unique()))
 
 
 def _figure(cells: pd.DataFrame, figs) -> str:
