@@ -181,7 +181,8 @@ def test_bench_jobs():
         assert "model.pos=learned" in study.BENCH[profile][1].args
     gpu = " ".join(study.BENCH["gpu"][0].args)
     assert "data.vocab_size=8192" in gpu and "data.n_train=100000" in gpu
-    assert "train.lr=1.0e-4,4.64e-4,2.15e-3,1.0e-2" in gpu and "mingru" in gpu
+    assert "mingru" in gpu and "train.lr_grid=null" not in gpu  # calibrated, as on the CPU
+    assert all(j.cap_s and j.rank < 9 for j in study.BENCH["gpu"])  # inside the GPU budget
     cfg = compose_cfg(["+experiment=mqar"])
     assert list(cfg.train.lr_grid) == [1e-4, 4.64e-4, 2.15e-3, 1e-2]
     assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99
