@@ -143,7 +143,8 @@ def _overhead(df, figs) -> str:
                 label="median over A/B pairs, IQR")  # fmt: skip
     reference(ax, 1.0, "as fast as the bare loop", kind="chance")
     reference(ax, GOAL, f"goal {GOAL:g}", kind="threshold")
-    ax.set_xticks(range(len(df)), labels, fontsize=7, rotation=20)
+    ax.set_xticks(range(len(df)), labels, fontsize=7, rotation=30, ha="right",
+                  rotation_mode="anchor")  # fmt: skip
     ax.set(xlabel="comparison, device", ylabel="tokens/s: seqbench / bare loop",
            title="harness overhead (median, IQR)")  # fmt: skip
     figs.legend(fig)
