@@ -9,7 +9,8 @@ are printed, and experiments/*/README.md quote the same ones. Runs resume by def
 (complete runs are skipped, interrupted ones continue from their checkpoint); ``--fresh``
 moves the runs folder aside (``<runs>.previous-<n>``, nothing deleted) and starts every run,
 learning-rate calibrations included, in an empty one, so the report reads only this bench's
-runs. A job that fails does not stop the others; the bench exits 1 at the end if any did.
+runs (with ``--only``, the named jobs' runs start over in place and the others stay). A job
+that fails does not stop the others; the bench exits 1 at the end if any did.
 
 A job with a cap (``Job.cap_s``) and a profile run with ``--budget-s`` are stopped in time:
 SIGTERM to the job's process group at min(cap, budget left), SIGKILL ``GRACE_S`` later.
@@ -127,11 +128,14 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         if only and job.name not in only:
             continue
         cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
+        if args.fresh and only:  # the other jobs' runs stay; these start over in place
+            cmd.append("fresh=true")
         row = {"job": job.name, "cap_s": job.cap_s, "command": shlex.join(cmd[2:])}
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             log.append(row | {"status": "not run: the budget was spent", "seconds": 0.0})
-            print(f"\n== {job.name}: not run, the --budget-s of {args.budget_s:g} s is spent")
+            print(f"\n== {job.name}: not run, the --budget-s of {args.budget_s:g} s is spent",
+                  flush=True)  # fmt: skip
             _record_jobs(runs / "bench_jobs.csv", log)
             continue
         caps = [c for c in (job.cap_s, left) if c is not None]
@@ -179,7 +183,8 @@ def main(argv=None) -> int:
         "--fresh",
         action="store_true",
         help="move the runs folder aside to <runs>.previous-<n> and start every run over in an "
-        "empty one (default: complete runs are skipped, interrupted ones resume)",
+        "empty one; with --only, start those jobs' runs over in place (default: complete runs "
+        "are skipped, interrupted ones resume)",
     )
     ap.add_argument(
         "--only",
@@ -228,7 +233,7 @@ def main(argv=None) -> int:
         check_dir(f"--runs={runs}", runs)
         check_dir(f"--results={results}", results)
         check_results(runs, results, args.force)
-        if args.fresh and runs.exists():
+        if args.fresh and only is None and runs.exists():  # with --only: those jobs alone
             print(f"seqbench: --fresh: the previous runs are kept in {_move_aside(runs)}")
         runs.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:

@@ -106,3 +106,19 @@ def test_fresh_moves_the_old_runs_aside_and_starts_in_an_empty_folder(tmp_path, 
     assert bench.main(argv) == 0
     assert (tmp_path / "runs.previous-2" / "core-lstm-text-0123" / "run.json").exists()
     assert runs.is_dir() and not (runs / "core-lstm-text-0123").exists()
+
+
+def test_fresh_with_only_starts_those_jobs_over_in_place(tmp_path, monkeypatch):
+    (tmp_path / "echo_args.py").write_text(
+        "import sys, pathlib\n"
+        "out = [a.split('=', 1)[1] for a in sys.argv if a.startswith('out_dir=')][0]\n"
+        "pathlib.Path(out, 'args.txt').write_text(' '.join(sys.argv[1:]))\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(bench, "profile_jobs", lambda p: [Job("a", "echo_args"), Job("b", "x")])
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    (runs / "other-run").mkdir(parents=True)  # another job's run: it stays
+    argv = ["--profile", "smoke", "--runs", str(runs), "--results", str(results)]
+    assert bench.main([*argv, "--fresh", "--only", "a"]) == 0
+    assert (runs / "other-run").is_dir() and not (tmp_path / "runs.previous-1").exists()
+    assert (runs / "args.txt").read_text().endswith("fresh=true")
