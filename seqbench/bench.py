@@ -69,8 +69,22 @@ def _stop(proc: subprocess.Popen, sig: int) -> int:
         return proc.wait()
 
 
+MARKER = ".seqbench-runs"  # written into every runs folder a bench made; --fresh moves no other
+
+
+def _is_runs_folder(runs: Path) -> bool:
+    """True for a folder a bench wrote (its marker, or the bench_jobs.csv of a bench older than
+    the marker); --fresh renames nothing else, so a user's project is never moved."""
+    return (runs / MARKER).is_file() or (runs / "bench_jobs.csv").is_file()
+
+
 def _move_aside(runs: Path) -> Path:
     """Rename the runs folder to the first free ``<runs>.previous-<n>``; return that path."""
+    if not _is_runs_folder(runs):
+        raise ValueError(
+            f"--runs={runs} is not allowed with --fresh: it is not a seqbench runs folder "
+            f"(no {MARKER} in it), so it is not moved; name another folder"
+        )
     n = 1
     while (old := runs.with_name(f"{runs.name}.previous-{n}")).exists():
         n += 1
@@ -78,8 +92,16 @@ def _move_aside(runs: Path) -> Path:
     return old
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) to the bench: the running job is stopped and recorded, no traceback."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 def _sigterm(signum, frame):
-    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+    raise Stopped(signum)
 
 
 def profiles() -> list[str]:
@@ -142,7 +164,12 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         cap = min(caps) if caps else None
         print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
-        rc, capped = run_job(cmd, cap)
+        try:
+            rc, capped = run_job(cmd, cap)
+        except KeyboardInterrupt:  # the bench was stopped: the job's row says so, then stop
+            seconds = round(time.perf_counter() - t0, 1)
+            log.append(row | {"status": "interrupted", "seconds": seconds})
+            raise
         seconds = round(time.perf_counter() - t0, 1)
         status = f"capped at {cap:.0f} s" if capped else ("ok" if rc == 0 else "failed")
         log.append(row | {"status": status, "returncode": rc, "seconds": seconds})
@@ -233,9 +260,12 @@ def main(argv=None) -> int:
         check_dir(f"--runs={runs}", runs)
         check_dir(f"--results={results}", results)
         check_results(runs, results, args.force)
-        if args.fresh and only is None and runs.exists():  # with --only: those jobs alone
+        # with --only, those jobs start over in place; an empty folder needs no moving
+        if args.fresh and only is None and runs.exists() and any(runs.iterdir()):
             print(f"seqbench: --fresh: the previous runs are kept in {_move_aside(runs)}")
         runs.mkdir(parents=True, exist_ok=True)
+        if not any(runs.iterdir()) or _is_runs_folder(runs):
+            (runs / MARKER).touch()  # an empty or bench-made folder: ours from now on
     except (OSError, ValueError) as e:
         return fail(
             str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: {e.strerror}"
@@ -244,6 +274,15 @@ def main(argv=None) -> int:
     saved = signal.signal(signal.SIGTERM, _sigterm)  # the running job is stopped, not orphaned
     try:
         _run_jobs(jobs, only, runs, args, log)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM via _sigterm: the job is already stopped
+        signum = getattr(e, "signum", signal.SIGINT)
+        _record_jobs(runs / "bench_jobs.csv", log)
+        print(
+            f"seqbench: bench stopped ({signal.Signals(signum).name}) after {len(log)} jobs; "
+            f"what they finished is kept in {runs}, a rerun resumes",
+            file=sys.stderr,
+        )
+        return 128 + signum
     finally:
         signal.signal(signal.SIGTERM, saved)
     print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")

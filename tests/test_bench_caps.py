@@ -101,6 +101,7 @@ def test_fresh_moves_the_old_runs_aside_and_starts_in_an_empty_folder(tmp_path, 
     runs, results = tmp_path / "runs", tmp_path / "results"
     (runs / "core-lstm-text-0123").mkdir(parents=True)
     (runs / "core-lstm-text-0123" / "run.json").write_text("{}")
+    (runs / bench.MARKER).touch()  # a folder a bench made
     (tmp_path / "runs.previous-1").mkdir()  # taken: the next free number is used
     argv = ["--profile", "smoke", "--runs", str(runs), "--results", str(results), "--fresh"]
     assert bench.main(argv) == 0
