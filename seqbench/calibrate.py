@@ -4,7 +4,9 @@ One short run per learning rate of the grid on the study's control setting
 (``train.lr_control``), per model and task, seed 0, under study ``<study>.lr``: every cell of a
 study shares them, and reruns reuse them by content key. The best by ``calibration_score``
 wins (with a criterion: reaching it, then reaching it sooner; then the held-out loss), the
-smaller rate on a tie; run.json records the grid, each rate's result and the choice.
+smaller rate on a tie; run.json records the grid, each rate's result and the choice. Only a
+rate whose run completed can win: a diverged one (non-finite, or a loss far above its start)
+never does, and a grid where none completed ends the run ``failed`` with the reason.
 """
 
 import math
@@ -57,10 +59,16 @@ def calibrate(cfg: DictConfig) -> dict | None:
             time.sleep(0.5 if len(pending) == 1 else 0.0)
             continue
         summaries[lr] = summary
-    chosen = min(grid, key=lambda lr: (calibration_score(summaries[lr]), lr))
+    statuses = [summaries[lr].get("status") for lr in grid]
+    completed = [lr for lr, status in zip(grid, statuses) if status == "complete"]
+    if not completed:
+        ended = ", ".join(f"{lr:g} {status}" for lr, status in zip(grid, statuses))
+        raise RuntimeError(f"no rate of train.lr_grid completed its calibration run ({ended})")
+    chosen = min(completed, key=lambda lr: (calibration_score(summaries[lr]), lr))
     return {
         "grid": list(grid),
         "control": OmegaConf.to_container(cfg.train.lr_control),
+        "status": statuses,
         "val_loss": [summaries[lr].get("val_loss") for lr in grid],
         "steps_to_criterion": [summaries[lr].get("steps_to_criterion") for lr in grid],
         "runs": [summaries[lr].get("run") for lr in grid],

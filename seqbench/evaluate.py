@@ -3,7 +3,10 @@
 ``held_out`` scores ``eval_batches`` held-out batches (loss, accuracy and perplexity over the
 scored positions, and the mean loss at each context position: Kaplan et al. 2020, Fig. 7);
 ``stream_loss`` reads a whole held-out token stream window after window, carrying the state
-when training carried it (the protocol published WikiText/PTB perplexities use).
+when training carried it (the protocol published WikiText/PTB perplexities use). Neither ever
+reports a figure over no tokens (a loss of 0, a perplexity of 1.0): the harness refuses a
+held-out stream that would score fewer than MIN_SCORED_TOKENS before training, and an
+evaluation that scored nothing raises.
 """
 
 import math
@@ -12,7 +15,42 @@ import torch
 import torch.nn.functional as F
 
 from seqbench.data import IGNORE
-from seqbench.data.text import stream_windows
+from seqbench.data.text import Text, stream_windows
+from seqbench.errors import ConfigError
+
+MIN_SCORED_TOKENS = 64  # the fewest held-out tokens a whole-stream figure may rest on
+
+
+def stream_scored(n_tokens: int, batch_size: int) -> int:
+    """Tokens whole-stream evaluation scores in a stream of n_tokens read in batch_size
+    columns: each column's first token is only read, and the last n_tokens % B are dropped."""
+    return batch_size * max(n_tokens // batch_size - 1, 0)
+
+
+def check_evaluation(cfg, task) -> None:
+    """Whole-stream evaluation must score at least MIN_SCORED_TOKENS of every held-out stream:
+    a stream shorter than its columns scores nothing, and a perplexity over nothing (1.0) is
+    no result. Refused before any run starts, naming the corpus that is too short."""
+    if not (isinstance(task, Text) and (task.stream or task.has_splits)):
+        return
+    columns = cfg.train.eval_batch_size or cfg.train.batch_size
+    for split, ids in task.eval_streams().items():
+        scored = stream_scored(len(ids), columns)
+        if scored < MIN_SCORED_TOKENS:
+            setting, part = task.held_out_source(split)
+            raise ConfigError(
+                f"{setting} is not allowed: {part} holds {len(ids)} tokens, and whole-stream "
+                f"evaluation in {columns} columns (train.eval_batch_size, else "
+                f"train.batch_size) scores {scored} of them, fewer than the "
+                f"{MIN_SCORED_TOKENS} a held-out figure needs; use a longer held-out split or "
+                "fewer columns"
+            )
+
+
+def _scored(count: int, what: str) -> int:
+    if count == 0:
+        raise ValueError(f"{what} scored no tokens: no loss or perplexity to report")
+    return count
 
 
 @torch.no_grad()
@@ -42,10 +80,11 @@ def held_out(model, task, n_batches, batch_size, device) -> tuple[dict, str]:
         for p in range(T)
         if pos_count[p] > 0
     ]
-    val_loss = loss_sum / max(count, 1)
+    count = _scored(count, "held-out evaluation")
+    val_loss = loss_sum / count
     metrics = {
         "val_loss": val_loss,
-        "val_acc": correct / max(count, 1),
+        "val_acc": correct / count,
         "val_ppl": math.exp(min(val_loss, 50.0)),
     }
     return metrics, "\n".join(lines) + "\n"
@@ -67,4 +106,5 @@ def stream_loss(model, ids, batch_size, seq_len, device, carry) -> tuple[float, 
         correct += (logits.argmax(-1) == targets).sum()
         count += targets.numel()
     model.train(was_training)
-    return float(loss_sum) / max(count, 1), float(correct) / max(count, 1)
+    count = _scored(count, "whole-stream evaluation")
+    return float(loss_sum) / count, float(correct) / count

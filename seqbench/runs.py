@@ -22,10 +22,15 @@ A failure is contained (the function returns its summary, so a sweep goes on); o
 configuration raises, and a run whose record cannot be written (a full disk) is refused
 before any work. Nothing stored is trusted as a path: the directory of a run is always
 recomputed from its config, so a runs folder can be moved. Nothing stored is trusted blindly
-either: a complete run is skipped only when its files agree (``distrust``: the summary
-matches its checksum and metrics.csv, model.pt matches its sha256, every CSV reads), and a
-run whose files cannot be read or trusted has them moved to ``untrusted-<n>/`` inside its
-directory (kept for inspection) and starts over, the reason in run.json ``recovered``.
+either. A record proves what it is on every skip and every resume (``identity_problem``): the
+content key recomputed from its stored config must be its key, the key its folder is named
+by, and the key of the config asked for. A complete run is skipped only when its files agree
+(``distrust``: the summary matches its checksum and metrics.csv, row count and last step
+included, model.pt matches its sha256, every CSV reads) and the caller's ``check`` finds
+nothing (training: the corpus still has the sha256 the run read). A run whose files cannot be
+read or trusted has them moved to ``untrusted-<n>/`` inside its directory (kept for
+inspection) and starts over, the reason in run.json ``recovered``. A record left ``running``
+by a process that died (its lock is free: the kernel released it) is resumed.
 """
 
 import hashlib
@@ -49,7 +54,7 @@ ASIDE = "untrusted-"  # <run>/untrusted-<n>/: the files of a run that could not 
 
 
 class Diverged(Exception):
-    """A non-finite loss or gradient."""
+    """A non-finite loss or gradient, or a loss far above where training started."""
 
 
 def short_name(target: str) -> str:
@@ -89,8 +94,9 @@ class Record:
     """run.json of one run. ``fields`` are what the body adds (parameter counts, family,
     data fingerprint, ...); ``write`` replaces the file atomically and returns the summary."""
 
-    def __init__(self, cfg, kind, key, directory, table=None):
+    def __init__(self, cfg, kind, key, directory, table=None, key_extra=""):
         self.cfg, self.kind, self.key, self.dir, self.table = cfg, kind, key, directory, table
+        self.key_extra = key_extra  # recorded: the key is recomputed from config + this
         self.device = pick_device(cfg.device)
         self.fields: dict = {}
         self.started = time.time()
@@ -108,6 +114,7 @@ class Record:
             "table": self.table,
             "status": status,
             "key": self.key,
+            "key_extra": self.key_extra,
             "summary": summary,
             "summary_sha256": summary_digest(summary),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -135,35 +142,76 @@ def previous_summary(directory, fresh: bool) -> dict | None:
     return None if record is None else record["summary"] | {"run_dir": str(directory)}
 
 
-def examine(directory: Path) -> tuple[dict | None, str | None]:
-    """(record, None) for a complete run that can be trusted; (None, reason) for a run whose
-    files cannot be read or trusted; (None, None) for an absent or incomplete one (resumed)."""
+def read_record(directory: Path) -> tuple[dict | None, str | None]:
+    """(run.json as a mapping, None), (None, None) when there is none, or (None, why it
+    cannot be read): only a regular file is read (store.open_regular)."""
     path = directory / "run.json"
-    if path.exists() or path.is_symlink():
-        if not path.is_file():
-            return None, "run.json: not a regular file"
-        record = store.read_json(path)
-        if record is None:
-            return None, "run.json: not readable JSON (torn, not UTF-8, or empty)"
-        if not isinstance(record, dict):
-            return None, "run.json: not a run record (not a mapping)"
-    else:
-        record = None
+    if not (path.exists() or path.is_symlink()):
+        return None, None
+    try:
+        raw = store.read_regular(path, store.JSON_BYTES)
+    except OSError as e:
+        return None, f"run.json: {(e.strerror or type(e).__name__).lower()}"
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, "run.json: not readable JSON (torn, not UTF-8, or empty)"
+    if not isinstance(record, dict):
+        return None, "run.json: not a run record (not a mapping)"
+    return record, None
+
+
+def examine(directory: Path, key: str | None = None, check=None) -> tuple[dict | None, str | None]:
+    """(record, None) for a complete run that can be trusted; (None, reason) for a run whose
+    files cannot be read or trusted; (None, None) for an absent or incomplete one (resumed).
+    ``key``: the content key of the config asked for, which the record must carry;
+    ``check(record)``: the caller's own reason to distrust a record (or None)."""
+    record, problem = read_record(directory)
+    if problem:
+        return None, problem
     for name in CSVS:
         problem = store.csv_problem(directory / name)
         if problem:
             return None, problem
-    if record is None or record.get("status") != "complete":
+    if record is None:
         return None, None
-    problem = distrust(record, directory)
-    return (None, problem) if problem else (record, None)
+    complete = record.get("status") == "complete"
+    problem = distrust(record, directory) if complete else identity_problem(record, directory)
+    if not problem and key is not None and record.get("key") != key:
+        problem = f"run.json: the record of key {str(record.get('key'))[:12]}, not of this config"
+    problem = problem or (check(record) if check else None)
+    if problem:
+        return None, problem
+    return (record, None) if complete else (None, None)
+
+
+def identity_problem(record: dict, directory) -> str | None:
+    """Why run.json is not the record of the run its folder holds (None when it is): the
+    content key recomputed from its stored config (and ``key_extra``) must be its ``key``,
+    and the folder must be named by that key. Catches an edited config and a folder copied
+    under another config's name."""
+    config, key = record.get("config"), record.get("key")
+    if not isinstance(config, dict) or not isinstance(key, str) or len(key) != 64:
+        return "run.json: no config and content key to prove what run it is"
+    name = Path(directory).name
+    if not name.endswith(f"-{key[:12]}"):
+        return f"run.json: the record of key {key[:12]}, in folder {name} (copied?)"
+    extra = record.get("key_extra") or ""
+    try:
+        actual = store.content_key(config, extra=str(extra))
+    except (TypeError, ValueError) as e:
+        return f"run.json: its config cannot be keyed ({first_line(e)})"
+    if actual != key:
+        return "run.json: its config does not give its key (edited?)"
+    return None
 
 
 def distrust(record: dict, directory, weights: bool = True) -> str | None:
-    """Why the summary of a complete run cannot be trusted (None when it can): no complete
-    summary, one that does not match its checksum (edited by hand), for training one that
-    metrics.csv contradicts or (``weights``) a model.pt that fails its sha256, for a
-    measurement a row count rows.csv contradicts."""
+    """Why the summary of a complete run cannot be trusted (None when it can): a record that
+    does not prove its identity (``identity_problem``), no complete summary, one that does
+    not match its checksum (edited by hand), for training one that metrics.csv contradicts
+    or (``weights``) a model.pt that fails its sha256, for a measurement a row count rows.csv
+    contradicts."""
     directory = Path(directory)
     summary = record.get("summary")
     if not isinstance(summary, dict) or summary.get("status") != "complete":
@@ -171,6 +219,9 @@ def distrust(record: dict, directory, weights: bool = True) -> str | None:
     digest = record.get("summary_sha256")  # absent in records from before it existed
     if digest is not None and digest != summary_digest(summary):
         return "run.json: the summary does not match its checksum (edited?)"
+    problem = identity_problem(record, directory)
+    if problem:
+        return problem
     try:
         if record.get("kind") == "train":
             problem = store.checksum_problem(directory / "model.pt") if weights else None
@@ -186,12 +237,19 @@ def distrust(record: dict, directory, weights: bool = True) -> str | None:
 
 def _contradicted(summary: dict, metrics: Path) -> str | None:
     """A training summary's figures are read back from metrics.csv (train.Run.summary_values):
-    its last row's step and train_loss, its last evaluation's val_loss and val_acc."""
+    its row count, its last row's step and train_loss, its last evaluation's val_loss and
+    val_acc; the steps of its rows only increase."""
     rows, _ = store.read_metrics_rows(metrics)
     if not rows:
         return "metrics.csv: no rows behind a complete summary"
+    expected_rows = summary.get("metric_rows")  # absent in records from before it existed
+    if isinstance(expected_rows, int) and len(rows) != expected_rows:
+        return f"run.json: summary metric_rows={expected_rows}, metrics.csv has {len(rows)}"
+    steps = [int(float(r["step"])) for r in rows]
+    if steps != sorted(set(steps)):
+        return "metrics.csv: its steps do not increase row after row"
     evals = [r for r in rows if r.get("val_loss")]
-    expected = {"step": int(float(rows[-1]["step"])), "train_loss": _float(rows[-1], "train_loss")}
+    expected = {"step": steps[-1], "train_loss": _float(rows[-1], "train_loss")}
     if evals:
         expected |= {k: _float(evals[-1], k) for k in ("val_loss", "val_acc")}
     for key, value in expected.items():
@@ -225,12 +283,21 @@ def set_aside_files(directory: Path, reason: str) -> str:
 @contextmanager
 def claimed(directory):
     """Hold the directory's lock for the block. Yields None when we hold it, or the summary
-    to return instead (``skipped``) when another process is working there."""
+    to return instead (``skipped``) when another living process is working there (a dead
+    one holds nothing: the kernel released its lock)."""
     lock = store.RunLock(directory)
-    if not lock.acquire():
+    try:
+        got = lock.acquire()
+    except store.NotRegular as e:  # the lock itself: a link, a directory, a FIFO
+        raise ConfigError(
+            f"out_dir={str(directory.parent)!r} is not allowed: {directory.name}/lock is "
+            f"{e.strerror}"
+        ) from None
+    if not got:
+        owner = lock.owner()
         yield {
             "status": "skipped",
-            "reason": "another process holds this run",
+            "reason": "another process " + (f"(pid {owner}) " if owner else "") + "holds this run",
             "run_dir": str(directory),
             "executed_steps": 0,
         }
@@ -249,10 +316,11 @@ def clear(directory) -> None:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False) -> dict:
+def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False, check=None) -> dict:
     """The lifecycle above. ``body(record) -> dict`` does the work; the dict it returns
     becomes the summary (a ``status`` key in it overrides ``complete``). ``resume=True``
-    keeps an incomplete run's files for the body to continue from (training)."""
+    keeps an incomplete run's files for the body to continue from (training). ``check(record)``
+    says why a stored record cannot be trusted for the caller's own reasons (or None)."""
     key = store.content_key(cfg, extra=key_extra)
     directory = run_dir(cfg, parts, key)
     made = not directory.exists()
@@ -263,23 +331,9 @@ def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False) -
     with claimed(directory) as busy:
         if busy:
             return busy
-        done, problem = (None, None) if cfg.fresh else examine(directory)
-        if done:
-            return done["summary"] | {
-                "run_dir": str(directory),
-                "skipped": True,
-                "executed_steps": 0,
-            }
-        for tmp in directory.glob(".*.tmp"):  # what a writer killed mid-write left (store)
-            tmp.unlink()
-        recovered = None
-        if problem:  # files that cannot be read or trusted are kept aside, never resumed from
-            recovered = set_aside_files(directory, problem)
-        elif cfg.fresh or not resume:
-            clear(directory)
-        record = Record(cfg, kind, key, directory, table)
-        if recovered:
-            record.fields["recovered"] = recovered
+        record = start(cfg, kind, key, directory, table, key_extra, resume, check)
+        if isinstance(record, dict):  # a complete run that can be trusted: skipped
+            return record
         try:
             record.write("running")
         except OSError as e:  # a full disk or a read-only folder: refuse before any work
@@ -290,6 +344,28 @@ def execute(cfg, kind, parts, body, *, table=None, key_extra="", resume=False) -
                 f"{directory.name}/run.json ({e.strerror})"
             ) from None
         return contained(record, body)
+
+
+def start(cfg, kind, key, directory, table, key_extra, resume, check) -> "Record | dict":
+    """With the lock held: the stored summary of a complete run that can be trusted (with
+    ``skipped``), or the Record of a run to do, its directory made ready: files that cannot
+    be trusted set aside, those of a run to resume kept, the rest cleared."""
+    done, problem = (None, None) if cfg.fresh else examine(directory, key, check)
+    if done:
+        return done["summary"] | {"run_dir": str(directory), "skipped": True, "executed_steps": 0}
+    for tmp in directory.glob(".*.tmp"):  # what a writer killed mid-write left (store)
+        if tmp.is_file() or tmp.is_symlink():
+            tmp.unlink()
+    record = Record(cfg, kind, key, directory, table, key_extra)
+    if problem:  # files that cannot be read or trusted are kept aside, never resumed from
+        record.fields["recovered"] = set_aside_files(directory, problem)
+    elif cfg.fresh or not resume:
+        clear(directory)
+    elif (read_record(directory)[0] or {}).get("status") == "running":
+        # we hold the lock, so the process that wrote `running` is gone (killed, its machine
+        # lost): the kernel released its lock, and the run resumes from its checkpoint
+        record.fields["resumed_after"] = "a process that died while it was running"
+    return record
 
 
 def contained(record: Record, body) -> dict:

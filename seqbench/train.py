@@ -12,6 +12,13 @@ order is a function of the step alone. Failures are contained: a run ends ``comp
 function returns normally so a sweep goes on. A rerun skips complete runs and resumes the
 others from their checkpoint.
 
+A run is ``diverged`` when its loss or gradient is not finite, or when a logged training loss
+is above DIVERGED_ABOVE x max(ln vocab, the loss of its first step): a model that does that
+much worse than a uniform guess has left training, whatever number it still prints. A
+checkpoint carries the run's content key, seed and step and is resumed only when they are
+this run's; one that is not, or cannot be loaded, is set aside (runs.set_aside_files) and the
+run starts over. A complete run is skipped only while its corpus still has the sha256 it read.
+
 Text corpora (seqbench.data.text) add the language-modelling protocol: with
 ``data.stream=true`` the batches are consecutive windows of the corpus, and the model's state
 is carried from one window to the next and detached (truncated BPTT, Williams & Peng 1990;
@@ -38,12 +45,12 @@ from tqdm import tqdm
 
 from seqbench import runs, store
 from seqbench.calibrate import calibrate
-from seqbench.config import build_model, describe_model, validate
+from seqbench.config import _build_task, build_model, describe_model, validate
 from seqbench.data.text import Text
 from seqbench.env import autocast, pick_device, set_deterministic, show_progress
 from seqbench.evaluate import held_out, stream_loss
 from seqbench.models import param_counts
-from seqbench.runs import Diverged
+from seqbench.runs import Diverged, first_line
 from seqbench.step import carries_state, detach, make_optimizer, train_step
 
 COLUMNS = (
@@ -51,12 +58,20 @@ COLUMNS = (
 ).split()
 TIMING_COLUMNS = ("wall_s", "tokens_per_s")  # the only columns allowed to differ between reruns
 RUN_FILES = ("metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv")
+DIVERGED_ABOVE = 2.0  # x max(ln vocab, first step's loss): a logged loss above it has diverged
+
+
+class ForeignCheckpoint(ValueError):
+    """A checkpoint whose key, seed or step is not this run's (copied from another run)."""
 
 
 def train(cfg: DictConfig) -> dict:
     """Train one run (or skip it when complete, or resume it); returns its summary. With
     ``train.lr_grid`` the learning rate is first calibrated (``calibrate``)."""
     task = validate(cfg)  # raises ConfigError before anything is built or written
+    if task.stale():  # its corpus changed since this process built it: read it again
+        _build_task.cache_clear()
+        task = validate(cfg)
     parts = [runs.model_part(cfg), runs.task_part(cfg)]
 
     def body(record):
@@ -65,7 +80,11 @@ def train(cfg: DictConfig) -> dict:
             record.fields["lr_calibration"] = calibration
         return Run(cfg, task, record, lr=calibration and calibration["chosen"]).execute()
 
-    return runs.execute(cfg, "train", parts, body, resume=True)
+    def data_problem(record):  # a stored run that read other data than this config reads now
+        recorded = record.get("data")
+        return task.changed_since(recorded) if isinstance(recorded, dict) else None
+
+    return runs.execute(cfg, "train", parts, body, resume=True, check=data_problem)
 
 
 def trained_model(cfg: DictConfig, device=None):
@@ -103,6 +122,7 @@ class Run:
         self.best, self.since_best = math.inf, 0  # early stopping (train.patience)
         self.anneal, self.anneals = 1.0, 0  # lr multiplier from plateaus (train.plateau_factor)
         self.state = None  # what the last training window left (data.stream=true)
+        self.start_loss = None  # the loss of the first step: the divergence limit scales with it
         self.final, self.last_stream_val = {}, None  # the whole-stream figures at the end
         self.started_loop = time.perf_counter()
         record.summarize = self.summary_values
@@ -113,12 +133,7 @@ class Run:
             torch.set_num_threads(self.t.threads)
         if self.t.deterministic:
             set_deterministic()
-        torch.manual_seed(self.cfg.seed)  # model init; the data has its own data.seed
-        self.model = build_model(self.cfg.model, self.task.vocab_size, self.device)
-        self.params = list(self.model.parameters())
-        self.opt = make_optimizer(self.params, self.t, self.device)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
-        self.forward = torch.compile(self.model) if self.t.compile else self.model
+        self.initialise()
         self.autocast = autocast(self.device)
         self.clip = self.t.grad_clip if self.t.grad_clip else float("inf")
         self.first_bad = torch.tensor(-1, device=self.device)  # checked lazily: no sync a step
@@ -126,13 +141,7 @@ class Run:
         self.text = self.task if isinstance(self.task, Text) else None
         self.stream = bool(self.text and self.text.stream)
         self.carry = self.stream and carries_state(self.model, self.device)
-        ckpt = self.dir / "ckpt.pt"
-        if ckpt.exists():
-            try:
-                self.load(ckpt)
-            except store.CorruptFile as e:  # set aside, start from zero, say so in run.json
-                kept = store.set_aside(ckpt)
-                self.record.fields["recovered"] = f"{e}; kept as {kept.name}; restarted at 0"
+        self.resume(self.dir / "ckpt.pt")
         # rows logged after the checkpoint (or after step 0 when there is none) are redone
         self.metrics = store.MetricsLog(self.dir / "metrics.csv", COLUMNS)
         self.metrics.truncate_after(self.step)
@@ -153,6 +162,39 @@ class Run:
                 "(data.vocab_size=null keeps every token type)",
                 file=sys.stderr,
             )
+
+    def initialise(self):
+        """Model, optimiser and schedule at step 0: the same every time (seeded), so a run
+        that starts over after a refused checkpoint is the run that never had one."""
+        torch.manual_seed(self.cfg.seed)  # model init; the data has its own data.seed
+        self.model = build_model(self.cfg.model, self.task.vocab_size, self.device)
+        self.params = list(self.model.parameters())
+        self.opt = make_optimizer(self.params, self.t, self.device)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
+        self.forward = torch.compile(self.model) if self.t.compile else self.model
+        self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
+        self.state, self.start_loss = None, None
+
+    def resume(self, ckpt: Path):
+        """Continue from ckpt.pt when it is this run's. One whose bytes fail their checksum
+        is kept beside it (ckpt.pt.corrupt-<n>); one of another run (key, seed, step) or one
+        that cannot be loaded (a refused pickle, other weights, not a file) is set aside with
+        the run's files (untrusted-<n>/). Either way the run starts over and run.json says why."""
+        if not (ckpt.exists() or ckpt.is_symlink()):
+            return
+        try:
+            self.load(ckpt)
+        except store.CorruptFile as e:
+            kept = store.set_aside(ckpt)
+            self.record.fields["recovered"] = f"{e}; kept as {kept.name}; restarted at 0"
+            self.initialise()
+        except Exception as e:
+            if runs.out_of_memory(e):  # no fault of the file: the run ends oom
+                raise
+            why = str(e) if isinstance(e, ForeignCheckpoint) else first_line(e)
+            reason = f"ckpt.pt: {why}"
+            self.record.fields["recovered"] = runs.set_aside_files(self.dir, reason)
+            self.initialise()
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine down to min_lr_frac at the last step (warmup=0 and
@@ -191,6 +233,8 @@ class Run:
                 self.state = None  # a new pass over the stream starts from the zero state
             tokens, targets = task.batch("train", self.step, t.batch_size)
             loss, grad_norm = self.train_step(tokens.to(device), targets.to(device))
+            if self.start_loss is None:  # one host sync, once: where training started
+                self.start_loss = loss.item()
             self.tokens_seen += tokens_per_step
             span_tokens += tokens_per_step
             bar.update()
@@ -213,6 +257,12 @@ class Run:
                 row |= self.evaluate()
             row["wall_s"] = self.wall_now()
             self.metrics.append(row)
+            if row["train_loss"] > self.loss_limit():  # finite, and far above the start
+                raise Diverged(
+                    f"train loss {row['train_loss']:.4g} at step {self.step} is above "
+                    f"{self.loss_limit():.4g} = {DIVERGED_ABOVE:g} x max(ln vocab, the first "
+                    f"step's loss {self.start_loss:.4g})"
+                )
             if eval_now and (self.reached(row) or self.observe(row["val_loss"])):
                 break  # a criterion reached, or no new best for train.patience evaluations
             if self.step % t.ckpt_every == 0 and self.step < t.steps:
@@ -229,6 +279,11 @@ class Run:
             # the language-modelling protocol asked for (stream batches, or a corpus with its
             # own valid/test files): the published figures, over the whole held-out streams
             self.final = self.final_evaluation()
+
+    def loss_limit(self) -> float:
+        """Above this a logged training loss has diverged: DIVERGED_ABOVE times the larger
+        of ln(vocab), a uniform guess's loss, and the loss the run started from."""
+        return DIVERGED_ABOVE * max(math.log(self.task.vocab_size), self.start_loss or 0.0)
 
     def observe(self, val_loss) -> bool:
         """One held-out loss: track the best; without a new best, divide the lr by
@@ -312,6 +367,9 @@ class Run:
     def save(self):
         store.save_torch(
             {
+                "key": self.record.key,  # whose checkpoint this is: checked on load
+                "seed": self.cfg.seed,
+                "start_loss": self.start_loss,
                 "model": self.model.state_dict(),
                 "opt": self.opt.state_dict(),
                 "sched": self.sched.state_dict(),
@@ -327,6 +385,7 @@ class Run:
 
     def load(self, path):
         ckpt = store.load_torch(path, map_location=self.device)
+        self.check_checkpoint(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
         self.sched.load_state_dict(ckpt["sched"])
@@ -336,10 +395,25 @@ class Run:
             ckpt["wall_s"],
         )
         self.state = ckpt.get("state")  # absent in checkpoints from before data.stream
+        self.start_loss = ckpt["start_loss"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
         self.resumed_from = self.step
+
+    def check_checkpoint(self, ckpt) -> None:
+        """Raise ForeignCheckpoint unless ckpt is this run's: its content key and seed, and
+        a step inside its budget."""
+        if not isinstance(ckpt, dict):
+            raise ForeignCheckpoint("not a checkpoint (not a mapping)")
+        key, seed, step = ckpt.get("key"), ckpt.get("seed"), ckpt.get("step")
+        if key != self.record.key or seed != self.cfg.seed:
+            raise ForeignCheckpoint(
+                f"the checkpoint of another run (key {str(key)[:12]}, seed {seed}), not of "
+                f"this one (key {self.record.key[:12]}, seed {self.cfg.seed})"
+            )
+        if not (isinstance(step, int) and 0 < step <= self.t.steps):
+            raise ForeignCheckpoint(f"step {step!r} is outside this run's 1..{self.t.steps}")
 
     def wall_now(self):
         return self.wall_before + time.perf_counter() - self.started_loop
@@ -356,6 +430,7 @@ class Run:
             "train_loss": _num(last.get("train_loss")),
             "wall_s": _num(last.get("wall_s")),
             "torn_metric_lines": torn,
+            "metric_rows": len(rows),  # a skip checks metrics.csv still holds them all
         }
         if evals:
             values |= {k: _num(evals[-1][k]) for k in ("val_loss", "val_acc", "val_ppl")}

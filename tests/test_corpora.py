@@ -143,9 +143,30 @@ def test_a_named_corpus_is_fetched_once_checked_and_read_from_the_cache(tmp_path
     archive.unlink()  # from now on only the cache can serve it
     assert corpora.fetch("wikitext-2", spec, cache) == folder
     monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(corpora.CORPORA, "wikitext-2", spec)  # the toy archive is the pinned one
     task = Text(seq_len=4, tokenizer="whitespace", corpus="wikitext-2")
-    assert task.fingerprint()["corpus"].startswith("wikitext-2 (https://")
-    assert task.fingerprint()["corpus_archive_sha256"] == corpora.CORPORA["wikitext-2"].sha256
+    assert task.fingerprint()["corpus"].startswith("wikitext-2 (file://")
+    assert task.fingerprint()["corpus_archive_sha256"] == digest
+
+
+def test_a_cached_folder_that_is_not_the_pinned_corpus_is_refused(tmp_path, monkeypatch):
+    """Issue 21: a cached "wikitext-2" holding other text was recorded with the pinned sha256.
+    Now the folder must come from the pinned archive, its files unchanged since."""
+    archive, digest = fixture_archive(tmp_path)
+    toy = corpora.Corpus(archive.as_uri(), digest, corpora._splits("toy/wiki.{}.tokens"))
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    folder = corpora.fetch("wikitext-2", toy, corpora.cache_root())  # another archive's text
+    with pytest.raises(ValueError, match="not the pinned 92675f1d"):
+        Text(seq_len=4, tokenizer="whitespace", corpus="wikitext-2")
+    monkeypatch.setitem(corpora.CORPORA, "wikitext-2", toy)  # now it is the pinned archive ...
+    assert Text(seq_len=4, tokenizer="whitespace", corpus="wikitext-2").vocab_size > 2
+    with open(folder / "train.txt", "a") as f:  # ... but one of its files is edited
+        f.write("other text\n")
+    with pytest.raises(ValueError, match="cached train.txt is not the file extracted"):
+        Text(seq_len=4, tokenizer="whitespace", corpus="wikitext-2")
+    (folder / "corpus.json").write_text(json.dumps({"url": toy.url, "sha256": digest}))
+    with pytest.raises(ValueError, match="cannot be verified"):  # a folder of an older seqbench
+        Text(seq_len=4, tokenizer="whitespace", corpus="wikitext-2")
 
 
 def test_a_corpus_whose_sha256_differs_is_refused_and_nothing_is_kept(tmp_path):

@@ -57,6 +57,17 @@ class Task:
     def _generate(self, gen: torch.Generator, n: int, split: str):
         raise NotImplementedError  # each task defines how one batch of examples is drawn
 
+    def stale(self) -> bool:
+        """Has what this task was built from changed since it was built (an edited corpus
+        file)? A generated task is a function of its config alone: never."""
+        return False
+
+    def changed_since(self, recorded: dict) -> str | None:
+        """Why a run that recorded ``recorded`` (run.json ``data``) did not see the data this
+        task gives now (None when it did). A generated task: nothing to compare beyond the
+        config, which the run's content key already covers."""
+        return None
+
     def fingerprint(self) -> dict:
         """What identifies the data a run saw (recorded in run.json)."""
         return {

@@ -9,6 +9,9 @@
                          the cache ($SEQBENCH_CACHE, else $XDG_CACHE_HOME/seqbench, else
                          ~/.cache/seqbench), its archive checked against a pinned sha256, then
                          read as a folder. Nothing is ever downloaded unless data.corpus is set.
+                         The cached folder is used as that corpus only while its corpus.json
+                         names the pinned archive and each split file still has the sha256 it
+                         was extracted with (``verify_cache``); anything else is refused.
 
 Every refusal is one line naming the key (``data.path=x is not allowed: ...``); the loaders
 return the text of each split and a fingerprint (sources, sha256, bytes) for run.json.
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import sysconfig
 import tarfile
@@ -200,13 +204,70 @@ def cache_root() -> Path:
 
 
 def read_named(name: str) -> tuple[dict, dict]:
-    """A named corpus from the cache, fetched first if it is not there."""
+    """A named corpus from the cache, fetched first if it is not there, and recorded as the
+    pinned corpus only once the cached folder is verified against it (``verify_cache``)."""
     if name not in CORPORA:
         raise ValueError(f"data.corpus={name} is not allowed: one of {', '.join(CORPORA)}")
     spec = CORPORA[name]
     folder = fetch(name, spec, cache_root())
     texts, fp = read_folder(folder, "data.corpus", name, source=f"{name} ({spec.url})")
+    verify_cache(name, spec, folder, fp.get("corpus_files") or {})
     return texts, fp | {"corpus_archive_sha256": spec.sha256}
+
+
+def verify_cache(name: str, spec: Corpus, folder: Path, digests: dict) -> None:
+    """Raise ValueError unless the cached folder is the pinned corpus: its corpus.json (written
+    by ``fetch`` after the archive's sha256 matched) names the pinned sha256, and every split
+    file there (``digests``: name -> sha256, as read) has the sha256 it was extracted with."""
+    fix = f"remove {folder} to fetch it again"
+    try:
+        with open(folder / DONE, "rb") as f:  # fetch's own small file: bounded read
+            done = json.loads(f.read(1 << 16).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        done = None
+    if not isinstance(done, dict) or done.get("sha256") != spec.sha256:
+        got = done.get("sha256") if isinstance(done, dict) else None
+        raise ValueError(
+            f"data.corpus={name} is not allowed: the cached folder comes from an archive with "
+            f"sha256 {got}, not the pinned {spec.sha256}; {fix}"
+        )
+    extracted = done.get("files")
+    if not isinstance(extracted, dict):
+        raise ValueError(
+            f"data.corpus={name} is not allowed: the cached folder does not record the sha256 "
+            f"of its files (fetched by an older seqbench), so it cannot be verified; {fix}"
+        )
+    for file in sorted(set(digests) | set(extracted)):
+        if extracted.get(file) != digests.get(file):
+            raise ValueError(
+                f"data.corpus={name} is not allowed: the cached {file} is not the file "
+                f"extracted from the pinned archive (changed or missing); {fix}"
+            )
+
+
+def corpus_stamp(path: str | None = None, corpus: str | None = None) -> tuple:
+    """What changes whenever a corpus file does (inode, size, mtime, ctime of each file it
+    is read from): a cache of the text keyed by this never serves an edited file. The
+    standard-library corpus cannot change under a running interpreter: ()."""
+    if corpus is not None:
+        folder = cache_root() / corpus
+        names = (DONE, *SPLIT_FILES.values()) if corpus in CORPORA else ()
+        files = [folder / n for n in names]
+    elif path is None:
+        return ()
+    else:
+        p = Path(path).expanduser()
+        files = [p / n for n in SPLIT_FILES.values()] if p.is_dir() else [p]
+    return tuple(_stat(f) for f in files)
+
+
+def _stat(path: Path) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (str(path), None)
+    kind = stat.S_IFMT(st.st_mode)
+    return (str(path), kind, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def fetch(name: str, spec: Corpus, root: Path) -> Path:
@@ -233,8 +294,9 @@ def fetch(name: str, spec: Corpus, root: Path) -> Path:
             )
         staging = Path(tmp) / "folder"
         staging.mkdir()
-        extract(spec, archive, staging)
-        (staging / DONE).write_text(json.dumps({"url": spec.url, "sha256": digest}) + "\n")
+        files = extract(spec, archive, staging)
+        done = {"url": spec.url, "sha256": digest, "files": files}
+        (staging / DONE).write_text(json.dumps(done) + "\n")
         shutil.rmtree(folder, ignore_errors=True)  # a folder without DONE is a torn fetch
         try:
             staging.rename(folder)
@@ -260,8 +322,9 @@ def download(url: str, dest: Path, name: str) -> str:
     return digest.hexdigest()
 
 
-def extract(spec: Corpus, archive: Path, folder: Path) -> None:
-    """Write folder/{train,valid,test}.txt from the archive (zip or tar)."""
+def extract(spec: Corpus, archive: Path, folder: Path) -> dict:
+    """Write folder/{train,valid,test}.txt from the archive (zip or tar); returns the sha256
+    of each file written (corpus.json records them: ``verify_cache``)."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             members = {s: z.read(m) for s, m in spec.members.items()}
@@ -272,6 +335,7 @@ def extract(spec: Corpus, archive: Path, folder: Path) -> None:
         members = split_bytes(members["all"], spec.byte_split)
     for split, raw in members.items():
         (folder / SPLIT_FILES[split]).write_bytes(raw)
+    return {SPLIT_FILES[s]: hashlib.sha256(raw).hexdigest() for s, raw in members.items()}
 
 
 def split_bytes(raw: bytes, sizes: tuple[int, int, int]) -> dict:

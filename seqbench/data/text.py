@@ -37,7 +37,14 @@ from collections import Counter
 import torch
 
 from seqbench.data import Task
-from seqbench.data.corpora import STDLIB_FILES, read_named, read_path, read_stdlib
+from seqbench.data.corpora import (
+    SPLIT_FILES,
+    STDLIB_FILES,
+    corpus_stamp,
+    read_named,
+    read_path,
+    read_stdlib,
+)
 
 __all__ = ["STDLIB_FILES", "Text", "batchify", "load_corpus", "stream_windows", "tokenize"]
 
@@ -46,9 +53,16 @@ WORD = re.compile(r"\w+|[^\w\s]|\n")
 UNK, EOS = "<unk>", "<eos>"
 
 
+def load_corpus(path: str | None = None, corpus: str | None = None, stamp=None):
+    """({split: text}, fingerprint); split "all" for one file (split later by val_frac). Read
+    once per process while the files are unchanged: the cache is keyed by ``corpus_stamp``
+    (pass the one taken before reading, else it is taken now), so an edited file is read
+    again."""
+    return _load_corpus(path, corpus, corpus_stamp(path, corpus) if stamp is None else stamp)
+
+
 @functools.lru_cache(maxsize=4)
-def load_corpus(path: str | None = None, corpus: str | None = None) -> tuple[dict, dict]:
-    """({split: text}, fingerprint); split "all" for one file (split later by val_frac)."""
+def _load_corpus(path: str | None, corpus: str | None, stamp: tuple) -> tuple[dict, dict]:
     if corpus is not None:
         return read_named(corpus)
     return read_stdlib() if path is None else read_path(path)
@@ -122,15 +136,23 @@ class Text(Task):
                 f"data.n_train={n_train} is not allowed with data.stream=true: a stream is "
                 "read whole, in order"
             )
-        texts, self.corpus = load_corpus(path, corpus)
+        self.source, self.stamp = (path, corpus), corpus_stamp(path, corpus)
+        texts, self.corpus = load_corpus(path, corpus, self.stamp)
         if "all" in texts:  # one file: its tail is held out
             pieces = list(tokenize(texts["all"], tokenizer))
             cut = len(pieces) - int(len(pieces) * (0.1 if val_frac is None else val_frac))
             if len(pieces) - cut < seq_len + 2:  # blame the key that made the split too small
+                key = (
+                    f"data.val_frac={val_frac}"
+                    if val_frac is not None
+                    else (
+                        f"data.path={path}" if path is not None else "data.path=null (the stdlib)"
+                    )
+                )
                 raise ValueError(
-                    f"data.val_frac={val_frac} is not allowed: it holds out "
-                    f"{len(pieces) - cut} of {len(pieces)} tokens, fewer than data.seq_len + 2"
-                    f" = {seq_len + 2}"
+                    f"{key} is not allowed: the held-out tail (data.val_frac={val_frac}, null: "
+                    f"0.1) is {len(pieces) - cut} of {len(pieces)} tokens, fewer than "
+                    f"data.seq_len + 2 = {seq_len + 2}"
                 )
             tokens = {"train": pieces[:cut], "val": pieces[cut:]}
             counts = Counter(tokens["train"])
@@ -212,6 +234,34 @@ class Text(Task):
         """The held-out token streams scored whole at the end of training: val, and test for
         a corpus folder."""
         return {s: ids for s, ids in self.streams.items() if s != "train"}
+
+    # --- what the run read ---------------------------------------------------------------------
+    def stale(self) -> bool:
+        """Have the corpus files changed since this task read them?"""
+        return corpus_stamp(*self.source) != self.stamp
+
+    def changed_since(self, recorded: dict) -> str | None:
+        """A run's recorded corpus sha256 against the corpus now: why they differ, naming the
+        files that changed (None when they agree)."""
+        now, then = self.corpus.get("corpus_sha256"), recorded.get("corpus_sha256")
+        if now == then:
+            return None
+        was = recorded.get("corpus_files") if isinstance(recorded.get("corpus_files"), dict) else {}
+        files = [n for n, d in self.corpus.get("corpus_files", {}).items() if was.get(n) != d]
+        what = ", ".join(files) if files else self.corpus.get("corpus")
+        return (
+            f"data: the corpus ({what}) now has sha256 {str(now)[:12]}, the run read "
+            f"{str(then)[:12]}; its results are not this corpus's"
+        )
+
+    def held_out_source(self, split: str) -> tuple[str, str]:
+        """(the setting that gives held-out ``split``, the part of it that is held out), for
+        a message that blames the corpus, not an unrelated key."""
+        path, corpus = self.source
+        setting = f"data.corpus={corpus}" if corpus else f"data.path={path}"
+        if path is None and corpus is None:
+            setting = "data.path=null (the standard-library corpus)"
+        return setting, (f"its {SPLIT_FILES[split]}" if self.has_splits else "its held-out tail")
 
     def decode(self, ids) -> str:
         words = [self.itos[i] for i in ids]
