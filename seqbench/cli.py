@@ -9,37 +9,20 @@ Before Hydra starts, ``main`` answers ``--help`` with seqbench's own page (Hydra
 MAX_JOBS, composes the first job and validates it (``seqbench.config.validate``), so a bad
 value costs one line and exit code 2 before any directory is made. With ``-m`` the seqbench
 sweeper then validates every job of the sweep, Hydra's expansion of it, before launching.
+What the command line may make seqbench build, write or run (``_target_``, Hydra's folders,
+launcher and flags) is checked first, on the composed config (seqbench.guard).
 """
 
 import math
 import os
+import signal
 import sys
-from pathlib import Path
 
+from seqbench import guard
 from seqbench.errors import ConfigError
+from seqbench.guard import check_dir  # noqa: F401  (report and bench check their folders)
 
 MAX_JOBS = 10_000  # a sweep larger than this is a typo (seed=range(0,100000)), not a plan
-MIN_FREE = 1 << 20  # bytes: less free space where runs are written is a full disk
-HYDRA_FLAGS = (
-    "--cfg",
-    "-c",
-    "--info",
-    "-i",
-    "--hydra-help",
-    "--shell-completion",
-    "-sc",
-    "--resolve",
-    "-p",
-    "--package",
-    "--config-dir",
-    "-cd",
-    "--config-name",
-    "-cn",
-    "--config-path",
-    "-cp",
-    "--version",
-    "--experimental-rerun",
-)
 ENTRIES = {  # entry -> (primary config, task function)
     "train": ("config", "seqbench.train:job"),
     "measure": ("measure", "seqbench.measure.run:job"),
@@ -60,11 +43,12 @@ def main(entry: str, argv=None) -> int:
         print(page(entry, argv))
         return 0
     config_name, target = ENTRIES[entry]
-    if not any(a.split("=")[0] in HYDRA_FLAGS for a in argv):
-        try:
+    try:
+        guard.check_flags(argv)
+        if not guard.shows_only(argv):  # --cfg, --info ...: Hydra prints, no job runs
             preflight(config_name, argv)
-        except ConfigError as e:
-            return fail(str(e))
+    except ConfigError as e:
+        return fail(str(e))
     return launch(config_name, target, argv)
 
 
@@ -185,9 +169,12 @@ def preflight(config_name: str, argv) -> None:
             for o in merged
         ]
         first = BasicSweeper.split_arguments(parse(listed), max_batch_size=1)[0][0]
-    cfg = compose_job(config_name, first)
-    check_out_dir(cfg)
-    validate_job(cfg)
+    cfg = compose_job(config_name, first, hydra=True)
+    with guard.hydra_config(cfg):  # ${hydra:runtime.cwd} resolves as in Hydra's own run
+        check_out_dir(cfg)
+        guard.check_targets(cfg)  # before anything below imports a _target_
+        guard.check_hydra(cfg, multirun)
+        validate_job(cfg)
 
 
 def _is_glob(o) -> bool:
@@ -260,37 +247,13 @@ def check_out_dir(cfg) -> None:
     check_dir(f"out_dir={out!r}", out)
 
 
-def check_dir(label: str, path) -> None:
-    """A directory seqbench will create (if need be) and write into: refused, as ``label is
-    not allowed: ...``, when a regular file is in its way, it is not writable, or the disk
-    holding it is full (less than MIN_FREE bytes or no inode free)."""
-    if not str(path).strip():  # Path("") is the current directory: never written by accident
-        raise ConfigError(f"{label} is not allowed: an empty path")
-    probe = Path(path).expanduser().absolute()
-    try:
-        while not probe.exists():
-            probe = probe.parent
-        is_dir = probe.is_dir()
-    except OSError as e:
-        raise ConfigError(f"{label} is not allowed: {e.strerror} ({probe})") from None
-    if not is_dir:
-        raise ConfigError(f"{label} is not allowed: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label} is not allowed: {probe} is not writable")
-    disk = os.statvfs(probe)
-    free = disk.f_bavail * disk.f_frsize
-    if free < MIN_FREE or (disk.f_files > 0 and disk.f_favail == 0):
-        raise ConfigError(
-            f"{label} is not allowed: the disk holding {probe} is full "
-            f"({free // 1024} KiB, {disk.f_favail} inodes free)"
-        )
-
-
 def validate_job(cfg) -> None:
-    """The checks of one job, whatever entry point it belongs to."""
+    """The checks of one job, whatever entry point it belongs to; its ``_target_`` strings
+    first, before any check imports one."""
     from seqbench.config import check_resolves
 
     check_resolves(cfg)
+    guard.check_targets(cfg)
     if "tables" in cfg:  # the perf benchmark's config
         from seqbench.perf import check
 
@@ -320,6 +283,7 @@ class Job:
 
         launch.watch_parent()  # in a launcher's worker: end when the launching process dies
         try:
+            guard.check_targets(cfg)  # whatever path led here, nothing foreign is built
             with launch.job_running():
                 return self.__wrapped__(cfg)
         except ConfigError as e:
@@ -336,7 +300,22 @@ def launch(config_name: str, target: str, argv) -> int:
 
     os.environ[LAUNCH_PID] = str(os.getpid())  # inherited by launcher workers (watchdog)
     sys.argv = [sys.argv[0], *argv]
-    hydra.main(config_path="pkg://seqbench.conf", config_name=config_name, version_base=None)(
-        Job(target)
-    )()
+    try:
+        hydra.main(config_path="pkg://seqbench.conf", config_name=config_name, version_base=None)(
+            Job(target)
+        )()
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run is recorded interrupted
+        return interrupted(e)
     return 0
+
+
+def interrupted(e: KeyboardInterrupt) -> int:
+    """One line and the shell's code for a signal (128 + its number), no traceback."""
+    signum = getattr(e, "signum", signal.SIGINT)
+    name = signal.Signals(signum).name
+    print(
+        f"seqbench: interrupted by {name}: the run is recorded `interrupted`; the same "
+        "command starts it again",
+        file=sys.stderr,
+    )
+    return 128 + signum

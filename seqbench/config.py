@@ -16,6 +16,8 @@ import importlib
 import importlib.resources
 import inspect
 import logging
+import math
+import os
 import typing
 from pathlib import Path
 
@@ -25,8 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.overrides import TorchFunctionMode
 
 import hydra_plugins.seqbench_sweeper.seqbench_sweeper  # noqa: F401  registers hydra/sweeper
-from seqbench import schema
+from seqbench import schema, store
 from seqbench.errors import ConfigError
+from seqbench.evaluate import check_evaluation
 from seqbench.schema import need, plain
 
 __all__ = ["CONF_DIR", "ConfigError", "build_model", "build_task", "validate"]
@@ -135,7 +138,9 @@ class _SkipInit(TorchFunctionMode):
 
 
 def build_model(model_cfg: DictConfig, vocab_size: int, device="meta"):
-    """Instantiate the model; on ``meta`` (the default) it is a free dry run of its checks."""
+    """Instantiate the model; on ``meta`` (the default) it is a free dry run of its checks.
+    Out of memory while building (Hydra wraps the constructor's MemoryError) is a
+    MemoryError that says how big the model is, so the run is recorded ``oom``."""
     _check_node("model", model_cfg)
     try:
         if str(device) == "meta":
@@ -144,9 +149,53 @@ def build_model(model_cfg: DictConfig, vocab_size: int, device="meta"):
         with torch.device(device):
             return instantiate(model_cfg, vocab_size=vocab_size)
     except (ValueError, Exception) as e:
-        if isinstance(e, torch.OutOfMemoryError | MemoryError):
-            raise
+        from seqbench.runs import first_line, out_of_memory
+
+        cause = e.__cause__ or e
+        if out_of_memory(e) or out_of_memory(cause):
+            n = n_params(build_model(model_cfg, vocab_size))
+            raise MemoryError(
+                f"the model is too big to build on {device}: {n:,} parameters, "
+                f"{_gib(4 * n)} of float32 weights ({first_line(cause)[:120]})"
+            ) from None
         raise _constructor_error(e) from None
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes of memory a model can live in on ``device`` (the machine's RAM for the CPU);
+    None where it cannot be asked (MPS)."""
+    from seqbench.env import pick_device
+
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_properties(dev).total_memory
+    if dev.type == "cpu" and hasattr(os, "sysconf"):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+def check_fits(cfg: DictConfig, model, training: bool) -> None:
+    """A model whose float32 weights (and, to train, gradients and AdamW's two moments)
+    exceed the device's memory is refused now, named as too big, not left to fail later."""
+    n = n_params(model)
+    per_param = 16 if training else 4
+    have = device_memory(cfg.device)
+    if have is None or n * per_param <= have:
+        return
+    what = "float32 weights, gradients and AdamW state" if training else "float32 weights"
+    keys = {k: v for k, v in plain(cfg.model).items() if not str(k).startswith("_")}
+    raise ConfigError(
+        f"model={keys!r} is not allowed: too big for this machine: {n:,} parameters need "
+        f"{_gib(n * per_param)} of {what}, more than the {_gib(have)} of memory here"
+    )
 
 
 def describe_model(model, model_cfg: DictConfig) -> dict:
@@ -213,6 +262,14 @@ def check_top(cfg: DictConfig, groups=("model", "data", "train")) -> None:
             t.target,
             "a number together with train.criterion, null without it",
         )
+        if t.criterion is not None:
+            spec = schema.CRITERIA[t.criterion]
+            need(
+                spec.ok(t.target),
+                "train.target",
+                t.target,
+                f"{spec.allowed()} for train.criterion={t.criterion} ({spec.help})",
+            )
         for key, value in t.lr_control.items():
             need(
                 str(key).split(".")[0] in ("model", "data", "train"),
@@ -220,6 +277,22 @@ def check_top(cfg: DictConfig, groups=("model", "data", "train")) -> None:
                 value,
                 "an override of a model, data or train key (e.g. data.distance)",
             )
+
+
+def check_target_reachable(cfg: DictConfig, task) -> None:
+    """A val_loss target at or above a uniform guess's loss, ln(vocab_size), is met by an
+    untrained model: the criterion would stop a run before it learnt anything."""
+    t = cfg.train
+    if t.get("criterion") != "val_loss":
+        return
+    uniform = math.log(task.vocab_size)
+    need(
+        t.target < uniform,
+        "train.target",
+        t.target,
+        f"below ln(vocab_size) = {uniform:.3g}, the loss of a uniform guess over "
+        f"{task.vocab_size} tokens (a higher target is met at once)",
+    )
 
 
 def measurement(cfg: DictConfig):
@@ -232,6 +305,9 @@ def measurement(cfg: DictConfig):
         target,
         allowed,
     )
+    problem = store.table_problem(cfg.what.get("table"))  # <results>/<table>.csv in the report
+    if problem:
+        raise ConfigError(f"what.{problem}")
     try:
         fn = quietly(get_method, target)
     except Exception:
@@ -286,6 +362,10 @@ def validate(cfg: DictConfig):
     check_calibration(cfg)
     task = build_task(cfg.data)
     model = build_model(cfg.model, task.vocab_size)
+    check_fits(cfg, model, training=not measuring)
+    check_target_reachable(cfg, task)
+    if not measuring:  # a held-out stream too short to score: refused before any run
+        check_evaluation(cfg, task)
     # a model with a longest sequence (hparams' max_len: a position table) must take the
     # task's, or every run ends `failed` at its first forward
     longest = model.hparams().get("max_len")

@@ -258,11 +258,15 @@ def _show(v) -> str:
 
 
 def _class_specs(node, group) -> dict:
-    """What the group's class accepts, from its constructor (as validation reads it)."""
+    """What the group's class accepts, from its constructor (as validation reads it); a
+    class outside seqbench's packages is never imported (importing runs its module)."""
     from hydra.utils import get_class
 
     from seqbench.config import _signature_schema
+    from seqbench.guard import allowed_target
 
+    if not allowed_target(group, node.get("_target_")):
+        return {}
     try:
         return _signature_schema(get_class(node._target_), group)
     except Exception:  # an unknown class: validation says so; help shows the keys

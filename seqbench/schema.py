@@ -127,7 +127,7 @@ def _noun(kind, plural=False) -> str:
 def _range(spec) -> str:
     low, high = _num(spec.low), _num(spec.high)
     if spec.positive:
-        return " > 0"
+        return " > 0" if high is None else f" in (0, {high}]"
     if low is not None and high is not None:
         return f" in [{low}, {high}]"
     if low is not None:
@@ -311,4 +311,11 @@ TRAIN = {
         "overrides of the calibration runs (the study's control setting), e.g. "
         "{data.distance: 4, train.steps: 300}",
     ),
+}
+
+CRITERIA = {  # train.criterion -> the range of train.target that can be met, but not at once
+    "val_acc": Spec(
+        float, "an accuracy, reached from below: 0 is met at once", positive=True, high=1
+    ),
+    "val_loss": Spec(float, "a loss in nats, reached from above: 0 is never met", positive=True),
 }

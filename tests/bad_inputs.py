@@ -5,12 +5,16 @@ work with one line, ``seqbench: error: <key>=<value> is not allowed: ...``, and 
     python -m tests.bad_inputs --subprocess  # each row as its own process (slow, exact)
 
 A row is (entry point, arguments, the key the message must name). Arguments may use
-``{file}`` (a regular file), ``{dir}`` (an empty directory), ``{fifo}`` (a named pipe) and
-``{tmp}`` (the scratch folder holding them, also the working directory); the Hydra entry
-points get ``out_dir={tmp}/runs`` unless the row sets out_dir itself. ``attempt`` runs one row
-in this process, the way a user runs it (seqbench's command line, Hydra, the validating
-sweeper), under an alarm; ``attempt_in_a_process`` as its own process. Either says how it
-ended:
+``{file}`` (a regular file), ``{dir}`` (an empty directory), ``{fifo}`` (a named pipe),
+``{loop}`` (a symbolic link to itself), ``{dangling}`` (a link to nothing), ``{dothydra}`` (a
+folder whose ``.hydra`` is a file), ``{pickle}`` (a pickle that, loaded, creates a file in
+``{outside}``), ``{evil}`` (a config folder whose experiment ``bad`` names a foreign
+``_target_``) and ``{tmp}`` (the scratch folder holding them, also the working directory);
+``{outside}`` is a folder outside ``{tmp}`` and ``{canary}`` a file in it that no row may
+touch. The Hydra entry points get ``out_dir={tmp}/runs`` unless the row sets out_dir itself.
+``attempt`` runs one row in this process, the way a user runs it (seqbench's command line,
+Hydra, the validating sweeper), under an alarm; ``attempt_in_a_process`` as its own process.
+Either says how it ended:
 
     refused        exit 2, one line naming the key, nothing written under {tmp}
     wrong message  exit 2 and one line, but it names another key (or wrote something)
@@ -18,11 +22,16 @@ ended:
     accepted       it started work (exit 0, or still running when the alarm rang with run
                    directories written)
     hang           still running at the alarm, nothing written
+    security       something was written in {outside} (a file created outside the scratch
+                   folder: a path escaped, or code named on the command line ran)
+    lost           {canary} was changed or removed (a file seqbench was not given destroyed)
 """
 
 import contextlib
 import io
 import os
+import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -31,6 +40,9 @@ from pathlib import Path
 
 HYDRA_ENTRIES = ("train", "measure", "perf")
 TIMEOUT_S = 60  # preflight takes about a second; a minute means it hangs or trains
+OUTCOMES = ("refused", "wrong message", "traceback", "accepted", "hang", "security", "lost")
+CANARY = "a file no row may touch\n"
+SLURM_HERE = bool(shutil.which("sbatch") or shutil.which("srun"))  # never submit from a test
 
 
 @dataclass(frozen=True)
@@ -283,6 +295,99 @@ TABLE = [
         ("fresh=maybe", "fresh"),
         ("+foo=1", "foo"),
     ),
+    # --- issue 21 ---------------------------------------------------------------------------
+    # code named on the command line: only seqbench's own classes are built, whatever
+    # override (a whole node replaced, a Hydra flag, a callback, a logging handler) names it
+    *_rows(
+        "train",
+        ("~data +data={_target_:logging.FileHandler,filename:{canary},mode:w}", "data._target_"),
+        (
+            "~model +model={_target_:seqbench.store.atomic_write_text,path:{outside}/x,text:x}",
+            "model._target_",
+            "seqbench.models",
+        ),
+        (
+            f"{T} +model.extra={{_target_:logging.FileHandler,filename:{{canary}},mode:w}}",
+            "model.extra._target_",
+        ),
+        ("--experimental-rerun {pickle}", "--experimental-rerun"),
+        ("--exp {pickle}", "--experimental-rerun"),
+        ("--config-dir {evil} +experiment=bad", "--config-dir"),
+        ("-cd {evil} +experiment=bad", "--config-dir"),
+        ("--config-path {evil} --config-name bad", "--config-path"),
+        ("-cn measure", "--config-name"),
+        ("+hydra.callbacks.x._target_=os.system", "hydra.callbacks.x._target_"),
+        ("-m seed=0 hydra.launcher._target_=os.system", "hydra.launcher._target_"),
+        (
+            "hydra.job_logging.handlers.file.filename={canary}",
+            "hydra.job_logging.handlers.file.filename",
+        ),
+        (
+            "+hydra.job_logging.handlers.x={class:logging.handlers.SocketHandler,host:a,port:9}",
+            "hydra.job_logging.handlers.x.class",
+        ),
+        (
+            "hydra.job_logging.handlers.console.stream=ext://os.system",
+            "hydra.job_logging.handlers.console.stream",
+        ),
+        ("+hydra.job.env_set.LD_PRELOAD={outside}/x.so", "hydra.job.env_set"),
+        ("hydra.job.name=../x", "hydra.job.name"),
+    ),
+    *_rows(
+        "measure",
+        ("~model +model={_target_:logging.FileHandler,filename:{canary},mode:w}", "model._target_"),
+        # a table name becomes <results>/<table>.csv: an identifier, never the report's own
+        ("what=span what.table=runs", "what.table", "the report writes runs.csv"),
+        ("what=span what.table=verdicts", "what.table", "the report writes verdicts.csv"),
+        ("what=span what.table=../../x", "what.table", "a name of 1-64"),
+    ),
+    *_rows(
+        "perf",
+        ("~data +data={_target_:logging.FileHandler,filename:{canary},mode:w}", "data._target_"),
+    ),
+    # Hydra's folders: inside out_dir, never a user's config.yaml
+    *_rows(
+        "train",
+        ("hydra.output_subdir={outside}", "hydra.output_subdir", "inside"),
+        ("hydra.output_subdir=../../..", "hydra.output_subdir", "inside"),
+        ("hydra.run.dir=''", "hydra.run.dir"),
+        ("hydra.run.dir={outside}", "hydra.run.dir", "below"),
+        ("hydra.run.dir={tmp}", "hydra.run.dir", "below"),
+        ("-m seed=0 hydra.sweep.dir={outside}", "hydra.sweep.dir", "below"),
+        ("-m seed=0 hydra.sweep.subdir=../../..", "hydra.sweep.subdir", "below"),
+        ("-m seed=0 hydra.sweep.subdir={outside}", "hydra.sweep.subdir", "below"),
+        ("hydra.job.chdir=true", "hydra.job.chdir"),
+    ),
+    # tracebacks that became one line
+    *_rows(
+        "train",
+        ("out_dir={loop}", "out_dir", "symbolic link"),
+        ("out_dir={loop}/runs", "out_dir", "symbolic link"),
+        ("out_dir={dangling}", "out_dir", "symbolic link"),
+        ("out_dir={dothydra}", "out_dir", ".hydra is a file"),
+        ("-m seed=0,1 hydra/launcher=local hydra.launcher.n_jobs=0", "hydra.launcher.n_jobs"),
+        ("-m seed=0,1 hydra.sweeper.max_batch_size=0", "hydra.sweeper.max_batch_size"),
+        ("model.d_model=60000 model.n_layers=200", "model", "too big"),
+        ("data=text data.path={file}", "data.path", "tokens"),
+    ),
+    *(
+        []
+        if SLURM_HERE
+        else _rows(
+            "train",
+            ("-m seed=0,1 hydra/launcher=slurm", "hydra/launcher", "not available here"),
+            ("-m seed=0,1 hydra/launcher=submitit_slurm", "hydra/launcher", "not available"),
+        )
+    ),
+    # a criterion's target outside its metric's range
+    *_rows(
+        "train",
+        ("train.criterion=val_acc train.target=2", "train.target", "(0, 1]"),
+        ("train.criterion=val_acc train.target=-1", "train.target", "(0, 1]"),
+        ("train.criterion=val_acc train.target=0", "train.target", "(0, 1]"),
+        ("train.criterion=val_loss train.target=0", "train.target", "> 0"),
+        ("train.criterion=val_loss train.target=100", "train.target", "uniform guess"),
+    ),
 ]
 
 
@@ -291,12 +396,54 @@ class _Alarm(BaseException):
     pass
 
 
+class _Plant:
+    """Loaded by pickle, creates the file it names: code from a file ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def scratch(tmp: Path) -> dict:
-    """The placeholders of a row, made under tmp."""
+    """The placeholders of a row, made under tmp (and the canary, in a folder beside it)."""
     (tmp / "a_file").write_text("a regular file\n")
     (tmp / "a_dir").mkdir()
     os.mkfifo(tmp / "a_fifo")
-    return {"tmp": tmp, "file": tmp / "a_file", "dir": tmp / "a_dir", "fifo": tmp / "a_fifo"}
+    (tmp / "a_loop").symlink_to(tmp / "a_loop")
+    (tmp / "a_dangling").symlink_to(tmp / "nothing_here")
+    (tmp / "a_dothydra").mkdir()
+    (tmp / "a_dothydra" / ".hydra").write_text("a file where Hydra's folder goes\n")
+    outside = Path(tempfile.mkdtemp(prefix="seqbench-outside-"))
+    (outside / "canary.txt").write_text(CANARY)
+    (tmp / "a_pickle").write_bytes(pickle.dumps(_Plant(outside / "pickle_ran")))
+    (tmp / "a_evil" / "experiment").mkdir(parents=True)
+    (tmp / "a_evil" / "experiment" / "bad.yaml").write_text(
+        "# @package _global_\ndata:\n  _target_: logging.FileHandler\n"
+        f"  filename: {outside / 'canary.txt'}\n  mode: w\n"
+    )
+    named = ("file", "dir", "fifo", "loop", "dangling", "dothydra", "pickle", "evil")
+    return {
+        "tmp": tmp,
+        "outside": outside,
+        "canary": outside / "canary.txt",
+        **{name: tmp / f"a_{name}" for name in named},
+    }
+
+
+def damage(paths: dict) -> str | None:
+    """security / lost when the row touched what lies outside its folder; clears it away."""
+    outside = paths["outside"]
+    try:
+        if {p.name for p in outside.iterdir()} != {"canary.txt"}:
+            return "security"
+        canary = paths["canary"]
+        return None if canary.is_file() and canary.read_text() == CANARY else "lost"
+    except OSError:
+        return "lost"
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def fill(arg: str, paths: dict) -> str:
@@ -327,18 +474,25 @@ def entry_module(entry: str) -> str:
     return f"seqbench.{entry}"
 
 
-def prepare(row: Bad, tmp: Path) -> tuple[list, set]:
-    """(the row's arguments with its placeholders made under tmp, tmp's listing before)."""
+def prepare(row: Bad, tmp: Path) -> tuple[list, set, dict]:
+    """(the row's arguments with its placeholders made under tmp, tmp's listing before, the
+    placeholders)."""
     paths = scratch(Path(tmp))
     argv = [fill(a, paths) for a in row.argv]
     if row.entry in HYDRA_ENTRIES and not any(a.startswith("out_dir=") for a in argv):
         argv.append(f"out_dir={paths['tmp'] / 'runs'}")
-    return argv, listing(Path(tmp))
+    return argv, listing(Path(tmp)), paths
+
+
+def _worse(verdict: tuple[str, str], paths: dict) -> tuple[str, str]:
+    """A row that wrote outside its folder or destroyed the canary is that, whatever it said."""
+    harm = damage(paths)
+    return (harm, f"{harm}: {verdict[1]}") if harm else verdict
 
 
 def attempt(row: Bad, tmp: Path, timeout=TIMEOUT_S) -> tuple[str, str]:
     """(outcome, what it printed or raised) of one row run in this process."""
-    argv, before = prepare(row, tmp)
+    argv, before, paths = prepare(row, tmp)
     err, out = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
     os.chdir(tmp)  # a relative path a row names lands in the scratch folder
@@ -363,21 +517,23 @@ def attempt(row: Bad, tmp: Path, timeout=TIMEOUT_S) -> tuple[str, str]:
         signal.setitimer(signal.ITIMER_REAL, *old_timer)
         signal.signal(signal.SIGALRM, old_handler)
         os.chdir(cwd)
-    return judge(row, rc, raised, err.getvalue(), listing(Path(tmp)) != before)
+    return _worse(judge(row, rc, raised, err.getvalue(), listing(Path(tmp)) != before), paths)
 
 
 def attempt_in_a_process(row: Bad, tmp: Path, timeout=120) -> tuple[str, str]:
     """The same, as its own ``python -m seqbench.<entry>`` process (slower, exact)."""
     import subprocess
 
-    argv, before = prepare(row, tmp)
+    argv, before, paths = prepare(row, tmp)
     command = [sys.executable, "-m", entry_module(row.entry), *argv]
     try:
         proc = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        return judge(row, None, "alarm", err or "", listing(Path(tmp)) != before)
-    return judge(row, proc.returncode, None, proc.stderr, listing(Path(tmp)) != before)
+        verdict = judge(row, None, "alarm", err or "", listing(Path(tmp)) != before)
+    else:
+        verdict = judge(row, proc.returncode, None, proc.stderr, listing(Path(tmp)) != before)
+    return _worse(verdict, paths)
 
 
 def judge(row: Bad, rc, raised, stderr: str, wrote: bool) -> tuple[str, str]:
@@ -406,7 +562,7 @@ def main(argv=None) -> int:
             owner = f" (needs {row.owner})" if row.owner else ""
             print(f"{outcome:14} {row.id}{owner}\n               {said}", file=sys.stderr)
     print(f"inputs tried: {len(TABLE)}")
-    for outcome in ("refused", "wrong message", "traceback", "accepted", "hang"):
+    for outcome in OUTCOMES:
         print(f"{outcome}: {counts.get(outcome, 0)}")
     return 0 if counts.get("refused", 0) == len(TABLE) else 1
 

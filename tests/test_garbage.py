@@ -12,7 +12,8 @@ from seqbench import bench, store
 from seqbench.report.__main__ import main as report_main
 from seqbench.report.collect import collect
 from seqbench.train import train
-from tests.bad_inputs import TABLE, attempt
+from tests.bad_inputs import TABLE, attempt, scratch
+from tests.bad_inputs import damage as harm_done
 from tests.conftest import TINY, compose_cfg
 from tests.test_train import metrics
 
@@ -57,6 +58,36 @@ def test_the_table_holds_every_input_of_the_issue():
     ):
         assert argv in rows, argv
     assert len(TABLE) >= 140
+
+
+def test_the_table_holds_the_inputs_of_issue_21():
+    rows = {" ".join(r.argv) for r in TABLE}
+    for argv in (
+        "~data +data={_target_:logging.FileHandler,filename:{canary},mode:w}",
+        "--experimental-rerun {pickle}",
+        "--config-dir {evil} +experiment=bad",
+        "hydra.output_subdir={outside}",
+        "hydra.run.dir=''",
+        "out_dir={loop}",
+        "out_dir={dangling}",
+        "out_dir={dothydra}",
+        "-m seed=0,1 hydra/launcher=local hydra.launcher.n_jobs=0",
+        "-m seed=0,1 hydra.sweeper.max_batch_size=0",
+        "train.criterion=val_acc train.target=2",
+        "train.criterion=val_acc train.target=-1",
+    ):
+        assert argv in rows, argv
+
+
+@pytest.mark.parametrize("harm", ["security", "lost", None])
+def test_the_table_tells_a_file_written_outside_and_a_canary_destroyed(harm, tmp_path):
+    paths = scratch(tmp_path)
+    if harm == "security":
+        (paths["outside"] / "escaped").write_text("written outside {tmp}\n")
+    elif harm == "lost":
+        paths["canary"].write_text("")
+    assert harm_done(paths) == harm
+    assert not paths["outside"].exists()  # cleared away either way
 
 
 # --- garbage files ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class SeqbenchSweeper(BasicSweeper):
         self.dry_run = dry_run
 
     def sweep(self, arguments):
+        from seqbench import guard
         from seqbench.cli import explain, validate_job
         from seqbench.errors import ConfigError
 
@@ -46,7 +47,10 @@ class SeqbenchSweeper(BasicSweeper):
                 except Exception as e:
                     raise ConfigError(explain(config_name, job, e)) from None
                 try:
-                    validate_job(cfg)
+                    with guard.hydra_config(cfg):  # the job's own folders and targets
+                        guard.check_targets(cfg)
+                        guard.check_hydra(cfg, multirun=True, job_num=i)
+                        validate_job(cfg)
                 except ConfigError as e:
                     raise ConfigError(
                         f"{e} (job {i + 1} of {len(jobs)}: {' '.join(job)})"

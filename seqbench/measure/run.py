@@ -26,7 +26,12 @@ from seqbench.config import measurement, validate
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM; a BaseException like Ctrl-C, so Hydra's sweep stops instead of going on."""
+    """SIGTERM; a BaseException like Ctrl-C, so Hydra's sweep stops instead of going on. It
+    carries the signal: the command line exits with 128 + signum (seqbench.cli)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def run_measurement(cfg: DictConfig) -> dict:
@@ -72,7 +77,7 @@ class _signals_raise:
             self.saved = signal.signal(signal.SIGTERM, self.handle)
 
     def handle(self, signum, frame):
-        raise Interrupted(f"received {signal.Signals(signum).name}")
+        raise Interrupted(signum)
 
     def __exit__(self, *exc):
         if self.saved is not None:
