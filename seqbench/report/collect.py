@@ -8,11 +8,18 @@ Training runs (``run.json`` + ``metrics.csv``) become
     curves      one row per logged step of every run
     positions   held-out loss at each context position (final evaluation)
 Measurement runs (``run.json`` with ``"kind": "measure"`` and ``"table": NAME`` + ``rows.csv``)
-are concatenated per NAME into a table of that name, each row tagged with its run.
+are concatenated per NAME into a table of that name, each row tagged with its run. NAME becomes
+``<results>/NAME.csv``, so it must be a plain identifier and none of the report's
+own tables (store.table_problem: OWN_TABLES, and what the caller adds as ``reserved``); a
+run with any other name is listed in ``unreadable`` and nothing of it is used.
 Incomplete runs are kept, with their status, so the report can list them; studies use only
 ``status == "complete"`` rows. A complete run whose summary cannot be trusted (it does not match
 its checksum or metrics.csv: seqbench.runs.distrust) gets status ``untrusted`` and a row in
 ``unreadable`` with the reason; a sweep retrains it.
+
+Only regular files are read, and none larger than store's bounds: a FIFO, a device (a link to
+/dev/zero), a directory, a symlink loop or a dangling link in a run folder is one ``unreadable``
+row, never a hang or an unbounded read.
 """
 
 from pathlib import Path
@@ -40,6 +47,8 @@ SUMMARY = (
 )
 ENV = ("device", "cpu", "gpu", "threads", "torch", "cuda")
 RUN_CSVS = ("metrics.csv", "position_loss.csv", "rows.csv")
+# the tables collect builds itself, each written to <results>/<name>.csv: no run may claim one
+RUNS, CURVES, POSITIONS, UNREADABLE, BENCH_JOBS = OWN_TABLES = store.COLLECTED_TABLES
 
 
 def flat(tree, prefix="") -> dict:
@@ -53,12 +62,18 @@ def flat(tree, prefix="") -> dict:
     return out
 
 
-def collect(runs_root) -> dict[str, pd.DataFrame]:
+def collect(runs_root, reserved=()) -> dict[str, pd.DataFrame]:
+    """``reserved``: names of the tables the caller writes beside these (the report's
+    verdicts), which no measurement may take either."""
     runs, curves, positions, measured, unreadable = [], [], [], {}, []
+    reserved = {*OWN_TABLES, *reserved}
     for d in sorted(p for p in Path(runs_root).iterdir() if p.is_dir()):
         if not (d / "run.json").exists() and not (d / "run.json").is_symlink():
             continue  # not a run directory (Hydra's .hydra folder, a user's notes)
         record, reason = _record(d / "run.json")
+        if record is not None and record.get("kind") == "measure":
+            reason = store.table_problem(record.get("table"), reserved)
+            record = None if reason else record
         if record is None:
             unreadable.append({"run": d.name, "file": "run.json", "reason": reason})
             continue
@@ -87,7 +102,7 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
                 for k, v in base.items():  # a row's own model/family columns win
                     if k not in rows:
                         rows[k] = v
-                measured.setdefault(str(record.get("table")), []).append(rows)
+                measured.setdefault(record["table"], []).append(rows)
             continue
         runs.append(_run_row(base, cfg, record))
         metrics, pos = files["metrics.csv"][0], files["position_loss.csv"][0]
@@ -97,13 +112,13 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
         if pos is not None:
             positions.append(pos.assign(run=d.name))
     tables = {
-        "runs": pd.DataFrame(runs),
-        "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
-        "positions": pd.concat(positions, ignore_index=True) if positions else pd.DataFrame(),
-        "unreadable": pd.DataFrame(unreadable, columns=["run", "file", "reason"]),
+        RUNS: pd.DataFrame(runs),
+        CURVES: pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        POSITIONS: pd.concat(positions, ignore_index=True) if positions else pd.DataFrame(),
+        UNREADABLE: pd.DataFrame(unreadable, columns=["run", "file", "reason"]),
     }
     tables |= {name: pd.concat(parts, ignore_index=True) for name, parts in measured.items()}
-    jobs, problem = _read_rows(Path(runs_root) / "bench_jobs.csv", torn_ok=False)
+    jobs, problem = _read_rows(Path(runs_root) / f"{BENCH_JOBS}.csv", torn_ok=False)
     if jobs is not None and not problem:
         if not {"job", "seconds"} <= set(jobs):
             problem = "bench_jobs.csv: no job and seconds columns"
@@ -111,16 +126,30 @@ def collect(runs_root) -> dict[str, pd.DataFrame]:
             problem = "bench_jobs.csv: seconds that are not numbers"
     if problem:
         unreadable.append({"run": "-", "file": "bench_jobs.csv", "reason": problem})
-        tables["unreadable"] = pd.DataFrame(unreadable, columns=["run", "file", "reason"])
+        tables[UNREADABLE] = pd.DataFrame(unreadable, columns=["run", "file", "reason"])
     elif jobs is not None:
-        tables["bench_jobs"] = jobs
+        tables[BENCH_JOBS] = jobs
     return tables
+
+
+def regular_problem(path, max_bytes=None) -> str | None:
+    """Why ``path`` is not a regular file of at most ``max_bytes`` (default: store's bound for
+    its kind), None when it is one: store.open_regular never waits on a FIFO nor reads a
+    device, so a FIFO, /dev/zero, a loop or a dangling link is a reason, never a hang."""
+    path = Path(path)
+    limit = max_bytes or (store.JSON_BYTES if path.suffix == ".json" else store.CSV_BYTES)
+    try:
+        with store.open_regular(path, limit):
+            return None
+    except OSError as e:
+        return f"{path.name}: {e.strerror or type(e).__name__}"
 
 
 def _record(path: Path):
     """(record, None) or (None, why it cannot be used)."""
-    if not path.is_file():
-        return None, "not a regular file"
+    problem = regular_problem(path)
+    if problem:
+        return None, problem
     record = store.read_json(path)
     if record is None:
         return None, "not readable JSON (torn, not UTF-8, or empty)"
@@ -151,9 +180,9 @@ def _mapping(v) -> dict:
 def _read_rows(path, torn_ok=True):
     """(table or None, problem or None) of a CSV written by store.MetricsLog; ``torn_ok``:
     a torn line is what a kill leaves (appended files), not damage (atomic ones)."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None, None
-    problem = store.csv_problem(path)
+    problem = regular_problem(path) or store.csv_problem(path)
     if problem:  # a directory, not UTF-8, NUL bytes, a malformed CSV ...
         return None, problem
     try:
