@@ -53,11 +53,8 @@ gpu-wheels: $(VENV)/.installed ## here: fetch the wheels the GPU machine lacks i
 		--implementation cp --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3  # an sdist only
 
-gpu-run: ## on the GPU machine: install .whl/, run the gpu profile, pack $(OUT)/seqbench-gpu.tar.gz
-	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-		--target /tmp/site .whl/*.whl
-	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m seqbench.gpu run --out $(OUT) \
-		$(if $(BUDGET_S),--budget-s $(BUDGET_S),)
+gpu-run: ## on the GPU machine: scripts/gpu-run.sh (install .whl/, run the gpu profile, pack $(OUT))
+	bash scripts/gpu-run.sh $(OUT) $(if $(BUDGET_S),--budget-s $(BUDGET_S),)
 
 gpu-unpack: $(VENV)/.installed ## here: unpack ARCHIVE into runs/bench-gpu, write results/gpu
 	$(PY) -m seqbench.gpu unpack $(ARCHIVE)

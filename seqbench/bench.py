@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from seqbench import store, studies
+from seqbench.errors import ConfigError
 
 GRACE_S = 30.0  # after SIGTERM at a cap: time to checkpoint before SIGKILL
 COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "command"]
@@ -44,25 +45,30 @@ def profile_jobs(profile: str) -> list:
     return sorted(jobs, key=lambda j: j.rank)  # stable: report order within a rank
 
 
-def run_job(cmd: list[str], cap_s: float | None) -> tuple[int, bool]:
+def run_job(
+    cmd: list[str], cap_s: float | None, grace_s: float | None = None, log: Path | None = None
+) -> tuple[int, bool]:
     """(returncode, capped) of one job, run in its own process group so that a cap stops its
-    launcher's workers too; Ctrl-C or SIGTERM of the bench is passed on the same way."""
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    try:
-        return proc.wait(timeout=cap_s), False
-    except subprocess.TimeoutExpired:
-        return _stop(proc, signal.SIGTERM), True
-    except BaseException:
-        _stop(proc, signal.SIGINT)
-        raise
+    launcher's workers too; Ctrl-C or SIGTERM of the bench is passed on the same way.
+    ``grace_s`` (default GRACE_S): time to checkpoint after SIGTERM. ``log``: the job's
+    output (stdout and stderr) goes to this file instead of the terminal."""
+    with open(log, "a") if log is not None else contextlib.nullcontext() as out:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=out)
+        try:
+            return proc.wait(timeout=cap_s), False
+        except subprocess.TimeoutExpired:
+            return _stop(proc, signal.SIGTERM, grace_s), True
+        except BaseException:
+            _stop(proc, signal.SIGINT, grace_s)
+            raise
 
 
-def _stop(proc: subprocess.Popen, sig: int) -> int:
-    """Signal the job's group, give it GRACE_S to checkpoint, then SIGKILL what is left."""
+def _stop(proc: subprocess.Popen, sig: int, grace_s: float | None = None) -> int:
+    """Signal the job's group, give it the grace to checkpoint, then SIGKILL what is left."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     try:
-        return proc.wait(timeout=GRACE_S)
+        return proc.wait(timeout=GRACE_S if grace_s is None else grace_s)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -85,6 +91,7 @@ def _move_aside(runs: Path) -> Path:
             f"--runs={runs} is not allowed with --fresh: it is not a seqbench runs folder "
             f"(no {MARKER} in it), so it is not moved; name another folder"
         )
+    runs = runs.resolve()  # "." or "sub/.." has no name to number
     n = 1
     while (old := runs.with_name(f"{runs.name}.previous-{n}")).exists():
         n += 1
@@ -163,9 +170,12 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         caps = [c for c in (job.cap_s, left) if c is not None]
         cap = min(caps) if caps else None
         print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
+        out = None if args.job_logs is None else Path(args.job_logs) / f"{job.name}.log"
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         try:
-            rc, capped = run_job(cmd, cap)
+            rc, capped = run_job(cmd, cap, args.grace_s, out)
         except KeyboardInterrupt:  # the bench was stopped: the job's row says so, then stop
             seconds = round(time.perf_counter() - t0, 1)
             log.append(row | {"status": "interrupted", "seconds": seconds})
@@ -173,8 +183,17 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         seconds = round(time.perf_counter() - t0, 1)
         status = f"capped at {cap:.0f} s" if capped else ("ok" if rc == 0 else "failed")
         log.append(row | {"status": status, "returncode": rc, "seconds": seconds})
-        print(f"== {job.name}: {status}, exit {rc} after {seconds} s", flush=True)
+        print(f"== {job.name}: {status}, exit {rc} after {seconds} s"
+              + (f" (output: {out})" if out else ""), flush=True)  # fmt: skip
+        if out is not None and status == "failed":  # why it failed; a capped job's
+            print(_tail(out), flush=True)  # traceback stays in its file
         _record_jobs(runs / "bench_jobs.csv", log)  # after every job: a killed bench keeps it
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a job's output file, indented."""
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"   | {line}" for line in text)
 
 
 def fail(message) -> int:
@@ -232,6 +251,25 @@ def main(argv=None) -> int:
         action="store_true",
         help="let the report replace another runs folder's report in --results",
     )
+    ap.add_argument(
+        "--grace-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"after a cap's SIGTERM, seconds to checkpoint before SIGKILL (default {GRACE_S:g})",
+    )
+    ap.add_argument(
+        "--job-logs",
+        default=None,
+        metavar="DIR",
+        help="each job's output to DIR/<job>.log, one line per job on the terminal (default: "
+        "the jobs print to the terminal)",
+    )
+    ap.add_argument(
+        "--no-report",
+        action="store_true",
+        help="run the jobs, write no report (the GPU run packs the runs first, then reports)",
+    )
     args = ap.parse_args(argv)
     if args.profile not in profiles():
         return fail(
@@ -248,10 +286,12 @@ def main(argv=None) -> int:
             )
     if args.budget_s is not None and not 0 < args.budget_s < float("inf"):
         return fail(f"--budget-s={args.budget_s:g} is not allowed: a number of seconds above 0")
+    if args.grace_s is not None and not 0 <= args.grace_s < float("inf"):
+        return fail(f"--grace-s={args.grace_s:g} is not allowed: a number of seconds >= 0")
     for flag, value in (("--runs", args.runs), ("--results", args.results)):
         if value is not None and not value.strip():  # Path("") would be the current folder
             return fail(f"{flag}={value!r} is not allowed: an empty path")
-    runs = Path(args.runs or f"runs/bench-{args.profile}")
+    runs = Path(os.path.abspath(args.runs or f"runs/bench-{args.profile}"))  # "." has no name
     results = Path(args.results) if args.results else runs / "report"
     from seqbench.cli import check_dir
     from seqbench.report.__main__ import check_results, write_report
@@ -285,7 +325,13 @@ def main(argv=None) -> int:
         return 128 + signum
     finally:
         signal.signal(signal.SIGTERM, saved)
-    print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")
+    if not args.no_report:
+        try:
+            print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")
+        except (OSError, ConfigError) as e:  # a full disk, a folder taken meanwhile: the runs stay
+            why = str(e) if isinstance(e, ConfigError) else f"{results}: {e.strerror or e}"
+            print(f"seqbench: error: cannot write the report: {why}", file=sys.stderr)
+            return 1
     total = sum(r["seconds"] for r in log)
     failed = [r["job"] for r in log if r["status"] == "failed"]
     stopped = [r["job"] for r in log if r["status"] != "ok" and r["job"] not in failed]
