@@ -91,3 +91,14 @@ def test_sigterm_ends_a_bench_with_one_line_and_the_job_recorded(tmp_path):
     with open(runs / "bench_jobs.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["job"], r["status"]) for r in rows] == [("sleeper", "interrupted")]
+
+
+def test_fresh_on_the_current_folder_moves_it_by_its_real_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "profile_jobs", lambda profile: [])
+    runs = tmp_path / "runs"
+    (runs / "a-run").mkdir(parents=True)
+    (runs / bench.MARKER).touch()
+    monkeypatch.chdir(runs)  # --runs . : Path(".").name is "", which cannot be numbered
+    assert bench.main(["--profile", "smoke", "--runs", ".", "--results", "../r", "--fresh"]) == 0
+    assert (tmp_path / "runs.previous-1" / "a-run").is_dir()
+    assert (runs / bench.MARKER).is_file() and not (runs / "a-run").exists()  # a new one

@@ -114,9 +114,9 @@ def test_a_new_model_and_a_new_study_flow_through_everything(tmp_path, monkeypat
     assert set(pd.read_csv(tmp_path / "results" / "span.csv").family) == {"conv"}
     row = next(line for line in readme.splitlines() if line.startswith("| C99 |"))
     assert "a throw-away claim" in row and "causalconv (conv)" in row and "**supported**" in row
-    assert (
-        "## Throw-away study" in readme and (tmp_path / "results" / "throwaway_loss.png").exists()
-    )
+    page = (tmp_path / "results" / "study_throwaway.md").read_text()  # its own page, linked
+    assert "# Throw-away study" in page and "[Throw-away study](study_throwaway.md)" in readme
+    assert (tmp_path / "results" / "throwaway_loss.png").exists()
     colours = palette(model_families(collect(runs)))
     assert len({colours[m] for m in colours}) == len(colours)  # every model its own colour
     assert colours["causalconv"] not in {colours[m] for m in colours if m != "causalconv"}

@@ -37,7 +37,9 @@ def test_report_tables_figures_and_claims_from_real_runs(core_runs, tmp_path):
     assert set(curves.model) == {"gru", "transformer"} and curves.step.max() == 10
     for cid in LECTURE:
         assert f"| {cid} |" in readme
-    assert "1 of 3 training runs did not complete" in readme and "ZeroDivisionError" in readme
+    assert "1 of 3 training runs did not complete" in readme  # a pointer to runs.md
+    assert "ZeroDivisionError" in (out / "runs.md").read_text()  # the table of them
+    assert "](study_core.md)" in readme and (out / "study_core.md").is_file()
 
 
 def test_a_study_whose_verdict_code_raises_says_failed_and_the_others_stand(
@@ -49,14 +51,16 @@ def test_a_study_whose_verdict_code_raises_says_failed_and_the_others_stand(
     readme = write_report(core_runs, tmp_path / "results").read_text()
     c5 = [line for line in readme.splitlines() if line.startswith("| C5 |")]
     assert any("**failed: ZeroDivisionError: division by zero**" in line for line in c5)
-    assert "recall text" in readme  # its section still renders: verdicts and figures apart
+    page = (tmp_path / "results" / "study_recall.md").read_text()
+    assert "recall text" in page  # its section still renders: verdicts and figures apart
 
 
 def test_a_section_that_raises_is_contained(core_runs, tmp_path, monkeypatch):
     recall = studies.load("recall")
     monkeypatch.setattr(recall, "section", lambda tables, figs: [][1])
-    readme = write_report(core_runs, tmp_path / "results").read_text()
-    assert "_This section failed to render: IndexError: list index out of range_" in readme
+    write_report(core_runs, tmp_path / "results")
+    page = (tmp_path / "results" / "study_recall.md").read_text()
+    assert "_This section failed to render: IndexError: list index out of range_" in page
 
 
 def test_stale_figures_are_removed_and_other_runs_folders_need_force(core_runs, tmp_path):
@@ -86,7 +90,9 @@ def test_results_default_to_a_folder_inside_the_runs_dir(core_runs):
 def test_adhoc_runs_get_a_table_and_loss_curves(make_cfg, tmp_path):
     train(make_cfg("model=gru", "data=copy", "data.seq_len=12", "train.steps=10"))  # adhoc
     readme = write_report(tmp_path / "runs", tmp_path / "results").read_text()
-    assert "## Other runs" in readme and "adhoc" in readme
+    assert "[Other runs](runs.md#other-runs)" in readme
+    page = (tmp_path / "results" / "runs.md").read_text()
+    assert "## Other runs" in page and "adhoc" in page and "other_runs_loss.png" in page
     assert (tmp_path / "results" / "other_runs_loss.png").exists()
 
 
@@ -94,11 +100,11 @@ def test_claims_table_marks_unmeasured_claims_and_adds_extra_ones():
     table = claims_table(
         [
             Verdict("C3", "span", "x", Rule("r {x}", x=1), "nuanced"),
-            Verdict("C3*", "span", "y", "r", "supported"),
+            Verdict("C13", "span", "y", "r", "supported"),
         ],
-        {"C3*": "scans are shallow"},
+        {"C13": "scans are shallow (a claim a study adds)"},
     )
-    assert "| C3 |" in table and "**nuanced**" in table and "| C3* | scans are shallow" in table
+    assert "| C3 |" in table and "**nuanced**" in table and "| C13 | scans are shallow |" in table
     assert table.count("**not measured**") == len(LECTURE) - 1
 
 
@@ -124,6 +130,7 @@ def test_hardware_stamped_verdicts_of_another_report_are_shown_side_by_side(core
             }
         ]
     ).to_csv(gpu / "verdicts.csv", index=False)
+    (gpu / ".report.json").write_text('{"files": ["verdicts.csv"]}')  # a report of its own
     here = pd.DataFrame(
         [
             {

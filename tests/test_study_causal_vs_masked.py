@@ -129,3 +129,24 @@ def test_bench_jobs():
         (job,) = cvm.BENCH[profile]
         assert job.name == "causal_vs_masked" and job.module == "seqbench.measure"
         assert job.args[:3] == ["-m", "what=prefix_eval", "+experiment=causal_vs_masked"]
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+def test_the_figure_has_units_plain_flop_ticks_and_explains_its_bars(budgets, tmp_path):
+    """Issue 23: two of three y axes without units, mixed title sizes, error bars
+    unexplained, and a two-point FLOP axis labelled '1.14e11'."""
+    seen = []
+    tables = {"objectives": _objectives((2.4, 2.2, 2.0)[:budgets], (3.0, 2.9, 2.8)[:budgets])}
+    cvm.section(tables, Figures(tmp_path, {"transformer": "attention"},
+                                on_save=lambda f, _: seen.append(f)))  # fmt: skip
+    (fig,) = seen
+    assert all("(nats/token)" in ax.get_ylabel() for ax in fig.axes)
+    assert len({ax.title.get_fontsize() for ax in fig.axes}) == 1
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "error bars: 95% interval over 3 seeds" in legend
+    for ax in fig.axes[:2]:  # 100, 200 (, 400) steps of 1e9 FLOPs each: GFLOP
+        assert "(GFLOP)" in ax.get_xlabel()
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == ["100", "200", "400"][:budgets]
+        joined = {c.lines[0].get_linestyle() != "None" for c in ax.containers}
+        assert joined == {budgets >= 3}  # two budgets are two points, not a trend

@@ -105,7 +105,7 @@ def test_lr_table_says_calibrated():
     assert set(table.how) == {"calibrated on the control"} and set(table.lr) == {"0.01"}
     edge = core.lr_table(runs.assign(lr=3e-2), ["setting"])
     assert set(edge.how) == {"calibrated on the control (top of the grid)"}
-    assert set(table.grid) == {"[0.003, 0.01, 0.03]"}
+    assert set(table.grid) == {"0.003, 0.01, 0.03"}  # rates, never a list repr
 
 
 def test_rule_sentence_is_made_from_its_thresholds():

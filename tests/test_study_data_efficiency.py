@@ -151,3 +151,30 @@ def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
         (job,) = de.BENCH[profile]
         assert job.name == "data_efficiency" and "+experiment=data_efficiency" in job.args
+
+
+def _figure(tables, tmp_path):
+    seen = []
+    de.section(tables, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f)))
+    return seen[0]
+
+
+@pytest.mark.parametrize("ns", [(40, 4000), NS])
+def test_the_figure_marks_the_tau_crossing_and_draws_no_trend_through_two_points(ns, tmp_path):
+    """Issue 23: two N values were drawn as a trend, and the crossing of tau that part (b)
+    reads was not marked."""
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW)
+    keep = tables["runs"]["data.n_train"].isin(ns)
+    tables = {
+        "runs": tables["runs"][keep],
+        "curves": tables["curves"][tables["curves"].run.isin(tables["runs"].run[keep])],
+    }
+    pools, steps = _figure(tables, tmp_path).axes
+    for c in pools.containers:  # one series per model over N
+        assert (c.lines[0].get_linestyle() == "None") == (len(ns) < 3)
+    crossings = {c.get_label(): c.lines[0].get_xdata()[0] for c in steps.containers}
+    runs = de.study_runs(tables)  # the steps part (b) reads: first evaluation below tau
+    read = de.steps_to(runs, tables["curves"], de.threshold(runs)).groupby("model").steps.mean()
+    assert crossings == {f"_{m} reaches tau": pytest.approx(v) for m, v in read.items()}
+    assert read["lstm"] > SLOW and read["transformer"] < SLOW  # evaluated every 25 steps
+    assert any(t.get_text().startswith("mean steps to tau") for t in steps.figure.legends[0].texts)

@@ -158,3 +158,18 @@ def test_a_real_measurement_scores_teacher_and_free_rows_against_the_truth(tmp_p
     assert teacher.nll_true.mean() == pytest.approx(teacher.entropy_true.mean(), abs=0.15)
     trained = list((tmp_path / "runs").glob(f"drift-{model}-source-*/model.pt"))
     assert len(trained) == 1  # the training run belongs to the study and is reused
+
+
+def test_the_figure_titles_each_row_and_keeps_its_words_off_the_data(tmp_path):
+    """Issue 23: no row titles, the 'teacher-forced' label written on the data, and jargon
+    ('growth: from') in the legend."""
+    seen = []
+    dr.section(
+        {"drift": _rows(MIXED)}, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f))
+    )
+    (fig,) = seen
+    for ax, (_, _, what) in zip(fig.axes, [r for r in dr.ROWS for _ in dr.FREE]):
+        assert ax.get_title().startswith(what) and "decoding" in ax.get_title()
+        assert not ax.texts  # every word in a title, an axis label or the legend
+    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "growth: from" not in legend and "no drift" in legend and "95% interval" in legend

@@ -188,3 +188,27 @@ def test_bench_jobs():
     assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99
     assert cfg.model.n_layers in (None, 2) and cfg.data.n_train
     assert "seed: 0,1,2" in (CONF_DIR / "experiment" / "mqar.yaml").read_text()
+
+
+@pytest.mark.parametrize("widths", [(64,), (64, 128)])
+def test_the_figure_never_joins_settings_and_draws_chance(tmp_path, widths):
+    """Issue 23: one width drew two categorical settings joined by a line under the title
+    'every setting', with no chance line. Settings are categories: points, never a line;
+    widths are numbers: a line per setting panel."""
+    seen = []
+    table = {"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3},
+             "lstm": {CELLS[0]: 0.4, CELLS[1]: 0.2}}  # fmt: skip
+    figs = Figures(tmp_path, FAMILIES, on_save=lambda f, _: seen.append(f))
+    study.section({"runs": _runs(_acc(table), widths=widths)}, figs)
+    (fig,) = seen
+    for ax in fig.axes:
+        texts = [t.get_text() for t in ax.texts]
+        assert "chance 1/32" in texts  # values in the upper half of a 64-token vocabulary
+        series = [*((c.get_label(), c.lines[0]) for c in ax.containers),
+                  *((ln.get_label(), ln) for ln in ax.get_lines())]  # fmt: skip
+        drawn = [ln for label, ln in series if label in table]
+        joined = [ln for ln in drawn if ln.get_linestyle() not in ("None", "none", "")]
+        assert bool(joined) == (len(widths) > 1) and drawn
+        assert ax.get_title() and ax.get_title() != "every setting"
+    if len(widths) == 1:
+        assert "one width measured" in fig.axes[0].get_title()

@@ -187,3 +187,29 @@ def test_bench_jobs():
     assert "what.trained=[false]" in cpu["path_length"]  # every model, untrained
     assert "model=lstm,gru,transformer" in cpu["path_length_trained"]
     assert "what.trained=[true]" in cpu["path_length_trained"]
+
+
+def _saved(tables, tmp_path):
+    """The live figure the section saves (inspected after drawing)."""
+    seen = []
+    study.section(tables, Figures(tmp_path, FAMILIES, on_save=lambda fig, _: seen.append(fig)))
+    (fig,) = seen
+    return fig
+
+
+def test_the_figure_reaches_the_deepest_gradient_and_says_what_it_leaves_out(tmp_path):
+    """Issue 23: y ticks stopped at 1e-12 over data down to 1e-18; two identical 'recall
+    distance' entries; fractional distance ticks; models missing from the trained panel."""
+    fig = _saved(_influence(FADING | {"mingru": geometric(0.5)}, LEARNED), tmp_path)
+    untrained, trained = fig.axes[:2]
+    smallest = min(v for ln in untrained.get_lines() for v in ln.get_ydata() if v > 0)
+    ticks = [t for t in untrained.get_yticks() if t > 0]
+    low, high = sorted(untrained.get_ylim())
+    assert min(t for t in ticks if low <= t <= high) <= 10 * smallest  # 0.5^63 ~ 1e-19
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend.count("the task's recall distance") == 1
+    assert {"d = 48", "d = 8"} <= {t.get_text() for ax in fig.axes for t in ax.texts}
+    for ax in (untrained, trained):
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert any("not trained here: mingru" in t.get_text() for t in trained.texts)
+    assert "T=64" in untrained.get_title() and "T=16" in trained.get_title()

@@ -161,3 +161,24 @@ def test_bench_jobs():
         assert order.module == "seqbench.measure"
         assert order.args[:4] == ["-m", "what=order", "+experiment=posenc_copy", "model.pos=none"]
         assert profile == "smoke" or "seed=0,1,2" in order.args  # one order run per seed
+
+
+def test_the_figure_takes_its_colours_from_the_style_and_names_task_and_seeds(tmp_path):
+    """Issue 23: hard-coded 'tab:' colours clashed with the family colours, a panel was
+    titled 'lagrecall', and the seeds were not stated."""
+    from matplotlib.colors import to_rgba
+
+    seen = []
+    figs = Figures(tmp_path, {"transformer": "attention"}, on_save=lambda f, _: seen.append(f))
+    study.section({"runs": _runs((0.38, 0.40, 0.42))}, figs)
+    (fig,) = seen
+    for ax in fig.axes:
+        bars = [p for c in ax.containers if hasattr(c, "patches") for p in c.patches]
+        assert [to_rgba(p.get_facecolor()) for p in bars] == [
+            to_rgba(figs.category(t.get_text())) for t in ax.get_xticklabels()
+        ]  # each encoding one style colour, the same in both panels
+        assert "3 seeds" in ax.get_title()
+    assert [ax.get_title().split(",")[0] for ax in fig.axes] == [
+        study.TASK_WORDS["copy"],
+        study.TASK_WORDS["lagrecall"],
+    ]

@@ -197,3 +197,23 @@ def test_bench_jobs_cover_the_control_to_long_distances_with_three_seeds():
     gpu = " ".join(study.BENCH["gpu"][0].args)
     assert "{distance:1024," in gpu and "mingru,minlstm" in gpu and "seed=" not in gpu
     assert study.BENCH["gpu"][0].cap_s and study.BENCH["gpu"][0].rank < 9
+
+
+def test_the_figure_rings_censored_cells_and_tells_close_reds_apart(tmp_path):
+    """Issue 23: censored triangles hid the line ends, the 'step cap' label sat on a point,
+    and lstm/rnn differed only by a close red: hollow rings, a legend entry, one shape each."""
+    seen = []
+    runs = _runs(lambda m, d, s, lr: 0.99 if d <= 16 or m == "transformer" else 0.1,
+                 models=("transformer", "gru", "mingru", "rnn"))  # fmt: skip
+    study.section({"runs": runs}, Figures(tmp_path, FAMILIES, on_save=lambda f, _: seen.append(f)))
+    (fig,) = seen
+    steps = fig.axes[1]
+    rings = [ln for ln in steps.get_lines() if ln.get_label() == "_censored"]
+    assert rings and all(ln.get_markerfacecolor() == "none" for ln in rings)
+    assert not [t for t in steps.texts if "cap" in t.get_text()]  # the cap is a legend entry
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("step cap (") for t in legend)
+    shapes = {
+        ln.get_label(): ln.get_marker() for ln in steps.get_lines() if ln.get_label()[0] != "_"
+    }
+    assert len(set(shapes.values())) == len(shapes) >= 4

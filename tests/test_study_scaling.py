@@ -206,3 +206,23 @@ def test_the_section_draws_its_figure_and_table(tmp_path):
     assert (tmp_path / "scaling_loss_vs_n_and_flops.png").is_file()
     assert "| transformer |" in md and "alpha" in md
     assert "Not measured here (the GPU profile's larger sizes): s, m, l." in md
+
+
+def test_the_figure_says_nats_per_token_draws_the_unigram_and_the_alpha_intervals(tmp_path):
+    """Issue 23: 'nats/char' where every other figure says nats/token, no unigram reference,
+    and the alpha interval that decides C10* not drawn."""
+    seen = []
+    tables = _tables({"transformer": STEEP, "lstm": FALLING})
+    sc.section(tables, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f)))
+    (fig,) = seen
+    by_n, by_flops, alphas = fig.axes
+    for ax in (by_n, by_flops):
+        assert ax.get_ylabel() == "held-out loss (nats/token)"
+        assert any(t.get_text().startswith("unigram ") for t in ax.texts)
+    t = sc.loss_table(tables["runs"])
+    a, b = sc.by_size(t, "transformer"), sc.by_size(t, "lstm")
+    drawn = {c.get_label(): c.lines[2][0].get_segments()[0][:, 0] for c in alphas.containers}
+    for m in ("lstm", "transformer"):  # each model's alpha, its bootstrap interval
+        assert np.allclose(drawn[m], sc.interval(sc.bootstrap_alpha(sc.by_size(t, m))))
+    diff = sc.interval(sc.bootstrap_alpha(a) - sc.bootstrap_alpha(b, seed=1))
+    assert np.allclose(drawn["difference transformer - lstm (C10*)"], diff)  # as kaplan() reads

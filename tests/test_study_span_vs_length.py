@@ -166,7 +166,7 @@ def test_section_draws_the_figures(tmp_path):
     back = tables["span"].assign(**{"pass": "forward_backward"})
     tables["span"] = pd.concat([tables["span"], back], ignore_index=True)
     md = study.section(tables, Figures(tmp_path, FAMILIES))
-    for png in ("span_vs_length", "parallelism_vs_length", "perf_scan_span"):
+    for png in ("span_vs_length", "parallelism_vs_length", "span_vs_length_scan"):
         assert (tmp_path / f"{png}.png").exists() and f"({png}.png)" in md
     assert "**Reading.**" in md and "| lstm | unrolled |" in md and "nan" not in md
     assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")

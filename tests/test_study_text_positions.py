@@ -145,3 +145,20 @@ def test_bench_trains_nothing_on_the_cpu():
     (job,) = tp.BENCH["gpu"]
     assert job.name == "text_positions" and "+experiment=text_positions" in job.args
     assert any(a.startswith("train.lr=") and a.count(",") == 2 for a in job.args)  # swept
+
+
+def test_the_figure_explains_the_sign_and_names_each_line(tmp_path):
+    """Issue 23: the late gain's sign was unexplained, every tick repeated 'T=256', the lines
+    overlapped with only a legend to tell them, and the 't = 100' label ran into the frame."""
+    seen = []
+    tables = _tables({"transformer": 1.0, "lstm": 0.2, "mingru": 0.4})
+    tp.section(tables, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f)))
+    (fig,) = seen
+    curves, gains = fig.axes
+    assert "> 0" in gains.get_ylabel() and "< 0" in gains.get_title()
+    assert [t.get_text() for t in gains.get_xticklabels()] == ["lstm", "mingru", "transformer"]
+    assert "T=256" in curves.get_title()
+    named = {t.get_text() for t in curves.texts}
+    assert {"lstm", "mingru", "transformer"} <= named  # direct labels beside the lines
+    (knee,) = [t for t in curves.texts if t.get_text() == "t = 100"]
+    assert knee.get_rotation() == 0 and knee.get_va() == "top" and knee.xy[1] < 1

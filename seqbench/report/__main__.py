@@ -1,22 +1,32 @@
 """python -m seqbench.report --runs DIR [--results DIR] [--force]: aggregate runs, write the report.
 
-The report reads run directories and writes ``<results>/{README.md, *.csv, *.png}``: the
-README opens with the claims table and, after it, ``contact_sheet.png``, the figures that
-decide each claim at a glance (seqbench/report/contact.py); then one section per study. By
-default ``<runs>/report``, so re-aggregating some other runs folder never touches the
-committed ``results/`` (``make bench`` passes ``--results results``). A results folder
-remembers which runs folder wrote it (``.report.json``): writing it from another one needs
-``--force``. Files the previous report wrote and this one does not are removed, and studies
-the previous report had and this one lacks are named, on the terminal and in the README.
+The report reads run directories and writes ``<results>/{README.md, study_<name>.md, runs.md,
+*.csv, *.png}``. README.md is the first screen a student reads: one paragraph (what was run,
+on what, for how long), the claims table (seqbench/report/claims.py: one short row per
+verdict, linked to its study's page), ``contact_sheet.png`` (one tile per claim, the figure
+that decides it: seqbench/report/contact.py), and pointers to the pages. Each study's rule,
+measurements, figures and tables are on its page ``study_<name>.md``; the bench's jobs,
+incomplete runs, unreadable files and calibration runs on ``runs.md``. The pages sit beside
+README.md (plain names: the manifest's path checks stay as simple as before, and a figure
+link reads the same from every page). By default ``<runs>/report``, so re-aggregating some
+other runs folder never touches the committed ``results/`` (``make bench`` passes
+``--results results``). A results folder remembers which runs folder wrote it and which files
+(``.report.json``): writing it from another one needs ``--force``, and a folder holding files
+the report did not write (a project, the runs folder) is refused (seqbench/report/folder.py:
+the report is staged and moved in whole, under a lock, and never deletes or replaces a file
+it did not write). Files the previous report wrote and this one does not are removed, and
+studies the previous report had and this one lacks are named, on the terminal and in the
+README.
 
 Pipeline: ``collect`` (run files -> tables) -> every study's ``verdicts`` (pure) and
 ``section`` (figures + text), each in its own ``try``: a study whose verdict code raises
-shows ``failed: <first line>`` in the claims table, one whose figures raise says so in its
-section, and neither touches the others.
+shows ``failed: <first line>`` in the claims table, one whose figures raise says so on its
+page, and neither touches the others.
 """
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,14 +37,17 @@ matplotlib.use("Agg")
 
 from seqbench import store, studies  # noqa: E402
 from seqbench.errors import ConfigError  # noqa: E402
-from seqbench.report import contact, generic, stability  # noqa: E402
-from seqbench.report.claims import claims_table, legend  # noqa: E402
-from seqbench.report.collect import collect  # noqa: E402
+from seqbench.report import contact, folder, generic, stability  # noqa: E402
+from seqbench.report.claims import LECTURE, Evidence, claims_table, legend, page  # noqa: E402
+from seqbench.report.collect import OWN_TABLES, collect, regular_problem  # noqa: E402
 from seqbench.report.plot import Figures  # noqa: E402
 from seqbench.runs import first_line  # noqa: E402
 from seqbench.studies import Verdict, family_of  # noqa: E402
 
-MANIFEST = ".report.json"
+MANIFEST = folder.MANIFEST
+README = "README.md"
+RUNS_PAGE = "runs.md"  # the parts of the report that belong to no study
+VERDICTS = "verdicts"  # <results>/verdicts.csv: a table no measurement may name
 
 
 def model_families(tables) -> dict:
@@ -65,6 +78,8 @@ def study_parts(module, tables, figs):
         verdicts = [Verdict(c, name, "-", "-", f"failed: {first_line(e)}") for c in module.DECIDES]
     try:
         md = module.section(tables, figs)
+    except OSError:  # a full disk is the report's fault, not the study's: nothing is written
+        raise
     except Exception as e:
         md = f"_This section failed to render: {first_line(e)}_"
     new = figs.written[before:]
@@ -80,8 +95,8 @@ def other_machines(results: Path, compare) -> dict:
     dirs = [Path(c) for c in compare] if compare is not None else [results / "gpu"]
     out = {}
     for d in dirs:
-        path = d / "verdicts.csv"
-        if path.is_file():
+        path = d / f"{VERDICTS}.csv"
+        if not regular_problem(path):
             try:
                 out[d.name] = pd.read_csv(path)
             except Exception:  # another report's damaged file: quoted as absent, not fatal
@@ -90,38 +105,48 @@ def other_machines(results: Path, compare) -> dict:
 
 
 def write_report(runs_root, results, force=False, compare=None) -> Path:
+    """Write the report of ``runs_root`` into ``results``, a folder the report owns (see
+    seqbench/report/folder.py): staged beside the previous report, moved in when whole."""
     runs_root, results = Path(runs_root), Path(results)
-    previous = check_results(runs_root, results, force)
+    check_results(runs_root, results, force)
     results.mkdir(parents=True, exist_ok=True)
-    tables = collect(runs_root)
+    with folder.locked(results):
+        previous = check_results(runs_root, results, force)  # another report may have won
+        with folder.staged(results) as tmp:
+            manifest = build(runs_root, results, tmp, compare, previous)
+            folder.commit(results, tmp, previous.get("files", []), manifest)
+    return results / "README.md"
+
+
+def build(runs_root: Path, results: Path, out: Path, compare, previous: dict) -> dict:
+    """Every file of the report into ``out``; returns the manifest of ``results``."""
+    tables = collect(runs_root, reserved=(VERDICTS,))
     written = []
     for name, df in tables.items():
-        store.atomic_write_text(results / f"{name}.csv", df.to_csv(index=False))
+        store.atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
         written.append(f"{name}.csv")
-    figs = Figures(results, model_families(tables))
-    verdicts, body, extra, present = [], [], {}, set()
+    figs = Figures(out, model_families(tables))
+    evidence, pages, extra, present, made_by = [], {}, {}, set(), {}
     modules = studies.all_studies()
     for module in modules:
+        name = studies.study_name(module)
         extra |= getattr(module, "CLAIMS", {})
+        before = len(figs.written)
         v, md = study_parts(module, tables, figs)
-        verdicts += v
+        made_by |= dict.fromkeys(figs.written[before:], name)
+        spent = generic.budget(tables, name, *getattr(module, "READS", ()))
+        evidence += [Evidence(x, name, spent) for x in v]
+        if md or v:
+            pages[page(name)] = study_page(module, v, md, extra)
         if md:
-            body.append(f"## {module.TITLE}\n\n{md}\n")
-            present.add(studies.study_name(module))
+            present.add(name)
     names = {studies.study_name(m) for m in modules}
-    for title, md in (
-        ("Learning-rate calibration", generic.calibration(tables)),
-        ("Other runs", generic.other_runs(tables, names, figs)),
-        ("Runs that did not complete", generic.incomplete(tables)),
-        ("Files that could not be read", generic.unreadable(tables)),
-        ("Bench jobs and their wall time", generic.bench_jobs(tables)),
-    ):
-        if md:
-            body.append(f"## {title}\n\n{md}\n")
-    sheet = contact.sheet(results, figs.deciding)
+    runs_md, pointers = runs_page(tables, names, figs)
+    verdicts = [e.verdict for e in evidence]
     table = generic.verdict_rows(verdicts)
-    store.atomic_write_text(results / "verdicts.csv", table.to_csv(index=False))
-    written.append("verdicts.csv")
+    store.atomic_write_text(out / f"{VERDICTS}.csv", table.to_csv(index=False))
+    written.append(f"{VERDICTS}.csv")
+    sheet = contact.sheet(out, figs.deciding, evidence, made_by, extra)
     both = generic.machines(table, other_machines(results, compare))
     lost = sorted(set(previous.get("studies", [])) - present)
     if lost:
@@ -130,46 +155,99 @@ def write_report(runs_root, results, force=False, compare=None) -> Path:
             f"previous report in {results} had",
             file=sys.stderr,
         )
+    for name, md in {**pages, RUNS_PAGE: runs_md}.items():
+        store.atomic_write_text(out / name, md)
     readme = "\n".join(
         [
             "# seqbench results",
             "",
-            "Generated by `python -m seqbench.report` from the run directories in "
-            f"`{runs_root}`; every number and verdict below is computed from those runs. "
-            "Do not edit by hand: rerun `make bench`.",
+            generic.opening(tables, runs_root),
             "",
             "## The lecture's claims, and what the data says",
             "",
+            claims_table(evidence, extra),
+            "",
             legend(),
             "",
-            claims_table(verdicts, extra),
-            "",
             *(["### On each machine", "", both, ""] if both else []),
-            *([sheet, ""] if sheet else []),
-            *(
-                [f"Studies of the previous report missing here: {', '.join(lost)}.", ""]
-                if lost
-                else []
-            ),
+            *(["## The evidence at a glance", "", sheet, ""] if sheet else []),
+            "## Studies",
+            "",
+            *[
+                f"- [{m.TITLE}]({page(studies.study_name(m))})"
+                for m in modules
+                if page(studies.study_name(m)) in pages
+            ],  # fmt: skip
+            *([f"- Missing here, present in the previous report: {', '.join(lost)}"] * bool(lost)),
+            "",
             "## Hardware and versions",
             "",
             generic.hardware(tables),
             "",
-            *body,
+            "## Runs and jobs",
+            "",
+            *pointers,
+            "",
         ]
     )
-    out = results / "README.md"
-    store.atomic_write_text(out, readme)
-    written += ["README.md", *figs.written, *([contact.NAME] if sheet else [])]
-    for stale in set(previous.get("files", [])) - set(written):
-        (results / stale).unlink(missing_ok=True)
-    manifest = {
+    store.atomic_write_text(out / README, readme)
+    written += [README, RUNS_PAGE, *pages, *figs.written, *([contact.NAME] if sheet else [])]
+    return {
         "runs": _relative(runs_root, results),
-        "files": sorted(written),
+        "files": sorted(set(written)),
         "studies": sorted(present),
     }
-    store.atomic_write_json(results / MANIFEST, manifest)
-    return out
+
+
+def study_page(module, verdicts: list, md: str, extra: dict) -> str:
+    """A study's page: its verdicts in full (claim, measured, rule, hardware, stability), then
+    its section (figures and tables)."""
+    texts = LECTURE | extra
+    lines = [f"# {module.TITLE}", "", "[All claims and verdicts](README.md)", ""]
+    if verdicts:
+        lines += ["## Verdicts", ""]
+    for v in verdicts:
+        lines.append(f"- **{v.claim}** ({texts.get(v.claim, 'beyond the lecture')}), "
+                     f"{v.experiment}: **{v.verdict}**")  # fmt: skip
+        for what in ("measured", "rule", "hardware", "stability"):
+            if getattr(v, what) not in ("", "-"):
+                lines.append(f"  - {what}: {getattr(v, what)}")
+    return "\n".join([*lines, "", *([md, ""] if md else [])])
+
+
+GENERIC = (  # (title, part): the report's sections that belong to no study, on RUNS_PAGE
+    ("Bench jobs and their wall time", lambda t, names, figs: generic.bench_jobs(t)),
+    ("Runs that did not complete", lambda t, names, figs: generic.incomplete(t)),
+    ("Files that could not be read", lambda t, names, figs: generic.unreadable(t)),
+    ("Learning-rate calibration", lambda t, names, figs: generic.calibration(t)),
+    ("Other runs", lambda t, names, figs: generic.other_runs(t, names, figs)),
+)
+
+
+def runs_page(tables, names: set, figs) -> tuple[str, list[str]]:
+    """RUNS_PAGE (the bench's jobs, runs that did not complete, unreadable files, learning
+    rate calibration, runs of no study) and one README line per part it holds: the part's
+    first sentence, linked."""
+    lines, pointers = ["# Runs and jobs", "", "[All claims and verdicts](README.md)", ""], []
+    for title, part in GENERIC:
+        md = part(tables, names, figs)
+        if not md:
+            continue
+        lines += [f"## {title}", "", md, ""]
+        anchor = re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+        pointers.append(f"- [{title}]({RUNS_PAGE}#{anchor}): {first_sentence(md)}")
+    lines += ["## Hardware and versions", "", generic.hardware(tables), ""]
+    return "\n".join(lines), pointers
+
+
+def first_sentence(md: str, most: int = 200) -> str:
+    """The opening sentence of a markdown part (up to '. ' or ':' + newline), or its first
+    table's row count when it opens with a table."""
+    if md.startswith("|"):
+        rows = sum(1 for line in md.splitlines() if line.startswith("|")) - 2
+        return f"a table of {rows} rows."
+    text = re.split(r"(?<=\.)\s|:\n", md.strip(), maxsplit=1)[0].replace("\n", " ")
+    return text if len(text) <= most else text[: most - 1].rsplit(" ", 1)[0] + " …"
 
 
 def _relative(runs_root: Path, results: Path) -> str:
@@ -178,12 +256,23 @@ def _relative(runs_root: Path, results: Path) -> str:
 
 
 def check_results(runs_root: Path, results: Path, force: bool) -> dict:
-    """The previous manifest; refuse (ConfigError) to overwrite another runs folder's report."""
+    """The previous manifest, checked; refused (ConfigError) before any work: a results folder
+    that is or holds the runs folder, holds files the report did not write, or (without
+    ``force``) holds another runs folder's report."""
+    runs_root, results = Path(runs_root), Path(results)
     if results.exists() and not results.is_dir():
         raise ConfigError(f"--results={results} is not allowed: it is a file, not a directory")
-    previous = store.read_json(results / MANIFEST) or {}
-    if not isinstance(previous, dict):
-        previous = {}
+    try:
+        mine, runs = results.resolve(), runs_root.resolve()
+    except (OSError, RuntimeError) as e:
+        raise ConfigError(f"--results={results} is not allowed: {first_line(e)}") from None
+    if not force and (mine == runs or mine in runs.parents):
+        raise ConfigError(
+            f"--results={results} is not allowed: it {'is' if mine == runs else 'holds'} the "
+            f"runs folder {runs_root}; the report needs a folder of its own (default: "
+            "<runs>/report)"
+        )
+    previous = folder.read_manifest(results) if results.is_dir() else {}
     theirs = previous.get("runs")
     if theirs and theirs != _relative(runs_root, results) and not force:
         raise ConfigError(
@@ -191,7 +280,26 @@ def check_results(runs_root: Path, results: Path, force: bool) -> dict:
             f"{theirs!r} (relative to it); "
             "choose another folder or pass --force to replace it"
         )
+    others = folder.foreign(results, previous.get("files", []))
+    if others and not force:
+        raise ConfigError(
+            f"--results={results} is not allowed: it holds files the report did not write "
+            f"({folder.names(others)}); choose a new or empty folder, or pass --force to "
+            "write beside them (never deleting or replacing one)"
+        )
+    clash = [f for f in always_written() if f in others]
+    if clash:
+        raise ConfigError(
+            f"--results={results} is not allowed: its {folder.names(clash)} is not the "
+            "report's and the report writes a file of that name (--force never replaces "
+            "a file the report did not write); choose another folder"
+        )
     return previous
+
+
+def always_written() -> list[str]:
+    """The files every report writes, whatever its runs: README, verdicts, collect's tables."""
+    return [README, RUNS_PAGE, f"{VERDICTS}.csv", *(f"{t}.csv" for t in OWN_TABLES)]
 
 
 def main(argv=None) -> int:
@@ -218,7 +326,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--force",
         action="store_true",
-        help="let this runs folder replace the report another runs folder wrote in --results",
+        help="let this runs folder replace the report another runs folder wrote in --results, "
+        "and write beside files the report did not write (never replacing or deleting one)",
     )
     ap.add_argument(
         "--compare",
@@ -245,6 +354,10 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: the old report stands
+        why = e.strerror or first_line(e)
+        print(f"seqbench: error: cannot write the report to {results}: {why}", file=sys.stderr)
+        return 1
     print(f"seqbench: wrote {out}")
     return 0
 

@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 
+from seqbench.report.claims import deciding, short_hardware
 from seqbench.report.plot import md_table
 
 
@@ -48,7 +49,9 @@ def unreadable(tables) -> str:
     )
 
 
-def bench_jobs(tables) -> str:
+def bench_summary(tables) -> str:
+    """'The last `make bench` ran 22 jobs in 1494 s (24.9 min) of wall-clock time', and the
+    jobs its caps stopped; '' when no bench wrote bench_jobs.csv."""
     jobs = tables.get("bench_jobs")
     if jobs is None or jobs.empty:
         return ""
@@ -57,16 +60,96 @@ def bench_jobs(tables) -> str:
     stopped = jobs.job[status.str.startswith(("capped", "not run"))]
     return (
         f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
-        "of wall-clock time on the hardware above"
+        "of wall-clock time"
         + (
-            f"; stopped by their cap or the profile's budget: {', '.join(stopped)} (what they "
-            "finished is reported, the rest is not measured)"
+            f"; stopped by their cap or the profile's budget: {', '.join(map(str, stopped))} "
+            "(what they finished is reported, the rest is not measured)"
             if len(stopped)
             else ""
         )
-        + ".\n\n"
-        + md_table(jobs)
+        + "."
     )
+
+
+def bench_jobs(tables) -> str:
+    summary = bench_summary(tables)
+    if not summary:
+        return ""
+    jobs = tables["bench_jobs"].dropna(axis=1, how="all")  # a column no job filled says nothing
+    return f"{summary}\n\n" + md_table(jobs, missing="no value recorded for this job")
+
+
+def machines_seen(tables) -> list[str]:
+    """Each distinct set-up the runs and measurements name: 'cpu (AMD EPYC), 1 thread, torch
+    2.13.0+cpu'; a table that does not name the processor counts as the one that does."""
+    named: dict[tuple, str] = {}
+    for df in tables.values():
+        if df is None or df.empty or "device" not in df:
+            continue
+        cols = [c for c in ("device", "cpu", "gpu", "device_name", "threads", "torch") if c in df]
+        for r in df[cols].drop_duplicates().itertuples(index=False):
+            r = {c: str(v) for c, v in zip(cols, r) if str(v) not in ("None", "nan", "")}
+            threads = r.get("threads", "").removesuffix(".0")
+            rest = (f", {threads} thread{'s' * (threads != '1')}" if threads else "") + (
+                f", torch {r['torch']}" if "torch" in r else ""
+            )
+            key = (r.get("device", "?"), rest)
+            name = r.get("gpu") or r.get("device_name") or r.get("cpu") or ""
+            if not named.get(key):  # unseen, or seen without the machine's name
+                named[key] = "" if name == key[0] else name
+    said = {(d, rest): f"{d}{f' ({n})' if n else ''}{rest}" for (d, rest), n in named.items()}
+    # a table that records fewer facts (no torch version) is one of the set-ups that do
+    fuller = {k for k in said for o in said if o != k and o[0] == k[0] and o[1].startswith(k[1])}
+    return [text for k, text in said.items() if k not in fuller]
+
+
+def opening(tables, runs_root) -> str:
+    """The README's first paragraph: what was run, on what hardware, for how long."""
+    runs = tables["runs"]
+    trained = set(runs.run) if not runs.empty else set()
+    measured = set()
+    for name, df in tables.items():
+        if name not in ("runs", "curves", "positions", "unreadable", "bench_jobs"):
+            if df is not None and not df.empty and "run" in df:
+                measured |= set(df.run.dropna()) - trained
+    where = machines_seen(tables)
+    shown = "; ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+    return " ".join(
+        x
+        for x in (
+            f"This report reads {len(trained)} training runs and {len(measured)} measurement "
+            f"runs in `{runs_root}`" + (f", run on {shown}." if shown else "."),
+            bench_summary(tables),
+            "Every number and verdict is computed from those runs (do not edit by hand: rerun "
+            "`make bench`); each row links to its study's page, which holds the rule, the "
+            "figures and the tables.",
+        )
+        if x
+    )
+
+
+def budget(tables, *studies: str) -> str:
+    """What trained a study's models, in a few words: '200 steps, 3 seeds, cpu' (the steps
+    of the complete training runs of ``studies``, the study and those whose runs it reads;
+    the device of those or of its measurements)."""
+    runs = tables["runs"]
+    ok = runs[runs.study.isin(studies) & (runs.status == "complete")] if not runs.empty else runs
+    parts = []
+    if len(ok) and "train.steps" in ok:
+        steps = pd.to_numeric(ok["train.steps"], errors="coerce").dropna()
+        if len(steps):
+            lo, hi = int(steps.min()), int(steps.max())
+            parts.append(f"{lo} steps" if lo == hi else f"{lo}-{hi} steps")
+    if len(ok) and "seed" in ok:
+        n = ok.groupby("model").seed.nunique() if "model" in ok else ok.seed.nunique()
+        lo, hi = int(pd.Series(n).min()), int(pd.Series(n).max())
+        parts.append(f"{lo} seed{'s' * (hi > 1)}" if lo == hi else f"{lo}-{hi} seeds")
+    devices = set(ok.device.dropna().astype(str)) if len(ok) and "device" in ok else set()
+    if not devices:
+        for df in tables.values():
+            if df is not None and not df.empty and {"study", "device"} <= set(df):
+                devices |= set(df.device[df.study.isin(studies)].dropna().astype(str))
+    return ", ".join(parts + sorted(devices))
 
 
 def calibration(tables) -> str:
@@ -79,32 +162,62 @@ def calibration(tables) -> str:
     if cal.empty:
         return ""
     rows = []
-    for (study, model, task), g in cal.groupby(["study", "model", "task"]):
-        g = g.sort_values("lr")
-        ok = g[g.status == "complete"]
-        if "steps_to_criterion" in ok and ok.steps_to_criterion.notna().any():
-            best = ok.sort_values(["steps_to_criterion", "val_loss", "lr"]).iloc[0]
-        elif not ok.empty:
-            best = ok.sort_values(["val_loss", "lr"]).iloc[0]
-        else:
-            best = None
-        rows.append(
-            {
-                "study": study.removesuffix(".lr"),
-                "model": model,
-                "task": task,
-                "lr: held-out loss (steps to criterion)": ", ".join(
-                    f"{r.lr:g}: {r.val_loss:.3g} ({_steps(r)})" for r in g.itertuples()
-                ),
-                "chosen": f"{best.lr:g}" if best is not None else "none completed",
-            }
-        )
+    for (study, model, task), group in cal.groupby(["study", "model", "task"]):
+        for setting, g in _settings(group):
+            rows.append(_calibrated(study, model, task, setting, g))
+    table = pd.DataFrame(rows)
+    if not table.setting.astype(bool).any():
+        table = table.drop(columns="setting")
     return (
         "Learning rates chosen by data (`train.lr_grid`): one short run per rate on each "
-        "study's control setting (`train.lr_control`), per model and task, seed 0; the rate "
-        "that reaches the criterion first (else the lowest held-out loss) is used for every "
-        "cell of that study.\n\n" + md_table(pd.DataFrame(rows))
+        "study's control setting (`train.lr_control`), per model and task (and setting, where "
+        "a study calibrates several), seed 0; the rate that reaches the criterion first (else "
+        "the lowest held-out loss) is used for every cell of that study.\n\n" + md_table(table)
     )
+
+
+def _settings(g: pd.DataFrame):
+    """(label, rows) per setting of one (study, model, task)'s calibration runs: the model and
+    data keys that differ between them ('pos=rope'), so two settings never share a row."""
+    keys = [c for c in g.columns if c.startswith(("model.", "data.")) and c != "data.seed"]
+    keys = [c for c in keys if g[c].astype(str).nunique() > 1]
+    if not keys:
+        yield "", g
+        return
+    for values, part in g.groupby(keys, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        yield ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in zip(keys, values)), part
+
+
+def _calibrated(study, model, task, setting, g) -> dict:
+    """One calibration row: every rate's held-out loss (steps to criterion) and the chosen."""
+    g = g.sort_values("lr")
+    ok = g[g.status == "complete"]
+    if "steps_to_criterion" in ok and ok.steps_to_criterion.notna().any():
+        best = ok.sort_values(["steps_to_criterion", "val_loss", "lr"]).iloc[0]
+    elif not ok.empty:
+        best = ok.sort_values(["val_loss", "lr"]).iloc[0]
+    else:
+        best = None
+    return {
+        "study": study.removesuffix(".lr"),
+        "model": model,
+        "task": task,
+        "setting": setting,
+        "lr: held-out loss (steps to criterion)": ", ".join(
+            f"{_num(r.lr, 'g')}: {_num(r.val_loss, '.3g')} ({_steps(r)})" for r in g.itertuples()
+        ),
+        "chosen": f"{best.lr:g}" if best is not None else "none completed",
+    }
+
+
+def _num(v, spec: str) -> str:
+    """A number formatted, or '-': a run cut off before its first evaluation has none (None
+    in an object column, which format() refuses), and neither may a record's lr."""
+    try:
+        return "-" if v is None or pd.isna(v) else format(float(v), spec)
+    except (TypeError, ValueError):
+        return "-"
 
 
 def _steps(r) -> str:
@@ -150,7 +263,7 @@ def other_runs(tables, studies: set[str], figs) -> str:
                 n = g.run.nunique()
                 figs.line(ax, mean.index, mean.values, model=model,
                           label=f"{model} ({n} run{'s' * (n > 1)})")  # fmt: skip
-            ax.set(title=f"study {study}", xlabel="training step", ylabel="train loss (nats)")
+            ax.set(title=f"study {study}", xlabel="step (count)", ylabel="train loss (nats)")
         figs.legend(fig)
         parts.append(figs.save(fig, "other_runs_loss"))
     return "\n\n".join(parts)
@@ -179,8 +292,8 @@ def machines(here: pd.DataFrame, others: dict[str, pd.DataFrame]) -> str:
         row = {"claim": claim, "experiment": experiment}
         for name, df in stamped.items():
             hit = df[(df.claim == claim) & (df.experiment == experiment)]
-            row[f"{name}: hardware"] = hit.hardware.iloc[0] if len(hit) else "-"
-            row[f"{name}: measured"] = hit.measured.iloc[0] if len(hit) else "-"
+            row[f"{name}: hardware"] = short_hardware(hit.hardware.iloc[0]) if len(hit) else "-"
+            row[f"{name}: measured"] = deciding(hit.measured.iloc[0], 60) if len(hit) else "-"
             row[f"{name}: verdict"] = f"**{hit.verdict.iloc[0]}**" if len(hit) else "not run"
         rows.append(row)
     return (

@@ -15,22 +15,36 @@ Every study section draws through a ``Figures`` object, so a figure reads withou
   test as title. Module functions for one axes:
   ``reference`` (a chance level or threshold, drawn and labelled), ``log_axis`` (plain
   ticks, at least two: never "6x10^0"), ``band``, ``clipped_yerr``, ``axis_label`` (units).
-- ``figs.save(fig, name, decides="C5")`` writes ``<out>/<name>.png`` and returns its
-  markdown; ``decides`` marks the figures a verdict reads (the contact sheet shows them;
-  they get the claim as title). ``on_save(fig, name)`` sees each live figure before it is
-  closed (tests/figure_checks.py checks them there).
+- ``figs.save(fig, name, decides="C5", hardware=hardware_note(rows))`` writes
+  ``<out>/<name>.png`` and returns its markdown; ``decides`` marks the figures a verdict
+  reads (the contact sheet shows them; they get the claim as title); ``hardware`` puts where
+  and under what load a timing figure was measured under its title. Saving gives every
+  linear axis of whole-number data whole-number ticks (``integer_ticks``). ``on_save(fig,
+  name)`` sees each live figure before it is closed (tests/figure_checks.py checks its rules
+  there). ``log_axis(..., si=True)`` labels counts '20k', '3M'; ``dodge`` moves coinciding
+  series' markers apart on a log axis; ``figs.legend(..., into=ax)`` fills an empty panel.
 """
 
 import colorsys
 import math
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import LinearSegmentedColormap, to_rgba
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, NullFormatter
+from matplotlib.ticker import (
+    AutoLocator,
+    FixedLocator,
+    FuncFormatter,
+    Locator,
+    MaxNLocator,
+    NullFormatter,
+)
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 PALETTES = {"recurrent": "Reds", "attention": "Blues", "scan": "Greens", "baseline": "Greys"}
 SPARE = ("Purples", "Oranges", "YlOrBr", "PuRd", "BuGn", "GnBu")  # families nobody listed
@@ -104,15 +118,21 @@ class Figures:
             band(ax, x, lo, hi, style["color"], clip)
         return ln
 
-    def save(self, fig, name: str, decides=()) -> str:
-        """Save as out/name.png and return the markdown that shows it."""
+    def save(self, fig, name: str, decides=(), hardware=None) -> str:
+        """Save as out/name.png and return the markdown that shows it. ``hardware``: the note
+        a timing figure carries under its title (``hardware_note``): a time means nothing
+        without the machine and its load."""
         decides = (decides,) if isinstance(decides, str) else tuple(decides)
         if decides and not fig.get_suptitle():
             self.claim_title(fig, *decides)
+        for ax in fig.axes:
+            integer_ticks(ax)
         if fig.get_layout_engine() is None:  # a figure not made by figure()
             fig.tight_layout()
         if fig.get_suptitle() and fig.legends:
             _title_over_panels(fig)
+        if hardware:
+            _add_note(fig, hardware)
         fig.savefig(self.out / f"{name}.png", dpi=110)
         self.written.append(f"{name}.png")
         for claim in decides:
@@ -144,8 +164,9 @@ class Figures:
         return self.claims
 
     # --- legends and labels -------------------------------------------------------------
-    def legend(self, fig, key=False, title=None, extra=(), **kw):
-        """One legend for the whole figure, outside the data area (right of the panels).
+    def legend(self, fig, key=False, title=None, extra=(), into=None, **kw):
+        """One legend for the whole figure, outside the data area (right of the panels), or
+        ``into`` a panel left empty (its frame and ticks removed) where a grid has one.
         ``key``: colour = model, line style = path, marker = depth, from the series drawn
         through ``style`` since the last save, instead of one entry per line; ``extra``:
         (handle, label) pairs added at the end (``key_entry``: what a line style means)."""
@@ -153,14 +174,21 @@ class Figures:
             handles = self._key_handles()
         else:
             handles = {}
-            for ax in fig.axes:
+            for ax in fig.axes:  # a name the panel already shows (a direct label) only once
+                shown = {t.get_text() for t in ax.texts}
                 for h, lab in zip(*ax.get_legend_handles_labels()):
-                    handles.setdefault(lab, h)
+                    if lab not in shown:
+                        handles.setdefault(lab, h)
             handles = list(zip(handles.values(), handles.keys()))
         handles = [*handles, *extra]
         if not handles:
             return None
         hs, labels = zip(*handles)
+        if into is not None:
+            into.set_visible(True)
+            into.axis("off")
+            kw = {"loc": "center", "fontsize": 7, "frameon": False} | kw
+            return into.legend(hs, labels, title=title, **kw)
         kw = {"loc": "outside right upper", "fontsize": 7, "frameon": False} | kw
         return fig.legend(hs, labels, title=title, **kw)
 
@@ -175,42 +203,134 @@ class Figures:
         return out
 
     def label_ends(self, ax, fontsize=7):
-        """Direct labels: each labelled line's name beside the right edge of the panel, at the
-        height of its last point, in its colour, pushed apart so none overlap."""
+        """Direct labels: each labelled line's name just right of its last point, in its
+        colour; labels that would overlap are pushed apart and tied to their point by a thin
+        line, so a label never floats away from the line it names. Call it once the panel's
+        limits are final (after its log axes and any shared panel's data)."""
+        fig = ax.figure
+        if fig.get_layout_engine() is not None:
+            fig.canvas.draw()  # the final axes box: the gap between labels is in its units
+        to_axes = ax.transData + ax.transAxes.inverted()
         ends = []
         for ln in ax.get_lines():
             x, y = (np.asarray(v, float) for v in ln.get_data())
             ok = np.isfinite(x) & np.isfinite(y)
-            if ln.get_label().startswith("_") or not ok.any():
+            if ln.get_label().startswith("_") or not ok.any() or ln.get_transform() != ax.transData:
                 continue
             i = np.flatnonzero(ok)[np.argmax(x[ok])]  # the point at the largest x
-            to_axes = ax.transData + ax.transAxes.inverted()
-            ends.append([to_axes.transform((x[i], y[i]))[1], ln])
-        height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
-        gap = 1.15 * fontsize / max(height_pt, 1.0)  # one text line, in axes fractions
+            ends.append([to_axes.transform((x[i], y[i]))[1], (x[i], y[i]), ln])
+        height_pt = ax.get_position().height * fig.get_figheight() * 72
+        gap = 1.2 * fontsize / max(height_pt, 1.0)  # one text line, in axes fractions
         ends.sort(key=lambda e: e[0])
-        for k in range(1, len(ends)):  # push upwards, then shift all down if past the top
-            ends[k][0] = max(ends[k][0], ends[k - 1][0] + gap)
-        over = ends[-1][0] - 1.0 if ends else 0.0
-        for e in ends:
-            e[0] -= max(over, 0.0)
-        for yf, ln in ends:
-            ax.text(1.02, yf, ln.get_label(), transform=ax.transAxes, color=ln.get_color(),
-                    fontsize=fontsize, va="center", ha="left", clip_on=False)  # fmt: skip
+        placed = _spread(ends, gap, fontsize, ax)
+        for (y0, xy, ln), y1 in zip(ends, placed):
+            moved = abs(y1 - y0) > 0.6 * gap
+            arrow = {"arrowstyle": "-", "color": ln.get_color(), "lw": 0.5, "shrinkA": 0,
+                     "shrinkB": 0} if moved else None  # fmt: skip
+            shift = ScaledTranslation((8 if moved else 3) / 72, 0, fig.dpi_scale_trans)
+            # in data units: a later change of the view (a shared axis) keeps it by its line
+            y_data = to_axes.inverted().transform((0.5, y1))[1]
+            where = blended_transform_factory(ax.transData + shift, ax.transData)
+            ax.annotate(ln.get_label(), xy, xytext=(xy[0], y_data), textcoords=where,
+                        fontsize=fontsize, color=ln.get_color(), va="center", ha="left",
+                        annotation_clip=False, arrowprops=arrow,
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.3})  # fmt: skip
 
 
 # --- helpers that need no Figures ------------------------------------------------------------
+def _spread(ends, gap, fontsize, ax) -> list[float]:
+    """Heights (axes fractions) for end labels sorted by height: each at its line's end, moved
+    up just enough to clear the labels below it that share its horizontal stretch, then down
+    just enough to stay under the panel's top (half a line below it: the title is there)."""
+    px = ax.figure.dpi / 72
+    left = [ax.transData.transform(xy)[0] for _, xy, _ in ends]
+    right = [x + len(ln.get_label()) * 0.6 * fontsize * px + 8 * px
+             for x, (_, _, ln) in zip(left, ends)]  # fmt: skip
+
+    def clash(i, j):
+        return left[i] < right[j] and left[j] < right[i]
+
+    placed = [e[0] for e in ends]
+    for k in range(len(placed)):
+        below = [placed[j] + gap for j in range(k) if clash(j, k)]
+        placed[k] = max([placed[k], *below])
+    for k in reversed(range(len(placed))):
+        above = [placed[j] - gap for j in range(k + 1, len(placed)) if clash(j, k)]
+        placed[k] = min([placed[k], 1.0 - gap / 2, *above])
+    return placed
+
+
 def _title_over_panels(fig):
     """Centre the title over the panels, wrapped to their width, so a legend outside on the
     right never runs into it (laid out once to learn where the panels are)."""
     fig.canvas.draw()
     boxes = [ax.get_position() for ax in fig.axes]
     x0, x1 = min(b.x0 for b in boxes), max(b.x1 for b in boxes)
+    to_fig = fig.transFigure.inverted()
+    legends = [to_fig.transform_bbox(lg.get_window_extent()) for lg in fig.legends]
+    if not any(b.x0 >= x1 - 0.01 for b in legends):  # no legend beside the panels: all the width
+        x0, x1 = 0.02, 0.98
     title = fig._suptitle  # the Text itself: its words are re-wrapped, its style kept
     words = " ".join(title.get_text().split())
     width = max(30, int((x1 - x0) * fig.get_figwidth() * 13))  # ~13 characters per inch
     title.set_text("\n".join(textwrap.wrap(words, width, break_on_hyphens=False)))
     title.set_x((x0 + x1) / 2)
+
+
+def _add_note(fig, note):
+    """The note as the last line of the title (a title of its own where there is none)."""
+    title = fig.get_suptitle()
+    # as wide as the title where a legend stands beside the panels, else the figure's width
+    lines = title.splitlines() if fig.legends else ["x" * int(fig.get_figwidth() * 12)]
+    width = max([40, *(len(line) for line in lines)])
+    note = "\n".join(textwrap.wrap(note, width, break_on_hyphens=False))
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=9 if not title else None)
+
+
+def hardware_note(rows, machines=None) -> str:
+    """'measured on cpu (AMD EPYC), 1 thread; load average not recorded': where a timing
+    figure's ``rows`` were measured, from their device/threads columns (the CPU's name from
+    ``machines``, the runs table, where the rows do not carry it) and any load column."""
+    places = []
+    for dev, g in rows.groupby(rows.get("device", pd.Series("?", rows.index)).astype(str)):
+        name = _first(g, "gpu", "device_name") if dev.startswith("cuda") else _first(g, "cpu")
+        if name is None and machines is not None and "cpu" in machines and "device" in machines:
+            name = _first(machines[machines.device.astype(str) == dev], "gpu" if
+                          dev.startswith("cuda") else "cpu")  # fmt: skip
+        threads = sorted({int(t) for t in g.get("threads", pd.Series()).dropna()})
+        where = dev + (f" ({name})" if name and name != dev else "")
+        if threads:
+            where += f", {'/'.join(map(str, threads))} thread{'s' * (threads[-1] > 1)}"
+        places.append(where)
+    loads = [c for c in rows if c.startswith("load")]
+    values = pd.to_numeric(rows[loads].stack(), errors="coerce").dropna() if loads else []
+    load = (f"load average {values.min():.2g}-{values.max():.2g}" if len(values)
+            else "load average not recorded")  # fmt: skip
+    return f"measured on {'; '.join(places) or 'unrecorded hardware'}; {load}"
+
+
+def _first(df, *cols):
+    for c in cols:
+        if c in df:
+            vals = [str(v) for v in df[c].dropna().unique() if str(v) not in ("", "None")]
+            if vals:
+                return ", ".join(sorted(vals))
+    return None
+
+
+def integer_ticks(ax):
+    """Integer ticks on each linear axis whose plotted values are all whole numbers (steps,
+    distances, counts): a tick at 2.5 names a value that cannot occur."""
+    for which in ("x", "y"):
+        axis = getattr(ax, f"{which}axis")
+        if axis.get_scale() != "linear" or not isinstance(axis.get_major_locator(), AutoLocator):
+            continue
+        vals = [v for ln in ax.get_lines() if ln.get_transform() == ax.transData
+                for v in np.asarray(getattr(ln, f"get_{which}data")(), float)]  # fmt: skip
+        vals = np.asarray(vals, float)
+        vals = vals[np.isfinite(vals)]
+        if len(vals) and np.all(vals == np.round(vals)):
+            axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def key_entry(label, ls="-", marker=None, color="0.35", **kw) -> tuple:
@@ -262,9 +382,10 @@ def reference(ax, value, label, axis="y", kind="chance"):
     return ln
 
 
-def log_axis(ax, which="x", ticks=None):
+def log_axis(ax, which="x", ticks=None, si=False):
     """A log axis with plain tick labels: at ``ticks`` (the measured values, thinned to at most
-    MAX_TICKS) or at 1-2-5 steps chosen so the view shows at least two."""
+    MAX_TICKS) or at 1-2-5 steps chosen so the view shows at least two; ``si``: large counts
+    as '20k', '3M', '1G' (a FLOP count reads as a size, not as '1e7')."""
     getattr(ax, f"set_{which}scale")("log")
     axis = getattr(ax, f"{which}axis")
     if ticks is not None:
@@ -273,8 +394,31 @@ def log_axis(ax, which="x", ticks=None):
         axis.set_major_locator(FixedLocator(vals[::step]))
     else:
         axis.set_major_locator(ReadableLogLocator())
-    axis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: si_number(v) if si else number(v)))
     axis.set_minor_formatter(NullFormatter())
+
+
+def si_number(v) -> str:
+    """'950', '20k', '1.5M', '3G', '1T': a count with an SI prefix from a thousand up."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{prefix}"
+    return number(v)
+
+
+def iqr_band(median, iqr) -> tuple:
+    """(lo, hi) of a band for a median and its inter-quartile range on a log axis: hi =
+    median + IQR/2 and lo its mirror on the log scale (median^2 / hi), so a spread wider than
+    twice the median (a busy machine) never runs the band down to zero and off the axis."""
+    median, iqr = np.asarray(median, float), np.asarray(iqr, float)
+    hi = median + iqr / 2
+    return median * median / hi, hi
+
+
+def dodge(x, i, n, step=1.05) -> np.ndarray:
+    """x of the i-th of n series that share their points, moved sideways by a few percent on a
+    log axis so coinciding markers stay visible (the captions say so)."""
+    return np.asarray(x, float) * step ** (i - (n - 1) / 2)
 
 
 MAX_TICKS = 8
@@ -290,10 +434,12 @@ class ReadableLogLocator(Locator):
 
     def tick_values(self, vmin, vmax):
         lo, hi = sorted((float(vmin), float(vmax)))
-        lo = max(lo, hi * 1e-12, 1e-300)
+        lo = max(lo, hi * 1e-100, 1e-300)  # influence reaches 1e-18: ticks all the way down
         k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
         candidates = []
-        for subs in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7), range(1, 10)):
+        # the last: halves, so a view inside one decade (a loss from 1.3 to 3.1) gets three
+        for subs in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7), range(1, 10),
+                     (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):  # fmt: skip
             ticks = [m * 10.0**k for k in range(k0, k1 + 1) for m in subs]
             ticks = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
             candidates.append(ticks[:: math.ceil(len(ticks) / MAX_TICKS)] if ticks else [])
@@ -374,15 +520,108 @@ def _layers(d) -> str:
     return f"{d} layer{'' if d == 1 else 's'}"
 
 
-def md_table(df, floatfmt=".3g") -> str:
-    """A DataFrame as a GitHub markdown table (no tabulate dependency)."""
+MISSING = "-"  # a cell with no value: a dash, explained under the table
+NOISE = 1e-12  # |x| below this fraction of its column's largest value is float noise: 0
 
-    def fmt(v):
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v)
 
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+def md_table(df, floatfmt=None, missing="not measured, or does not apply to this row") -> str:
+    """A DataFrame as a GitHub markdown table that reads as numbers: integers as integers,
+    floats to 3 significant digits (``floatfmt`` to choose), a column ``x`` beside ``x_lo`` and
+    ``x_hi`` to the digits its interval's width supports, float noise (|x| < 1e-12 of its
+    column's largest) as 0, lists as 'a, b', and a missing value (nan, None) as a dash with a
+    footnote saying what a dash means (``missing``). No Python repr reaches the page."""
+    cols = [str(c) for c in df.columns]
+    scale = {c: _column_scale(df.iloc[:, i]) for i, c in enumerate(cols)}
+    rows, dashed = [], False
+    for row in df.itertuples(index=False):
+        values = dict(zip(cols, row))
+        out = []
+        for c, v in values.items():
+            text = cell(v, floatfmt, scale[c], _interval_of(c, values))
+            dashed |= text == MISSING and not (isinstance(v, str) and v == MISSING)
+            out.append(text.replace("|", "\\|").replace("\n", " "))
+        rows.append("| " + " | ".join(out) + " |")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *rows]
+    return "\n".join(lines) + (f"\n\nA cell {MISSING}: {missing}." if dashed and missing else "")
+
+
+def cell(v, floatfmt=None, scale=None, interval=None) -> str:
+    """One table cell (see ``md_table``); ``interval``: the (lo, hi) that sets its digits."""
+    if isinstance(v, list | tuple | np.ndarray | pd.Series):
+        return ", ".join(cell(x, floatfmt, scale) for x in v) or MISSING
+    if v is None or v is pd.NA or v is pd.NaT:
+        return MISSING
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        return _float_cell(float(v), floatfmt, scale, interval)
+    text = str(v)
+    if text.strip() in ("", "nan", "NaN", "None", "<NA>"):  # missing; "none" is a value
+        return MISSING
+    return _interval_text(text)
+
+
+INTERVAL = re.compile(r"(-?\d+\.?\d*) \[(-?\d+\.?\d*), (-?\d+\.?\d*)\]")
+
+
+def _interval_text(text: str) -> str:
+    """'0.0211 [0.00176, 0.0928]' -> '0.021 [0.002, 0.093]': a formatted estimate cut to the
+    digits its interval's width supports (never more digits than it was written with)."""
+    m = INTERVAL.fullmatch(text.strip())
+    if not m:
+        return text
+    mean, lo, hi = m.groups()
+    dec = interval_decimals(float(lo), float(hi))
+    written = max(len(x.partition(".")[2]) for x in (mean, lo, hi))
+    if dec is None or dec >= written:
+        return text
+    return f"{float(mean):.{dec}f} [{float(lo):.{dec}f}, {float(hi):.{dec}f}]"
+
+
+def _float_cell(v: float, floatfmt, scale, interval) -> str:
+    if not math.isfinite(v):
+        return MISSING if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if v == 0 or abs(v) < NOISE * (scale or abs(v)):
+        return "0"
+    if v.is_integer() and abs(v) < 1e6:  # above, 2.29e6 like its non-integer neighbours
+        return str(int(v))
+    if interval is not None:
+        return f"{v:.{interval_decimals(*interval)}f}"
+    if 1e3 <= abs(v) < 1e6 and (not floatfmt or floatfmt.endswith("g")):
+        return f"{v:.0f}"  # 8196, not 8.2e+03 beside 516
+    if floatfmt:
+        return format(v, floatfmt)
+    if 1e-3 <= abs(v) < 1e3:
+        return f"{v:.3g}"
+    k = math.floor(math.log10(abs(v)))
+    return f"{v / 10**k:.3g}e{k}"
+
+
+def interval_decimals(lo, hi, most=6) -> int | None:
+    """Decimals that show an interval's width to two significant digits (width 0.06 -> 3
+    decimals: 0.930 [0.900, 0.960]; width 40 -> 0 decimals: 283 [175, 350])."""
+    width = abs(float(hi) - float(lo))
+    if not math.isfinite(width) or width == 0:
+        return None
+    return int(min(max(1 - math.floor(math.log10(width)), 0), most))
+
+
+def _interval_of(col: str, values: dict):
+    """(lo, hi) for ``col`` when the row has ``col_lo`` and ``col_hi`` (or it is one of them)
+    and the interval has a finite, non-zero width; else None."""
+    base = col.removesuffix("_lo").removesuffix("_hi")
+    lo, hi = values.get(f"{base}_lo"), values.get(f"{base}_hi")
+    try:
+        ok = interval_decimals(lo, hi) is not None
+    except (TypeError, ValueError):
+        return None
+    return (lo, hi) if ok else None
+
+
+def _column_scale(s: pd.Series) -> float | None:
+    """The largest finite |value| of a numeric column (for telling noise from data)."""
+    x = pd.to_numeric(s, errors="coerce")
+    x = x[np.isfinite(x)].abs() if len(x) else x
+    return float(x.max()) if len(x) and x.max() > 0 else None

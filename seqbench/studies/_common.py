@@ -4,6 +4,7 @@ and how a cell's seeds, steps to a criterion and control overrides read in a cla
 
 import pandas as pd
 
+from seqbench.models import SIZES
 from seqbench.report.stats import Estimate, fmt
 
 
@@ -37,9 +38,21 @@ def lr_table(runs: pd.DataFrame, cell=()) -> pd.DataFrame:
             how += f" ({'top' if chosen[0] == max(values) else 'bottom'} of the grid)"
         rows.append(
             dict(zip(["model", *cell], key if isinstance(key, tuple) else (key,)))
-            | {"lr": ", ".join(f"{v:g}" for v in chosen), "grid": str(values), "how": how}
+            | {"lr": _rates(chosen), "grid": _rates(values), "how": how}
         )
     return pd.DataFrame(rows)
+
+
+def size_rank(size) -> tuple:
+    """Sort key for size presets in size order (5xs, 4xs, ..., xs, s, m, l; others after, by
+    name), so a table of sizes never reads 2xs, 3xs, ..., l, m, s, xs."""
+    return (SIZES.index(size), "") if size in SIZES else (len(SIZES), str(size))
+
+
+def _rates(values) -> str:
+    """Learning rates as the page reads them ('0.001, 0.003'), never a Python repr of a list
+    of numpy floats ('[np.float64(0.003)]')."""
+    return ", ".join(f"{float(v):g}" for v in values) or "-"
 
 
 def seeds_text(cells: pd.DataFrame) -> str:
@@ -81,7 +94,7 @@ def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
     if len(grid) and isinstance(grid.iloc[0], list | tuple):
         return (
             f" Learning rate: calibrated once per model on the control (one run per lr of "
-            f"{list(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the fastest to the "
+            f"{_rates(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the fastest to the "
             f"criterion wins, else the lowest held-out loss) and reused by every cell and seed: "
             f"{lrs}."
         )

@@ -16,7 +16,7 @@ cannot tell the objectives apart).
 
 import pandas as pd
 
-from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table, reference
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, measure
 from seqbench.studies._common import best_of_grid
@@ -164,27 +164,37 @@ def _lr_how(rows: pd.DataFrame) -> str:
 
 
 def _points(ax, figs, per_seed, x, y, ylabel):
-    """One line per objective: mean of ``y`` over seeds with its interval as error bars."""
+    """One series per objective: mean of ``y`` over seeds with its interval as error bars,
+    joined by a line only over three or more budgets (two points are no trend)."""
+    scale, unit = _flop_unit(per_seed[x])
     for obj, g in per_seed.groupby("objective"):
-        est = [(float(s[x].mean()), estimate(s[y])) for _, s in g.groupby("steps")]
+        est = [(float(s[x].mean()) / scale, estimate(s[y])) for _, s in g.groupby("steps")]
         xs, es = [p for p, _ in est], [e for _, e in est]
         mean = [e.mean for e in es]
         ax.errorbar(xs, mean, yerr=clipped_yerr(mean, [e.lo for e in es], [e.hi for e in es]),
-                    marker="o", capsize=3, color=figs.category(obj), label=obj)  # fmt: skip
-    log_axis(ax, "x", ticks=per_seed.groupby(["objective", "steps"])[x].mean())
-    ax.set(xlabel="training FLOPs (counted)", ylabel=ylabel)
-    ax.margins(y=0.12)  # room for the reference line's label under the title
+                    marker="o", capsize=3, color=figs.category(obj), label=obj,
+                    ls="-" if len(xs) >= 3 else "none")  # fmt: skip
+    log_axis(ax, "x")
+    budgets = sorted(per_seed.groupby("steps")[x].mean() / scale)  # one tick per budget
+    ax.set_xticks(budgets, [f"{v:.3g}" for v in budgets])
+    ax.margins(x=0.15, y=0.12)  # room for the reference line's label under the title
+    ax.set(xlabel=f"training compute, counted ({unit})", ylabel=ylabel)
 
 
-def section(tables, figs) -> str:
-    per_seed = seed_table(tables.get("objectives"))
-    if per_seed.empty:
-        return "_No completed prefix_eval measurements yet._"
+def _flop_unit(values) -> tuple[float, str]:
+    """(scale, unit) that writes the FLOP counts as plain numbers: 114 GFLOP, not 1.14e11."""
+    top = float(pd.Series(values).max())
+    for scale, unit in ((1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP")):
+        if top >= scale:
+            return scale, unit
+    return 1.0, "FLOP"
+
+
+def _figure(tables, per_seed, figs) -> str:
     fig, axes = figs.figure(ncols=3, width=4.2)
-    _points(axes[0], figs, per_seed, "train_flops", "prefix_loss", "next-word loss from the prefix")
-    axes[0].set_title("generation use: next word from the prefix", fontsize=9)
-    _points(axes[1], figs, per_seed, "train_flops", "own_loss", "own held-out loss (nats/token)")
-    axes[1].set_title("in distribution: each its own objective", fontsize=9)
+    loss = "loss (nats/token)"
+    _points(axes[0], figs, per_seed, "train_flops", "prefix_loss", f"next-word {loss}")
+    _points(axes[1], figs, per_seed, "train_flops", "own_loss", f"own held-out {loss}")
     if "unigram_xent" in per_seed:
         bar = RULE.learned * float(per_seed.unigram_xent.mean())
         reference(axes[1], bar, f"control: {RULE.learned} x unigram", kind="threshold")
@@ -198,9 +208,22 @@ def section(tables, figs) -> str:
                                            [x.hi for x in e]),
                          color=figs.category(obj), label=obj)  # fmt: skip
     log_axis(axes[2], "x", ticks=largest.prefix_len.unique())
-    axes[2].set(xlabel="prefix length p (tokens)", ylabel="next-word loss from the prefix",
-                title=f"largest budget ({int(rows.steps.max())} steps)")  # fmt: skip
-    figs.legend(fig)
+    axes[2].set(xlabel="prefix length p (tokens)", ylabel=f"next-word {loss}")
+    titles = ("generation use: next word from the prefix",
+              "in distribution: each its own objective",
+              f"largest budget ({int(rows.steps.max())} steps), by prefix")  # fmt: skip
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+    seeds = int(per_seed.groupby(["objective", "steps"]).seed.nunique().min())
+    figs.legend(fig, extra=[key_entry(f"error bars: 95% interval over {seeds} seeds", ls="",
+                                      marker="|", ms=8)])  # fmt: skip
+    return figs.save(fig, "causal_vs_masked", "C8")
+
+
+def section(tables, figs) -> str:
+    per_seed = seed_table(tables.get("objectives"))
+    if per_seed.empty:
+        return "_No completed prefix_eval measurements yet._"
     return "\n\n".join(
         [
             "The same Transformer trained causally (next token at every position) and as a "
@@ -214,7 +237,7 @@ def section(tables, figs) -> str:
             "objective (the masked model's in-distribution control). Mean and 95% interval "
             "over seeds. The CPU profile runs T = 64 at size xs and two budgets; the GPU "
             "profile size s, T = 256 and five budgets.",
-            figs.save(fig, "causal_vs_masked", "C8"),
+            _figure(tables, per_seed, figs),
             md_table(budget_table(per_seed), ".4g"),
         ]
     )

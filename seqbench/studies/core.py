@@ -16,10 +16,17 @@ import numpy as np
 import pandas as pd
 
 from seqbench.config import param_table
-from seqbench.report.plot import UNIT_RANGE, clipped_yerr, log_axis, md_table, reference
+from seqbench.report.plot import (
+    UNIT_RANGE,
+    clipped_yerr,
+    hardware_note,
+    log_axis,
+    md_table,
+    reference,
+)
 from seqbench.report.stats import estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, train
-from seqbench.studies._common import best_of_grid, lr_table
+from seqbench.studies._common import best_of_grid, lr_table, size_rank
 
 TITLE = "Core study: one harness, six models, three tasks"
 ORDER = 10
@@ -119,6 +126,7 @@ def params_section() -> str:
     df = pd.DataFrame(param_table(VOCAB))
     df = df[df.family != "baseline"]  # the bag-of-words floor is not one of the compared models
     wide = df.pivot(index="size", columns="model", values="params_non_embedding")
+    wide = wide.loc[sorted(wide.index, key=size_rank)]  # 5xs ... l, not alphabetical
     spread = (wide.max(axis=1) / wide.min(axis=1) - 1) * 100
     wide = wide.assign(**{"max/min - 1 (%)": spread.round(1)}).reset_index()
     return (
@@ -196,6 +204,8 @@ def section(tables, figs) -> str:
 
 
 def _c1_figure(text: pd.DataFrame, figs) -> str:
+    """One dot per model (the models are the x categories, named in their colours: no legend
+    repeats them), its 95% interval over seeds, the unigram floor and the C1 bar."""
     if text.empty:
         return ""
     losses = text_losses(text)
@@ -210,14 +220,32 @@ def _c1_figure(text: pd.DataFrame, figs) -> str:
     reference(ax, unigram, f"unigram {unigram:.2f}", kind="chance")
     reference(ax, RULE.below * unigram, f"bar {RULE.below} x unigram", kind="threshold")
     ax.set_xticks(range(len(models)), models, fontsize=8)
+    for tick, m in zip(ax.get_xticklabels(), models):
+        tick.set_color(figs.color(m))
     ax.set(xlabel="model", ylabel="held-out loss (nats/token)", xlim=(-0.6, len(models) - 0.4))
     top = max([unigram, *(e.hi if np.isfinite(e.hi) else e.mean for e in losses.values())])
     ax.set_ylim(top=top * 1.06)
-    figs.legend(fig)
+    ax.set_title(f"text, {_budget(text)}", fontsize=9)
+    span = np.diff(ax.get_ylim())[0]
+    thin = sum(not np.isfinite(e.hi - e.lo) or e.hi - e.lo < 0.025 * span for e in losses.values())
+    if thin:  # a reader must not take a missing bar for a missing interval
+        ax.text(0.01, 0.01, f"bars: 95% interval over seeds; {thin} of {len(models)} narrower "
+                "than the dot", transform=ax.transAxes, fontsize=7, color="0.3",
+                va="bottom")  # fmt: skip
     return (
         "Held-out text loss at the end of training, mean and 95% interval over seeds, against "
         "the unigram cross-entropy and the C1 bar.\n\n" + figs.save(fig, "core_c1_text", "C1")
     )
+
+
+def _budget(runs: pd.DataFrame) -> str:
+    """'T=64, 400 steps, 3 seeds per model': what one cell of a figure trained on."""
+    parts = []
+    if "data.seq_len" in runs and runs["data.seq_len"].notna().any():
+        parts.append(f"T={int(runs['data.seq_len'].max())}")
+    if "train.steps" in runs and runs["train.steps"].notna().any():
+        parts.append(f"{int(runs['train.steps'].max())} steps")
+    return ", ".join([*parts, f"{_seeds(runs)} per model"])
 
 
 def _curves(curves, runs, figs) -> str:
@@ -230,7 +258,7 @@ def _curves(curves, runs, figs) -> str:
     settings = sorted(c.setting.unique())
     md = []
     for x, xlabel, name in (
-        ("step", "training step", "core_loss_vs_step"),
+        ("step", "training step (count)", "core_loss_vs_step"),
         ("wall_s", "wall-clock time (s)", "core_loss_vs_time"),
     ):
         fig, axes = figs.figure(ncols=len(settings), width=4.0)
@@ -242,9 +270,11 @@ def _curves(curves, runs, figs) -> str:
                 lo, hi = [e.lo for e in est], [e.hi for e in est]
                 figs.line(ax, xs.values, [e.mean for e in est], lo, hi, model=model)
             log_axis(ax, "y")
-            ax.set(title=s, xlabel=xlabel, ylabel="training loss (nats/token)")
-            figs.label_ends(ax)  # direct labels: curves that coincide stay readable
-        md.append(figs.save(fig, name))
+            ax.set(xlabel=xlabel, ylabel="training loss (nats/token)")
+            ax.set_title(f"{s}, {_budget(runs[runs.setting == s])}", fontsize=9)
+            figs.label_ends(ax)  # at each line's end; lines that coincide get leader lines
+        timed = x == "wall_s"  # a time means nothing without the machine it was taken on
+        md.append(figs.save(fig, name, hardware=hardware_note(runs) if timed else None))
     return (
         "Training loss against steps and against wall-clock seconds (mean over seeds, band: "
         "95% interval). Same data order, optimiser and step budget for every model of a "
@@ -254,9 +284,11 @@ def _curves(curves, runs, figs) -> str:
 
 
 def _accuracy_bars(runs, figs) -> str:
+    """Bars per task (the categories), one colour per model, the chance level 1/V over each
+    group; a group with one seed says it has no interval."""
     settings = sorted(runs.setting.unique())
     models = sorted(runs.model.unique())
-    fig, axes = figs.figure(width=max(5.0, 1.3 * len(settings)))
+    fig, axes = figs.figure(width=max(6.0, 2.2 * len(settings)))
     ax, w = axes[0], 0.8 / max(1, len(models))  # one group of bars per setting
     for i, m in enumerate(models):
         est = [estimate(runs[(runs.model == m) & (runs.setting == s)].val_acc) for s in settings]
@@ -264,10 +296,32 @@ def _accuracy_bars(runs, figs) -> str:
         yerr = clipped_yerr(mean, [e.lo for e in est], [e.hi for e in est], UNIT_RANGE)
         ax.bar(np.arange(len(settings)) + i * w, np.nan_to_num(mean), w, yerr=yerr,
                label=m, color=figs.color(m), capsize=2)  # fmt: skip
-    ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, settings, fontsize=8)
-    ax.set(xlabel="setting", ylabel="held-out accuracy", ylim=(0, 1.0))
+    for j, s in enumerate(settings):
+        g = runs[runs.setting == s]
+        x0, x1 = j - w / 2, j + 0.8 - w / 2
+        if "vocab_size" in g and g.vocab_size.notna().any():
+            chance = 1 / float(g.vocab_size.max())
+            ax.hlines(chance, x0, x1, color="0.3", ls=":", lw=1.2, zorder=3)
+            ax.text(
+                x0,
+                chance,
+                f"chance 1/V = {chance:.2g}",
+                fontsize=7,
+                color="0.2",
+                va="bottom",
+                zorder=4,
+                bbox={"fc": "white", "ec": "none", "pad": 0.5},
+            )
+        if g.seed.nunique() < 2:
+            ax.text((x0 + x1) / 2, 1.02, "1 seed: no interval", ha="center", fontsize=7,
+                    color="0.3")  # fmt: skip
+    ticks = [f"{s}\n{_budget(runs[runs.setting == s]).replace(', ', chr(10), 1)}"
+             for s in settings]  # fmt: skip
+    ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, ticks, fontsize=7)
+    ax.set(xlabel="task", ylabel="held-out accuracy", ylim=(0, 1.09), yticks=np.linspace(0, 1, 6))
+    ax.set_title("Final held-out accuracy (no verdict reads it)", fontsize=9)
     figs.legend(fig)
     return (
-        "Held-out accuracy per setting (bars: mean over seeds, whiskers: 95% interval).\n\n"
-        + figs.save(fig, "core_final_accuracy")
+        "Held-out accuracy per setting (bars: mean over seeds, whiskers: 95% interval; dotted: "
+        "chance, one over the vocabulary).\n\n" + figs.save(fig, "core_final_accuracy")
     )

@@ -24,8 +24,9 @@ model that fails it cannot speak to either part (inconclusive).
 """
 
 import pandas as pd
+from matplotlib.transforms import offset_copy
 
-from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
 from seqbench.studies._common import best_of_grid, lr_table
@@ -184,20 +185,63 @@ def section(tables, figs) -> str:
     runs = study_runs(tables)
     if runs.empty:
         return "_No completed runs of the data-efficiency study yet._"
-    fig, axes = figs.figure(ncols=2, width=4.8)  # left: best loss vs N; right: loss vs step
-    rows = []
-    for model, g in runs.groupby("model"):
+    figure, rows = _figure(runs, tables, figs)
+    result = verdict(tables)
+    parts = [
+        "Best held-out loss (early stopping) against the number of unique training windows N "
+        "(mean and 95% interval over seeds); right: held-out loss against step at the largest "
+        "N, with the threshold tau of part (b) and each model's mean steps to it marked on it. "
+        "Every run has the same step cap and batch (N <= steps x batch); `train.patience` "
+        "stops a run without a new best. "
+        + _profile(runs)
+        + " The GPU profile: size s, T = 256, N = 300, 3,000, 30,000, the lr swept in every "
+        "cell. "
+        + (f"Measured: {result[1]}." if result else ""),
+        figure,
+        md_table(pd.DataFrame(rows).pivot(index="N", columns="model", values="best_val_loss")
+                 .reset_index()),
+        "Learning rate per model (calibrated once per model on the control, the largest pool, "
+        "and reused by every N and seed on the CPU profile; swept in every cell on the GPU "
+        "profile, best kept):\n\n" + md_table(lr_table(runs)),
+    ]  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def _figure(runs, tables, figs) -> tuple[str, list]:
+    """Left: best loss against N (a trend line only over three or more N); right: held-out
+    loss against step at the largest N with tau and each model's steps to it (part (b))."""
+    fig, axes = figs.figure(ncols=2, width=4.8)
+    rows, ns = [], sorted(runs.n_train.unique())
+    models = sorted(runs.model.unique())
+    for i, (model, g) in enumerate(runs.groupby("model")):
         est = {n: estimate(x.best) for n, x in g.groupby("n_train")}
-        ns, e = list(est), list(est.values())
+        e = list(est.values())
         mean = [x.mean for x in e]
-        axes[0].errorbar(ns, mean, yerr=clipped_yerr(mean, [x.lo for x in e], [x.hi for x in e]),
-                         marker="o", capsize=3, color=figs.color(model), label=model)  # fmt: skip
+        dodge = 1.08 ** (i - (len(models) - 1) / 2)  # side by side on the log axis
+        yerr = clipped_yerr(mean, [x.lo for x in e], [x.hi for x in e])
+        axes[0].errorbar([n * dodge for n in est], mean, yerr=yerr, marker="o", capsize=3,
+                         color=figs.color(model), label=model,
+                         ls="-" if len(ns) >= 3 else "none")  # fmt: skip
         rows += [
             {"model": model, "N": n, "best_val_loss": fmt(x), "seeds": x.n} for n, x in est.items()
         ]
-    log_axis(axes[0], "x", ticks=runs.n_train.unique())
-    axes[0].set(xlabel="unique training windows N", ylabel="best held-out loss (nats/token)",
-                title="early stopping, best held-out loss")  # fmt: skip
+    log_axis(axes[0], "x", ticks=ns)
+    axes[0].margins(x=0.15)
+    axes[0].set(xlabel="unique training windows N (windows)",
+                ylabel="best held-out loss (nats/token)",
+                title=f"best held-out loss at {len(ns)} pool sizes")  # fmt: skip
+    _steps_panel(axes[1], runs, tables, figs)
+    keys = [key_entry("error bars: 95% interval over seeds", ls="", marker="|", ms=8)]
+    if len(axes[1].containers):
+        keys.append(key_entry("mean steps to tau (hollow: a seed never got there)", ls="",
+                              marker="v", ms=7))  # fmt: skip
+    figs.legend(fig, extra=keys)
+    return figs.save(fig, "data_efficiency", "C7"), rows
+
+
+def _steps_panel(ax, runs, tables, figs):
+    """Loss against step at the largest N; where tau is known, each model's mean steps to it
+    (95% interval over seeds) marked on the tau line: the crossing part (b) reads."""
     tau, curves = threshold(runs), tables.get("curves")
     n1 = int(runs.n_train.max())
     c = pd.DataFrame()
@@ -206,27 +250,32 @@ def section(tables, figs) -> str:
     for model, g in c.groupby("model"):
         by = g.groupby("step").val_loss
         e = [estimate(v) for _, v in by]
-        figs.line(axes[1], list(by.groups), [x.mean for x in e], [x.lo for x in e],
+        figs.line(ax, list(by.groups), [x.mean for x in e], [x.lo for x in e],
                   [x.hi for x in e], model=model)  # fmt: skip
     if tau is not None and not c.empty:
-        reference(axes[1], tau, f"tau = {tau:.2f}", kind="threshold")
-    axes[1].set(xlabel="training step", ylabel="held-out loss (nats/token)", title=f"N = {n1}")
-    figs.legend(fig)
-    result = verdict(tables)
-    parts = [
-        "Best held-out loss (early stopping) against the number of unique training windows N "
-        "(mean and 95% interval over seeds); right: held-out loss against step at the largest "
-        "N, with the threshold tau of part (b). Every run has the same step cap and batch "
-        "(N <= steps x batch); `train.patience` stops a run without a new best. "
-        + _profile(runs)
-        + " The GPU profile: size s, T = 256, N = 300, 3,000, 30,000, the lr swept in every "
-        "cell. "
-        + (f"Measured: {result[1]}." if result else ""),
-        figs.save(fig, "data_efficiency", "C7"),
-        md_table(pd.DataFrame(rows).pivot(index="N", columns="model", values="best_val_loss")
-                 .reset_index()),
-        "Learning rate per model (calibrated once per model on the control, the largest pool, "
-        "and reused by every N and seed on the CPU profile; swept in every cell on the GPU "
-        "profile, best kept):\n\n" + md_table(lr_table(runs)),
-    ]  # fmt: skip
-    return "\n\n".join(parts)
+        ax.axhline(tau, color="0.15", ls="--", lw=0.9, zorder=1.5,
+                   label=f"tau = {tau:.2f} nats/token (part b)")  # fmt: skip
+        s = steps_to(runs, curves, tau)
+        k = s.model.nunique()
+        for i, (model, g) in enumerate(s.groupby("model")):
+            e = estimate(g.steps)
+            xerr = clipped_yerr([e.mean], [e.lo], [e.hi])
+            open_ = bool(g.censored.any())  # some seed never got there: a lower bound
+            ax.errorbar(
+                [e.mean],
+                [tau],
+                xerr=xerr,
+                marker="v",
+                ms=8,
+                capsize=3,
+                ls="none",
+                color=figs.color(model),
+                mfc="white" if open_ else figs.color(model),
+                zorder=4,
+                label=f"_{model} reaches tau",
+                transform=offset_copy(
+                    ax.transData, ax.figure, y=4 * (i - (k - 1) / 2), units="points"
+                ),
+            )  # models at one step side by side
+    ax.set(xlabel="training step (steps)", ylabel="held-out loss (nats/token)",
+           title=f"N = {n1}: steps to reach tau")  # fmt: skip

@@ -18,7 +18,15 @@ import math
 import pandas as pd
 
 from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
-from seqbench.report.plot import SPARE_LINESTYLES, axis_label, key_entry, log_axis, reference
+from seqbench.report.plot import (
+    SPARE_LINESTYLES,
+    axis_label,
+    hardware_note,
+    iqr_band,
+    key_entry,
+    log_axis,
+    reference,
+)
 from seqbench.studies import Rule, Verdict, complete, family_of, in_family, measure
 from seqbench.studies.time_vs_length import TIMED, median_iqr, not_parallel, stamp
 
@@ -205,34 +213,47 @@ def _where(df, tables) -> str:
 
 
 def _figure(df, figs) -> str:
-    """Seconds per token against context (colour = model, line style = how the token is
-    produced), teacher forcing's speed-up over stepwise decoding with C2's threshold, and the
-    bytes of the carried state."""
-    fig, axes = figs.figure(ncols=3, width=4.0)
+    """Top: seconds per token against context, one panel per family on shared axes (colour =
+    model, line style = how the token is produced); bottom: teacher forcing's speed-up over
+    stepwise decoding with C2's threshold, and the bytes of the carried state."""
+    families = sorted(df.family.dropna().unique()) if "family" in df else []
+    ncols = max(2, len(families))
+    fig, axes = figs.figure(ncols=ncols, nrows=2, width=3.4, height=2.8)
     new = sorted(set(df["mode"]) - set(STYLE))  # a mode added since: a style of its own
     spare = [ls for ls in SPARE_LINESTYLES if ls not in STYLE.values()]
     style = STYLE | {m: spare[i % len(spare)] for i, m in enumerate(new)}
     modes = [m for m in style if m in set(df["mode"])]
     family = family_of(df)
-    for (m, mode), g in df.groupby(["model", "mode"]):
-        g = g.sort_values("context")
-        half = g.iqr_s_per_token / 2  # the IQR as a band around the median
-        figs.line(axes[0], g.context, g.s_per_token, g.s_per_token - half, g.s_per_token + half,
-                  model=m, ls=style[mode], marker=".", label=_mode_label(m, mode, family),
-                  clip=(0, math.inf))  # fmt: skip
-    axes[0].set(xlabel=axis_label("context length", "tokens"),
-                ylabel=axis_label("time per token", "s"), title="per-token latency")  # fmt: skip
-    _speedup_panel(axes[1], df, figs)
-    _state_panel(axes[2], df, figs)
-    for ax in axes:
+    top = list(axes[:ncols])
+    for ax, fam in zip(top, families):
+        for (m, mode), g in df[df.family == fam].groupby(["model", "mode"]):
+            g = g.sort_values("context")
+            lo, hi = iqr_band(g.s_per_token, g.iqr_s_per_token)  # the IQR around the median
+            figs.line(ax, g.context, g.s_per_token, lo, hi, model=m, ls=style[mode],
+                      marker=".", label=_mode_label(m, mode, family))  # fmt: skip
+        ax.set_title(f"{fam}: time per token", fontsize=9)
+        ax.set(xlabel=axis_label("context length", "tokens"))
+    for ax in top[1 : len(families)]:  # one scale for every family's latency
+        ax.sharey(top[0])
+    for ax in top[len(families) :]:
+        ax.set_visible(False)
+    top[0].set_ylabel(axis_label("time per token", "s"))
+    speed, state = axes[ncols], axes[ncols + 1]
+    for ax in axes[ncols + 2 :]:
+        ax.set_visible(False)
+    _speedup_panel(speed, df, figs)
+    _state_panel(state, df, figs)
+    shown = [ax for ax in axes if ax.get_visible()]
+    for ax in shown:
         log_axis(ax, "x", ticks=df.context)
         log_axis(ax, "y")
-    figs.label_ends(axes[2])  # after the log axes: the labels sit at the lines' final heights
+    figs.label_ends(state)  # after the log axes: the labels sit at the lines' final heights
     words = {"state": "one token per step, state / KV cache", "recompute": "prefix recomputed "
              "every step", "teacher_forced": "teacher-forced forward"}  # fmt: skip
     keys = [key_entry(words.get(m, m.replace("_", " ")), ls=style[m]) for m in modes]
-    figs.legend(fig, key=True, extra=keys)
-    return figs.save(fig, "decode_latency", decides=DECIDES)
+    keys.append(key_entry("band: IQR over repeats (log-symmetric)", lw=6, alpha=0.25))
+    figs.legend(fig, key=True, extra=keys, into=axes[ncols + 2] if ncols > 2 else None)
+    return figs.save(fig, "decode_latency", decides=DECIDES, hardware=hardware_note(df))
 
 
 def _speedup_panel(ax, df, figs):
@@ -245,26 +266,21 @@ def _speedup_panel(ax, df, figs):
         if len(r):
             figs.line(ax, r.index, r.values, model=m, marker=".")
     reference(ax, C2_RULE.factor, f"C2 threshold {C2_RULE.factor}x", kind="threshold")
-    ax.set(xlabel=axis_label("context length", "tokens"), title="teacher forcing's speed-up",
-           ylabel="speed-up: teacher-forced / stepwise")  # fmt: skip
+    ax.set(xlabel=axis_label("context length", "tokens"), ylabel="teacher-forced / stepwise (x)")
+    ax.set_title("teacher forcing's speed-up", fontsize=9)
 
 
 def _state_panel(ax, df, figs):
-    """Bytes of the state after the prompt. Models whose states are the same size (an RNN's
-    and a GRU's: one vector) draw identical lines: each later one thinner, so every colour
-    shows, and each named at its end."""
+    """Bytes of the state after the prompt. Models whose states are (nearly) the same size
+    (an RNN's and an LSTM's: 1264 and 1280 B) draw lines that coincide: each model drawn
+    thinner than the one before, so every colour shows, and each named at its end."""
     st = df[df["mode"] == "state"].dropna(subset=["state_bytes"])
     curves = {m: g.sort_values("context") for m, g in st.groupby("model")}
-    same: dict[tuple, list[str]] = {}
-    for m, g in curves.items():
-        same.setdefault(tuple(zip(g.context, g.state_bytes)), []).append(m)
-    for models in same.values():
-        for i, m in enumerate(models):
-            g = curves[m]
-            figs.line(ax, g.context, g.state_bytes, model=m, marker=".", label=m,
-                      lw=1.5 + 2.0 * (len(models) - 1 - i))  # fmt: skip
-    ax.set(xlabel=axis_label("context length", "tokens"), ylabel=axis_label("state", "bytes"),
-           title="state / KV cache after the prompt")  # fmt: skip
+    for i, (m, g) in enumerate(curves.items()):
+        figs.line(ax, g.context, g.state_bytes, model=m, marker=".", label=m,
+                  lw=1.2 + 2.4 * (len(curves) - 1 - i) / max(1, len(curves) - 1))  # fmt: skip
+    ax.set(xlabel=axis_label("context length", "tokens"), ylabel=axis_label("state", "bytes"))
+    ax.set_title("state / KV cache after the prompt", fontsize=9)
 
 
 def _reading(df, tables) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from seqbench.report.plot import axis_label, md_table, reference
+from seqbench.report.plot import axis_label, key_entry, md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, measure
 
@@ -186,26 +186,6 @@ def section(tables, figs) -> str:
     df = drift_rows(tables)
     if df.empty:
         return "_No completed drift runs._"
-    fig, axes = figs.figure(ncols=2, nrows=2, width=4.2, height=3.0)
-    early, late = windows(int(df.k.max()))
-    for row, (metric, label) in enumerate(
-        (("kl", "KL(truth ‖ model) gap"), ("nll_true", "-log p_true(written) gap"))
-    ):
-        c = curve(gaps(df, metric))
-        for col, d in enumerate(FREE):
-            ax = axes[2 * row + col]
-            for m, s in c[c.decoding == d].groupby("model"):
-                figs.line(ax, s.k, s["mean"], s.lo, s.hi, model=m)
-            reference(ax, 0.0, "teacher-forced", kind="threshold")
-            if metric == "kl":  # the windows the verdicts average the KL gap over
-                ax.axvspan(early[0] - 0.5, early[-1] + 0.5, color="0.93", lw=0, zorder=0,
-                           label="first third (growth: from)")  # fmt: skip
-                ax.axvspan(late[0] - 0.5, late[-1] + 0.5, color="0.85", lw=0, zorder=0,
-                           label="last third (drift; growth: to)")  # fmt: skip
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts tokens
-            ax.set(title=f"{d} decoding", xlabel=axis_label("generated position k", "tokens"),
-                   ylabel=axis_label(label, "nats"))  # fmt: skip
-    figs.legend(fig)
     parts = [
         "Each model continues held-out prefixes of the source on its own (greedy, sampled); "
         "at every generated position k the truth scores the model's next-token distribution "
@@ -214,12 +194,52 @@ def section(tables, figs) -> str:
         "training optimises). Mean over seeds with 95% bootstrap intervals; 0 = no drift. "
         "Shaded (top row): the first and last third of the continuation, the windows the "
         "verdicts average the KL gap over.",
-        figs.save(fig, "drift_gap_vs_k", decides="C11"),
+        _figure(df, figs),
         summary_table(df),
         _reading(df),
         _profile_note(df),
     ]
     return "\n\n".join(p for p in parts if p)
+
+
+def _figure(df, figs) -> str:
+    """Gap against generated position: a row per score (KL, the true log-loss of the written
+    token), a column per decoding; the thirds the verdicts average over shaded (top row)."""
+    fig, axes = figs.figure(ncols=2, nrows=2, width=4.6, height=3.2)
+    early, late = windows(int(df.k.max()))
+    for row, (metric, label, what) in enumerate(ROWS):
+        c = curve(gaps(df, metric))
+        for col, d in enumerate(FREE):
+            ax = axes[2 * row + col]
+            for m, s in c[c.decoding == d].groupby("model"):
+                figs.line(ax, s.k, s["mean"], s.lo, s.hi, model=m)
+            ax.axhline(0.0, color="0.15", ls="--", lw=0.9, zorder=1.5,
+                       label="0: as on the true prefix (no drift)")  # fmt: skip
+            if metric == "kl":  # the windows the verdicts average the KL gap over
+                ax.axvspan(
+                    early[0] - 0.5,
+                    early[-1] + 0.5,
+                    color="0.93",
+                    lw=0,
+                    zorder=0,
+                    label="first third of k (compounding: its gap vs the last third's)",
+                )
+                ax.axvspan(late[0] - 0.5, late[-1] + 0.5, color="0.85", lw=0, zorder=0,
+                           label="last third of k (drift: the mean gap here)")  # fmt: skip
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts tokens
+            ax.set(title=f"{what}\n{d} decoding",
+                   xlabel=axis_label("generated position k", "tokens"),
+                   ylabel=axis_label(label, "nats"))  # fmt: skip
+            ax.title.set_fontsize(9)
+    band = key_entry("bands: 95% interval over seeds", lw=6, alpha=0.25, color="0.5")
+    figs.legend(fig, extra=[band], loc="outside lower center", ncols=3)
+    return figs.save(fig, "drift_gap_vs_k", decides="C11")
+
+
+ROWS = (  # (metric, axis label, row title)
+    ("kl", "KL(truth ‖ model) gap", "KL to the truth"),
+    ("nll_true", "-log p_true(written) gap", "true log-loss of the written token"),
+)
 
 
 def summary_table(df: pd.DataFrame) -> str:

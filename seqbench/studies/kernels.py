@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from seqbench.report.plot import axis_label, md_table, series_label
+from seqbench.report.plot import LINESTYLES, axis_label, hardware_note, md_table
 from seqbench.studies import Verdict, complete, measure
 
 TITLE = "Kernels per decoding step: the cost floor of a sequential step"
 ORDER = 25
 DECIDES = ()
 STUDY = "kernels"
-HATCH = {"eager": "", "cuda_graph": "//"}  # one hatch per profiled path
+LOOPS = {impl for impl, ls in LINESTYLES.items() if ls == "--"}  # per-step paths: hatched
 NOTES_SHOWN = 3  # more skipped rows than this are summarised by reason
 COLUMNS = [
     "model", "impl", "path", "device", "threads", "dtype", "context", "batch_size",
@@ -99,34 +99,51 @@ def _skipped(skipped) -> str:
 
 
 def _figure(done, figs) -> str:
-    """Count and time per token, one bar group per (model, impl), one bar per path; the
-    bars take their model's colour (named under them), hatches tell the paths apart."""
-    done = done.assign(label=[series_label(r.model, r.impl) for r in done.itertuples()])
-    labels = list(dict.fromkeys(done.label))
-    fig, axes = figs.figure(ncols=2, width=max(5.0, 0.5 * len(labels)), height=4.0)
-    paths = list(dict.fromkeys(done.path))
-    w = 0.8 / len(paths)
-    for i, path in enumerate(paths):
-        d = done[done.path == path].set_index("label").reindex(labels)
-        x = np.arange(len(labels)) + i * w
-        colors = [figs.color(m) for m in d.model]  # a model this path lacks: NaN, no bar
-        bars = dict(color=colors, hatch=HATCH.get(path, ""), label=path, edgecolor="white")
-        axes[0].bar(x, d["count"], w, **bars)
-        iqr = d.iqr_s_per_step * 1e6 / 2 if "iqr_s_per_step" in d else None  # half each side
-        axes[1].bar(x, d.s_per_step * 1e6, w, yerr=iqr, capsize=2, **bars)
-    ticks = np.arange(len(labels)) + w * (len(paths) - 1) / 2
+    """Count and time per token: one bar group per model (named under it), one bar per
+    execution path in the model's colour, plain for the fast path (fused kernel, scan,
+    attention) and hatched for the per-step loop, as the line styles of every other figure;
+    a CUDA-graph replay paler than its eager bar."""
+    done = done.assign(loop=[str(i) in LOOPS for i in done.impl])
+    models = sorted(set(done.model))  # name order, as every other figure
+    fig, axes = figs.figure(ncols=2, width=max(4.6, 0.9 * len(models)), height=3.8)
+    groups = done.groupby(["model"]).apply(lambda g: list(g.sort_values(["loop", "path"]).index))
+    w = 0.8 / max(len(v) for v in groups)
+    x = {}
+    for j, m in enumerate(models):
+        for k, i in enumerate(groups[m]):
+            x[i] = j + (k - (len(groups[m]) - 1) / 2) * w
+    for (loop, path), d in done.groupby(["loop", "path"]):
+        bars = dict(color=[figs.color(m) for m in d.model], hatch="///" if loop else "",
+                    edgecolor="white", alpha=1.0 if path == "eager" else 0.55,
+                    label=f"{'per-step loop' if loop else 'fast path'}, {path}")  # fmt: skip
+        xs = [x[i] for i in d.index]
+        axes[0].bar(xs, d["count"], w, **bars)
+        us = d.s_per_step * 1e6
+        half = d.iqr_s_per_step * 1e6 / 2 if "iqr_s_per_step" in d else 0 * us  # each side
+        err = [np.minimum(half, us), half]  # a time is never below 0
+        axes[1].bar(xs, us, w, yerr=np.nan_to_num(err), capsize=2, **bars)
     for ax in axes:
-        ax.set_xticks(ticks, labels, fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
-        ax.set_xlabel("model and execution path")
-    on = ", ".join(sorted({f"{r.device}, {int(r.threads)} thread(s)" for r in done.itertuples()}))
+        ax.set_xticks(range(len(models)), models, fontsize=8)
+        for tick, m in zip(ax.get_xticklabels(), models):
+            tick.set_color(figs.color(m))
+        ax.set_xlabel("model")
     cuda = done.device.astype(str).str.startswith("cuda")
     counted = " / ".join(w for w, any_ in (("GPU kernels", cuda.any()), ("CPU ops", (~cuda).any()))
                          if any_)  # fmt: skip
-    axes[0].set(ylabel=f"{counted} per token", title=f"one decoding step, {on}")
-    axes[1].set(ylabel=axis_label("time per token", "µs"),
-                title="time of that step (median, IQR bars)")  # fmt: skip
-    if len(paths) > 1:  # the hatches, on gray: the colours are the models' own
-        fig.legend(handles=[Patch(facecolor="lightgray", edgecolor="white", hatch=HATCH.get(p, ""),
-                                  label=p) for p in paths],
-                   loc="outside right upper", fontsize=8, frameon=False, title="path")  # fmt: skip
-    return figs.save(fig, "measure_kernels")
+    axes[0].set_ylabel(axis_label(f"{counted} per token", "count"))
+    axes[0].set_title("ops (kernels) one step runs", fontsize=9)
+    axes[1].set_ylabel(axis_label("time per token", "µs"))
+    axes[1].set_title("time of that step (median, bars: IQR)", fontsize=9)
+    prompt = ", ".join(str(int(c)) for c in sorted(set(done.context)))
+    batch = ", ".join(str(int(b)) for b in sorted(set(done.batch_size)))
+    figs.claim_title(fig, text=f"one greedy decoding step after a {prompt}-token prompt, batch "
+                     f"{batch}")  # fmt: skip
+    paths = list(dict.fromkeys(zip(done.sort_values("loop").loop, done.path)))
+    keys = [Patch(facecolor="0.6", edgecolor="white", hatch="///" if loop else "",
+                  alpha=1.0 if path == "eager" else 0.55) for loop, path in paths]  # fmt: skip
+    impls = {k: "/".join(sorted(set(done[done.loop == k].impl.astype(str)) - {"-"}))
+             for k in (False, True)}  # fmt: skip
+    kind = {False: f"fast path ({impls[False] or 'one path'})", True: f"loop ({impls[True]})"}
+    words = [f"{kind[loop]}, {path}" for loop, path in paths]
+    fig.legend(keys, words, loc="outside right upper", fontsize=7, frameon=False)
+    return figs.save(fig, "measure_kernels", hardware=hardware_note(done))

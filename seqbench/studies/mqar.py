@@ -22,7 +22,7 @@ undecided cells both ways: inconclusive where the two ends disagree.
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import UNIT_RANGE, log_axis, md_table, reference
+from seqbench.report.plot import UNIT_RANGE, clipped_yerr, log_axis, md_table, reference
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
 from seqbench.studies._common import best_of_grid, lr_sentence, seeds_text, steps_text
@@ -258,26 +258,41 @@ def _setup(ok: pd.DataFrame) -> str:
 
 def _figure(cells: pd.DataFrame, figs) -> str:
     settings = list(dict.fromkeys(cells.sort_values(["kv", "seq_len"]).setting))
-    named = [f"{s} (control)" if s == control_setting(cells) else s for s in settings]
+    named = [f"{s}\n(control)" if s == control_setting(cells) else s for s in settings]
     widths = sorted(cells.d_model.unique())
     by_width = len(widths) > 1  # Zoology's figure: a panel per setting, x = width
     fig, axes = figs.figure(ncols=len(settings) if by_width else 1, width=3.8 if by_width else 5)
-    if by_width:
-        panels = [(ax, cells[cells.setting == s], n) for ax, s, n in zip(axes, settings, named)]
-    else:
-        panels = [(axes[0], cells, "every setting")]
-    for ax, part, title in panels:
-        for model, g in part.groupby("model"):
-            x = g.d_model if by_width else [settings.index(s) for s in g.setting]
-            figs.line(ax, x, g.acc, g.acc_lo, g.acc_hi, model=model, marker="o", clip=UNIT_RANGE)
+    models = sorted(cells.model.unique())
+    for i, model in enumerate(models):
+        g = cells[cells.model == model]
+        if by_width:
+            for ax, s, n in zip(axes, settings, named):
+                part = g[g.setting == s]
+                figs.line(ax, part.d_model, part.acc, part.acc_lo, part.acc_hi, model=model,
+                          marker="o", clip=UNIT_RANGE)  # fmt: skip
+                ax.set_title(n.replace("\n", " "))
+        else:  # settings are categories: points side by side, never joined by a line
+            x = (
+                np.array([settings.index(s) for s in g.setting])
+                + (i - (len(models) - 1) / 2) * 0.12
+            )
+            axes[0].errorbar(x, g.acc, yerr=clipped_yerr(g.acc, g.acc_lo, g.acc_hi, UNIT_RANGE),
+                             ls="none", marker="o", capsize=3, color=figs.color(model),
+                             label=model)  # fmt: skip
+    chance = cells.chance.dropna() if "chance" in cells else pd.Series(dtype=float)
+    for ax in axes[: len(settings) if by_width else 1]:
         reference(ax, RULE.solved, f"solved: {RULE.solved:.0%}", kind="threshold")
+        if len(chance):  # a guess among the values (the upper half of the vocabulary)
+            reference(ax, float(chance.iloc[0]), f"chance 1/{round(1 / chance.iloc[0])}")
         if by_width:
             log_axis(ax, "x", widths)
-            ax.set(xlabel="d_model")
+            ax.set(xlabel="model width d_model (channels)")
         else:
             ax.set_xticks(range(len(settings)), named, fontsize=8)
-            ax.set(xlabel=f"setting (d_model {widths[0]})")
-        ax.set(title=title, ylabel="held-out accuracy", ylim=(0, 1.0))
+            ax.set_xlim(-0.5, len(settings) - 0.5)
+            ax.set(xlabel="setting (T tokens, kv key-value pairs)",
+                   title=f"one width measured: d_model {widths[0]}")  # fmt: skip
+        ax.set(ylabel="held-out accuracy", ylim=(0, 1.0))
     figs.legend(fig)
     return figs.save(fig, "mqar_accuracy_vs_width", "C5")
 

@@ -14,9 +14,10 @@ family (minGRU, minLSTM) is drawn and tabled but does not enter the rule.
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from seqbench.report.analysis import fmt, ratio
-from seqbench.report.plot import axis_label, log_axis, md_table, reference
+from seqbench.report.plot import axis_label, log_axis, md_table
 from seqbench.report.stats import estimate
 from seqbench.studies import Rule, Verdict, complete, in_family, measure
 
@@ -280,24 +281,68 @@ def section(tables, figs) -> str:
 
 def _figure(df, figs) -> str:
     states = [s for s in (False, True) if (df.trained == s).any()]
-    fig, axes = figs.figure(ncols=len(states), width=4.4)
+    fig, axes = figs.figure(ncols=len(states), width=4.6, height=3.8)
+    every = sorted(df.model.unique())
     for ax, trained in zip(axes, states):
         sub = df[df.trained == trained]
         sub = sub[sub["T"] == sub["T"].max()]
-        for m, g in sub.groupby("model"):
+        shown = sorted(sub.model.unique())
+        for i, (m, g) in enumerate(sub.groupby("model")):
             curve = [(d, estimate(x.grad_norm)) for d, x in g.groupby("d")]
             d = [p for p, _ in curve]
             mean, lo, hi = ([getattr(e, k) for _, e in curve] for k in ("mean", "lo", "hi"))
-            figs.line(ax, d, mean, lo, hi, model=m, clip=(0, np.inf))
-        distance = int(sub.distance.iloc[0])
-        reference(ax, distance, f"recall distance {distance}", axis="x", kind="threshold")
-        state = "trained to the criterion" if trained else "untrained"
+            # markers on every few points, offset per model: lines that coincide stay apart
+            step = max(2, len(d) // 6)
+            figs.line(ax, d, mean, lo, hi, model=m, clip=(0, np.inf), marker=_mark(every, m),
+                      markevery=(i % step, step), ms=4)  # fmt: skip
+        _recall_distance(ax, int(sub.distance.iloc[0]))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # distances are whole tokens
         ax.set(xlabel=axis_label("distance d = t - s", "tokens"),
-               ylabel="gradient norm ‖∂ log p(y_t) / ∂ e_s‖",
-               title=f"{state}, T={int(sub['T'].iloc[0])}")  # fmt: skip
-        log_axis(ax, "y")
+               ylabel="influence ‖∂ log p(y_t) / ∂ e_s‖\n(nats per embedding unit)",
+               title=_state_title(sub, trained, int(df["T"].max())))  # fmt: skip
+        log_axis(ax, "y", ticks=_decades(sub.grad_norm))
+        missing = [m for m in every if m not in shown]
+        if missing:  # the CPU profile trains fewer models: say which are not drawn
+            ax.text(0.02, 0.02, "not trained here: " + ", ".join(missing), fontsize=7,
+                    color="0.3", transform=ax.transAxes, va="bottom")  # fmt: skip
     figs.legend(fig)
     return figs.save(fig, "influence_vs_distance", decides=DECIDES)
+
+
+def _state_title(sub, trained, longest) -> str:
+    """'untrained, T=64' or 'trained to the criterion, T=16, d=8' (each panel its own T;
+    a panel shorter than the longest T drawn says so)."""
+    T = int(sub["T"].iloc[0])
+    if not trained:
+        return f"untrained, T={T}"
+    shorter = " (a shorter cell)" if T < longest else ""
+    return f"trained to the criterion\nT={T}, d={int(sub.distance.iloc[0])}{shorter}"
+
+
+def _recall_distance(ax, distance):
+    """The task's recall distance: one legend entry for every panel, its value beside it."""
+    ax.axvline(distance, color="0.15", ls="--", lw=0.9, label="the task's recall distance")
+    ax.annotate(f"d = {distance}", xy=(distance, 0.98), xycoords=("data", "axes fraction"),
+                xytext=(3, 0), textcoords="offset points", fontsize=7, color="0.15",
+                ha="left", va="top")  # fmt: skip
+
+
+def _mark(models, m) -> str:
+    """One marker per model in this figure (its colour alone may match a neighbour's)."""
+    return "osD^vP*X"[sorted(models).index(m) % 8]
+
+
+def _decades(values) -> list[float]:
+    """Every power of ten over the positive data (log_axis thins them): the ticks reach the
+    smallest gradient, however many decades down it lies."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return [1.0]
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    inside = range(int(np.ceil(lo)), int(np.floor(hi)) + 1)  # decades the data spans
+    ks = inside if len(inside) >= 2 else range(int(np.floor(lo)), int(np.ceil(hi)) + 1)
+    return [10.0**k for k in ks]
 
 
 def _summary(r: pd.DataFrame) -> pd.DataFrame:

@@ -41,12 +41,6 @@ RULE = Rule(
     broken=1e-3,  # equivariance error above this: clearly not equivariant
     learned_copy=0.2,  # below this over chance nothing learned copy: nothing to compare to
 )
-POS_COLORS = {
-    "none": "tab:gray",
-    "sinusoidal": "tab:blue",
-    "learned": "tab:orange",
-    "rope": "tab:green",
-}
 SEEDS = "seed=0,1,2"
 CPU_CUT = (  # what the CPU profile trains (the section says so): the GPU profile trains more
     "size xs, copy of 16-token segments, lag_recall at d = 32, cap 300 steps; the GPU "
@@ -268,6 +262,9 @@ def _order_rows(order: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TASK_WORDS = {"copy": "copy a segment", "lagrecall": "lag recall (by content)"}
+
+
 def _accuracy(acc: pd.DataFrame, runs, figs) -> list[str]:
     """The accuracy figure (one panel per task, one bar per encoding, 95% intervals), its
     table and the order degree."""
@@ -275,13 +272,20 @@ def _accuracy(acc: pd.DataFrame, runs, figs) -> list[str]:
     fig, axes = figs.figure(ncols=len(tasks), width=4.0)
     for ax, task in zip(axes, tasks):
         g = acc[acc.task == task]
-        ax.bar(g.pos, g.acc, yerr=clipped_yerr(g.acc, g.lo, g.hi, UNIT_RANGE), capsize=3,
-               color=[POS_COLORS.get(p) or figs.category(p) for p in g.pos])  # fmt: skip
+        ax.bar(g.pos, g.acc, capsize=3, color=[figs.category(p) for p in g.pos],
+               yerr=clipped_yerr(g.acc, g.lo, g.hi, UNIT_RANGE),
+               error_kw={"ecolor": "0.2", "color": "0.2"})  # fmt: skip
         chance = _chance(runs, task)
         if chance is not None:  # an empty slot on the right holds its label clear of the bars
             reference(ax, chance[0], f"chance {chance[1]}")
             ax.set_xlim(-0.5, len(g) + 0.3)
-        ax.set(title=task, xlabel="positional encoding", ylabel="held-out accuracy", ylim=(0, 1.05))
+        seeds = sorted({int(n) for n in g.seeds})
+        ax.set(
+            title=f"{TASK_WORDS.get(task, task)}, {'/'.join(map(str, seeds))} seeds",
+            xlabel="positional encoding",
+            ylabel="held-out accuracy",
+            ylim=(0, 1.05),
+        )
     shown = acc.assign(
         acc=[fmt(Estimate(r.acc, r.lo, r.hi, r.seeds), 3) for r in acc.itertuples()],
         steps=acc.steps.map(lambda s: "" if pd.isna(s) else f"{s:g}"),

@@ -20,7 +20,7 @@ on the control (CPU, ``train.lr_grid``), or swept in every cell with the best ke
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import UNIT_RANGE, log_axis, md_table, reference
+from seqbench.report.plot import UNIT_RANGE, key_entry, log_axis, md_table, reference
 from seqbench.report.stats import estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
 from seqbench.studies._common import best_of_grid, estimate_of, lr_sentence, seeds_text, steps_text
@@ -65,7 +65,7 @@ BENCH = {
               f"hydra.sweeper.params.{_settings(4, 64, 256, 1024)}", "train.target=0.99",
               "train.steps=2000", "train.batch_size=32", "train.eval_every=50",
               "train.eval_batches=16", "train.threads=2", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=8", cap_s=75, rank=5),
+              "hydra.launcher.n_jobs=8", cap_s=35, rank=5),
     ],
 }  # fmt: skip
 
@@ -224,31 +224,53 @@ def _setup(ok: pd.DataFrame) -> str:
     return text
 
 
+CENSORED = "0.1"  # the ring around a cell some seed of which stopped at the cap
+
+
 def _figure(cells: pd.DataFrame, figs) -> str:
     fig, axes = figs.figure(ncols=2, width=4.6)
     distances = sorted(cells.distance.unique())
-    censored = cells[cells.reached < cells.seeds]
+    models = sorted(cells.model.unique())
     for model, g in cells.sort_values("distance").groupby("model"):
-        figs.line(axes[0], g.distance, g.acc, g.acc_lo, g.acc_hi, model=model, marker="o",
+        marker = "osD^vP*X"[models.index(model) % 8]  # the reds are close: a shape each
+        figs.line(axes[0], g.distance, g.acc, g.acc_lo, g.acc_hi, model=model, marker=marker,
                   clip=UNIT_RANGE)  # fmt: skip
         figs.line(axes[1], g.distance, g.steps, g.steps_lo, g.steps_hi, model=model,
-                  marker="o")  # fmt: skip
-    if len(censored):  # a lower bound: some seed stopped at the cap short of the criterion
-        axes[1].scatter(censored.distance, censored.steps, marker="^", s=110, facecolor="none",
-                        edgecolor="0.1", linewidths=1.4, zorder=3,
-                        label="seed(s) at the cap: lower bound")  # fmt: skip
+                  marker=marker)  # fmt: skip
+        # a lower bound (some seed stopped at the cap short of the criterion): a dark ring
+        # around the point itself, so the line's end stays visible
+        cut = g[g.reached < g.seeds]
+        if len(cut):
+            axes[1].plot(cut.distance, cut.steps, ls="", marker=marker, ms=12, mfc="none",
+                         color=CENSORED, mew=1.2, lw=0.5, zorder=3, label="_censored")  # fmt: skip
     chance = 1 / float(cells.attrs.get("n_keys", 16))
     reference(axes[0], RULE.solved, f"solved: {RULE.solved:.0%}", kind="threshold")
     reference(axes[0], chance, f"chance 1/{int(round(1 / chance))}", kind="chance")
-    reference(axes[1], int(cells.cap.max()), "step cap", kind="threshold")
+    axes[1].axhline(int(cells.cap.max()), color="0.15", ls="--", lw=0.9, zorder=1.5,
+                    label=f"step cap ({int(cells.cap.max())} steps)")  # fmt: skip
     axes[0].set(xlabel="distance d (tokens)", ylabel="held-out accuracy", ylim=(0, 1.0),
                 title="final accuracy")  # fmt: skip
-    axes[1].set(xlabel="distance d (tokens)", ylabel="steps to the criterion",
+    axes[1].set(xlabel="distance d (tokens)", ylabel="steps to the criterion (steps)",
                 title="steps to the criterion")  # fmt: skip
     for ax in axes:
         log_axis(ax, "x", distances)
     log_axis(axes[1], "y")
-    figs.legend(fig)
+    axes[1].margins(y=0.1)  # the cap line and its hollow markers clear of the frame
+    censored = (
+        [
+            key_entry(
+                "ring: a seed stopped at the cap (lower bound)",
+                ls="",
+                marker="o",
+                mfc="none",
+                ms=9,
+                color=CENSORED,
+            )
+        ]
+        if (cells.reached < cells.seeds).any()
+        else []
+    )
+    figs.legend(fig, extra=censored)
     return figs.save(fig, "recall_vs_distance", "C5")
 
 
@@ -280,8 +302,8 @@ def section(tables, figs) -> str:
             _setup(ok),
             "Left: held-out accuracy at the end of training against the distance d; right: "
             "steps to the criterion (a seed that stopped at the cap counts at the cap, so a "
-            "triangle marks a lower bound). Lines: mean over seeds; bands: 95% bootstrap "
-            "interval over seeds.",
+            "ring around a point marks a lower bound). Lines: mean over seeds; bands: 95% "
+            "bootstrap interval over seeds.",
             _figure(cells, figs),
             md_table(_table(cells)),
             "Reach (longest d with every distance up to it solved; a range where a cell is "

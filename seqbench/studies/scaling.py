@@ -23,7 +23,14 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from seqbench.report.plot import axis_label, clipped_yerr, key_entry, log_axis, md_table
+from seqbench.report.plot import (
+    axis_label,
+    clipped_yerr,
+    key_entry,
+    log_axis,
+    md_table,
+    reference,
+)
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, in_family, train
 
@@ -271,7 +278,24 @@ def section(tables, figs) -> str:
     t = loss_table(tables["runs"])
     if t.empty:
         return "_No completed scaling runs._"
-    fig, axes = figs.figure(ncols=2, width=4.6)
+    figure, rows = _figure(t, figs)
+    parts = [
+        f"Held-out loss (mean over seeds, 95% interval) of every model at each size, all "
+        f"trained on the same {_tokens(tables['runs'])} tokens of character-level text; "
+        "left, the line through the points: the fit L_inf + a N^-alpha. Middle: the same runs "
+        "against the training FLOPs counted by seqbench.flops. Right: each model's fitted alpha "
+        "and the attention - LSTM difference C10* reads, with 95% bootstrap intervals.",
+        figure,
+        md_table(pd.DataFrame(rows)),
+        _profile_note(t),
+    ]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _figure(t: pd.DataFrame, figs) -> tuple[str, list]:
+    """Loss against N (points and the fitted law) and against compute, with the text's
+    unigram cross-entropy; the fitted exponents alpha with their 95% intervals (C10*)."""
+    fig, axes = figs.figure(ncols=3, width=4.0)
     rows = []
     for m, g in t.groupby("model"):
         sizes = by_size(t, m)
@@ -280,7 +304,7 @@ def section(tables, figs) -> str:
         mean, lo, hi = (np.array([getattr(e, k) for e in est]) for k in ("mean", "lo", "hi"))
         flops = g.groupby("n").flops.mean().loc[n].values
         yerr = clipped_yerr(mean, lo, hi)
-        # left: the measured points and, through them, the fitted law; right: points joined
+        # left: the measured points and, through them, the fitted law; middle: points joined
         axes[0].errorbar(n, mean, yerr=yerr, capsize=3, label=m, marker="o",
                          **(figs.style(m) | {"ls": "none"}))  # fmt: skip
         axes[1].errorbar(flops, mean, yerr=yerr, capsize=3, label=m, marker="o", **figs.style(m))
@@ -293,23 +317,51 @@ def section(tables, figs) -> str:
                      "N": f"{int(n[0])}-{int(n[-1])}", "alpha": f"{fit['alpha']:.3g}",
                      "alpha 95%": f"[{boot[0]:.3g}, {boot[1]:.3g}]", "L_inf": f"{fit['l_inf']:.3g}",
                      "lr": ", ".join(f"{v:g}" for v in sorted(set(g.lr)))})  # fmt: skip
+        rows[-1] |= {"_alpha": fit["alpha"], "_lo": boot[0], "_hi": boot[1]}
+    unigram = t.unigram.dropna()
     for ax, what, unit in zip(axes, ("non-embedding parameters N", "training compute"),
-                              (None, "FLOPs")):  # fmt: skip
+                              ("count", "FLOPs")):  # fmt: skip
         log_axis(ax, "x")
-        ax.set(xlabel=axis_label(what, unit), ylabel=axis_label("held-out loss", "nats/char"))
-    axes[0].set_title("against parameters")
-    axes[1].set_title("against training compute")
-    figs.legend(fig, extra=[key_entry("fit L∞ + a N^-α (left)", lw=1.0)])
-    parts = [
-        f"Held-out loss (mean over seeds, 95% interval) of every model at each size, all "
-        f"trained on the same {_tokens(tables['runs'])} tokens of character-level text; "
-        "left, the line through the points: the fit L_inf + a N^-alpha. Right: the same runs "
-        "against the training FLOPs counted by seqbench.flops.",
-        figs.save(fig, "scaling_loss_vs_n_and_flops", decides=("C10", "C10*")),
-        md_table(pd.DataFrame(rows)),
-        _profile_note(t),
-    ]
-    return "\n\n".join(p for p in parts if p)
+        ax.set(
+            xlabel=axis_label(what, unit),
+            ylabel=axis_label("held-out loss", "nats/token"),
+        )
+        if len(unigram):  # the best a model without context can do
+            reference(ax, float(unigram.median()), f"unigram {unigram.median():.2f}")
+    axes[0].set_title("against parameters (1 token = 1 character)", fontsize=10)
+    axes[1].set_title("against training compute", fontsize=10)
+    _alpha_panel(axes[2], t, rows, figs)
+    keys = [key_entry("fit L∞ + a N^-α (left)", lw=1.0),
+            key_entry("bars: 95% interval over seeds", ls="", marker="|", ms=8)]  # fmt: skip
+    figs.legend(fig, extra=keys)
+    md = figs.save(fig, "scaling_loss_vs_n_and_flops", decides=("C10", "C10*"))
+    return md, [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def _alpha_panel(ax, t, rows, figs):
+    """Each model's fitted alpha with its bootstrap interval, and the difference the C10*
+    verdict reads (attention - LSTM, 95% interval against 0)."""
+    names = [r["model"] for r in rows]
+    for i, r in enumerate(rows):
+        ax.errorbar([r["_alpha"]], [i], xerr=clipped_yerr([r["_alpha"]], [r["_lo"]], [r["_hi"]]),
+                    marker="o", capsize=3, ls="none", color=figs.color(r["model"]),
+                    label=r["model"])  # fmt: skip
+    slow, att = KAPLAN_RULE.slow, in_family(t, "attention")
+    if slow in names and att and att[0] in names:
+        a, b = by_size(t, att[0]), by_size(t, slow)
+        if min(len(a), len(b)) >= RULE.min_sizes:  # as kaplan() draws it
+            lo, hi = interval(bootstrap_alpha(a) - bootstrap_alpha(b, seed=1))
+            d = rows[names.index(att[0])]["_alpha"] - rows[names.index(slow)]["_alpha"]
+            ax.errorbar([d], [len(names)], xerr=[[max(d - lo, 0)], [max(hi - d, 0)]],
+                        marker="D", capsize=3, ls="none", color="0.2",
+                        label=f"difference {att[0]} - {slow} (C10*)")  # fmt: skip
+            names.append(f"difference\n{att[0]} - {slow}")
+            ax.axvline(0.0, color="0.45", ls=":", lw=0.9, label="α difference 0")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    ax.set(xlabel="fitted exponent α (no unit)", ylabel="model",
+           title="fitted α of L(N) = L∞ + a N^-α")  # fmt: skip
+    ax.title.set_fontsize(10)
 
 
 def _tokens(runs) -> str:

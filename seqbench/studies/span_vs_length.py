@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
-from seqbench.report.plot import axis_label, log_axis, md_table, series_label
+from seqbench.report.plot import axis_label, dodge, key_entry, log_axis, md_table, series_label
 from seqbench.studies import Rule, Verdict, complete, in_family, measure
 
 TITLE = "Parallel step count: span vs sequence length (C3, C4, C3*)"
@@ -51,10 +51,10 @@ BENCH = {
     "gpu": [measure(STUDY, *_RUN, *_JOBLIB[4])],
 }
 PANELS = (  # the parallelism figure: (column, y label, title)
-    ("parallelism", "ops that could overlap (work / span)", "forward: ops that could overlap"),
+    ("parallelism", "ops at once (ops, work/span)", "forward: ops that could overlap"),
     (
         "flops_per_step",
-        "FLOPs per dependent step (work / span)",
+        "FLOPs per step (FLOPs, work/span)",
         "forward: FLOPs per dependent step",
     ),
 )
@@ -215,35 +215,88 @@ def section(tables, figs) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _panel(ax, df, y, ylabel, title, figs):
-    """One line per traced series: colour = model, line style = path, marker = depth."""
+BACKWARD = {"-": ":", "--": "-."}  # forward + backward: dotted for a fast path, else dash-dot
+
+
+def _panel(ax, df, y, figs, backward=False):
+    """One line per traced series: colour = model, line style = path (``BACKWARD``'s for the
+    forward + backward pass), marker = depth; the depths' markers dodged sideways, for they
+    coincide where depth adds little."""
+    depths, models = sorted(df.n_layers.dropna().unique()), sorted(df.model.unique())
     for (m, impl, L), g in df.groupby(["model", "impl", "n_layers"], dropna=False):
         g = g.sort_values("T")
-        ax.plot(g["T"], g[y], label=series_label(m, impl, L), ms=4, **figs.style(m, impl, L))
-    ax.set(xlabel=axis_label("sequence length T", "tokens"), ylabel=ylabel, title=title)
-    log_axis(ax, "x", ticks=df["T"])
-    log_axis(ax, "y")
+        style = figs.style(m, impl, L)
+        if backward:
+            style["ls"] = BACKWARD.get(style["ls"], style["ls"])
+        # each model drawn thinner than the one before: where two coincide, both show
+        style["lw"] = 1.2 * (1 + (len(models) - 1 - models.index(m)) / max(1, len(models) - 1))
+        label = series_label(m, impl, L) + (" (forward + backward)" if backward else "")
+        ax.plot(dodge(g["T"], depths.index(L), len(depths)), g[y], label=label, ms=4, **style)
+
+
+def _grid(figs, n, ncols=3, sharey=True):
+    """(fig, axes) of n panels, ``ncols`` a row, on shared axes, so a model's curves are
+    never drawn over another's and the panels compare at a glance."""
+    ncols = min(ncols, n)
+    fig, axes = figs.figure(ncols=ncols, nrows=-(-n // ncols), width=3.1, height=2.5,
+                            sharex=True, sharey=sharey)  # fmt: skip
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _frame(axes, T, ylabel, ncols):
+    """Log axes, the x label under the bottom panels and the y label beside the left ones."""
+    T = sorted(set(T))
+    for i, ax in enumerate(axes):
+        log_axis(ax, "x", ticks=T[:: -(-len(T) // 4)])  # four ticks fit a narrow panel
+        log_axis(ax, "y", si=True)
+        if i >= len(axes) - ncols:
+            ax.set_xlabel(axis_label("sequence length T", "tokens"))
+        if i % ncols == 0:
+            ax.set_ylabel(ylabel)
 
 
 def _figures(df, figs) -> str:
-    passes = [p for p in ("forward", "forward_backward") if p in set(df["pass"])]
-    fig, axes = figs.figure(ncols=len(passes), width=4.4)
-    for ax, p in zip(axes, passes):
-        title, d = p.replace("_", " + "), df[df["pass"] == p]
-        _panel(ax, d, "span_ops", "span (aten ops on the longest chain)", title, figs)
-    figs.legend(fig, key=True)
+    fwd, both = df[df["pass"] == "forward"], df[df["pass"] == "forward_backward"]
+    models = list(dict.fromkeys(fwd.sort_values(["family", "model"]).model))
+    fig, axes = _grid(figs, len(models))
+    for ax, m in zip(axes, models):
+        _panel(ax, fwd[fwd.model == m], "span_ops", figs)
+        _panel(ax, both[both.model == m], "span_ops", figs, backward=True)
+        ax.set_title(m, fontsize=9)
+    _frame(axes, fwd["T"], "span (ops, longest chain)", min(3, len(models)))
+    extra = []
+    if len(both):  # the backward pass's own line styles, and how far it was traced
+        loops = {str(figs.linestyle(i)) == "--" for i in both.impl}
+        extra = [key_entry(f"forward + backward{', per-step loop' * loop} (to T="
+                           f"{int(both['T'].max())})", ls=BACKWARD["--" if loop else "-"])
+                 for loop in sorted(loops)]  # fmt: skip
+    figs.legend(fig, key=True, extra=extra)
     md = [figs.save(fig, "span_vs_length", decides=("C3", "C4"))]
-    fig, axes = figs.figure(ncols=2, width=4.4)
-    for ax, (y, ylabel, title) in zip(axes, PANELS):
-        _panel(ax, df[df["pass"] == "forward"], y, ylabel, title, figs)
+    families = sorted(fwd.family.dropna().unique())
+    fig, axes = _grid(figs, len(families) * len(PANELS), len(families), sharey="row")
+    for row, (y, ylabel, _) in enumerate(PANELS):
+        panels = axes[row * len(families) : (row + 1) * len(families)]
+        for ax, f in zip(panels, families):
+            _panel(ax, fwd[fwd.family == f], y, figs)
+            ax.set_title(f"{f}: {', '.join(sorted(set(fwd[fwd.family == f].model)))}", fontsize=8)
+        _frame(panels, fwd["T"], ylabel, len(families))
+        for ax in panels if row < len(PANELS) - 1 else ():  # the x label once, at the bottom
+            ax.set_xlabel("")
+    figs.claim_title(fig, text="how much of the forward pass could run at once (work / span)")
     figs.legend(fig, key=True)
     md.append(figs.save(fig, "parallelism_vs_length"))
     return "\n\n".join([
         "Traced with `seqbench.measure.trace` (every aten op a node, edges from the ops that "
         "produced its inputs; views free), batch 1, recurrent models on their unrolled path. "
         "Colour: model; line style: execution path (solid: the Transformer or a parallel "
-        "scan; dashed: a per-step loop); marker: depth L. Parallelism: ops that could run at "
-        "once (work/span in ops; a wide matmul is *one* op), and FLOPs per dependent step.", *md,
+        "scan; dashed: a per-step loop; dotted and dash-dot: the same for the forward + "
+        "backward pass); marker: depth "
+        "L, the depths' markers moved sideways by a few percent where they coincide. One panel "
+        "per model (per family below), all on the same axes. Parallelism: ops that could run "
+        "at once (work/span in ops; a wide matmul is *one* op), and FLOPs per dependent "
+        "step.", *md,
     ])  # fmt: skip
 
 
@@ -290,24 +343,36 @@ def _reading(fwd) -> str:
 
 
 def _scan_figure(df, figs) -> str:
-    """Forward span of the scan paths (solid) beside every traced per-step path (dashed)."""
-    if df[df.model.isin(in_family(df, "scan")) & (df.impl == "scan")].empty:
+    """(a) The scan paths' forward span on log T and linear span: span ~ log T is a straight
+    line there, a span ~ T bends up; (b) every traced path on log-log axes, the per-step loops
+    (dashed) with slope 1 beside the scans."""
+    scan = df.model.isin(in_family(df, "scan"))
+    if df[scan & (df.impl == "scan")].empty:
         return ""
     fwd = df[df["pass"] == "forward"]
     depth = int(fwd.n_layers.mode().iloc[0])  # the depth most series were traced at
-    fig, (ax,) = figs.figure(width=6.0)
-    for (model, impl, _, _), g in _series(fwd[fwd.n_layers == depth]).items():
-        ax.plot(g["T"], g.span_ops, label=series_label(model, impl), marker="o", ms=3,
-                **figs.style(model, impl))  # fmt: skip
-    ax.set(xlabel=axis_label("sequence length T", "tokens"),
-           ylabel="span (aten ops on the longest chain)",
-           title=f"forward span, {depth} layer{'' if depth == 1 else 's'}")  # fmt: skip
-    log_axis(ax, "x", ticks=fwd["T"])
-    log_axis(ax, "y")
+    at = fwd[fwd.n_layers == depth]
+    fig, (ax, allax) = figs.figure(ncols=2, width=4.4)
+    for (model, impl, _, _), g in _series(at).items():
+        style = dict(label=series_label(model, impl), marker="o", ms=3) | figs.style(model, impl)
+        if model in set(df[scan].model):
+            ax.plot(g["T"], g.span_ops, **style)
+        allax.plot(g["T"], g.span_ops, **style)
+    ax.set(xlabel=axis_label("sequence length T", "tokens"), ylabel="span (ops, longest chain)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("(a) scans: log T axis, linear span", fontsize=9)
+    allax.set(xlabel=axis_label("sequence length T", "tokens"), ylabel="span (ops, longest chain)")
+    allax.set_title("(b) every path, log-log", fontsize=9)
+    for a in (ax, allax):
+        log_axis(a, "x", ticks=at["T"])
+    log_axis(allax, "y", si=True)
+    figs.label_ends(ax)
     figs.legend(fig)
     return (
         "**Parallel-scan recurrences (C3\\*).** The scan family gates on the input alone, so "
         "h_t = a_t h_(t-1) + b_t is an associative scan: `impl=scan` runs ceil(log2 T) rounds of "
-        "whole-tensor ops, `impl=sequential` a loop over t. Solid: scan paths; dashed: per-step "
-        "paths.\n\n" + figs.save(fig, "perf_scan_span", decides="C3*")
+        "whole-tensor ops, `impl=sequential` a loop over t. Left: the scan paths on a log T "
+        "axis, where a span ~ log T is a straight line; right: every traced path "
+        f"({depth} layer{'' if depth == 1 else 's'}), solid: scan or attention, dashed: per-step "
+        "loops.\n\n" + figs.save(fig, "span_vs_length_scan", decides="C3*")
     )

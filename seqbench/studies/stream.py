@@ -22,7 +22,7 @@ mean anything.
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import axis_label, md_table, reference
+from seqbench.report.plot import axis_label, clipped_yerr, md_table, reference
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, train
 
@@ -138,30 +138,56 @@ def section(tables, figs) -> str:
 
 
 def _figure(runs, curves, figs) -> str:
-    """Held-out loss against training tokens, mean over seeds with its 95% interval, one line
-    per (model, arm); the unigram cross-entropy and the rule's control drawn."""
-    arm = dict(zip(runs.run, runs.arm))
-    c = (
-        curves[curves.run.isin(arm)]
-        .dropna(subset=["val_loss"])
-        .assign(arm=lambda d: d.run.map(arm))
-    )
-    fig, axes = figs.figure(width=7.0, height=4.0)
-    ax = axes[0]
-    for (model, name), g in c.groupby(["model", "arm"]):
-        est = [(t / 1e6, estimate(x.val_loss.astype(float))) for t, x in g.groupby("tokens_seen")]
-        t = [x for x, _ in est]
-        mean, lo, hi = ([getattr(e, k) for _, e in est] for k in ("mean", "lo", "hi"))
-        figs.line(ax, t, mean, lo, hi, model=model, marker="o", ms=3,
-                  ls="-" if name == "stream" else "--", label=f"{model}, {name}")  # fmt: skip
+    """(a) Each arm's final held-out loss, every seed a small dot and the mean with its 95%
+    interval, the unigram cross-entropy and the control bar; (b) random - stream with its
+    interval, the number the verdict reads, against 0. The arms are two evaluations, not a
+    trend: categories, never joined by a line."""
+    fig, (ax, dax) = figs.figure(ncols=2, width=4.2, height=3.8)
+    arms, models = list(ARMS.values()), sorted(runs.model.unique())
+    w = 0.5 / max(1, len(models))
+    for i, m in enumerate(models):
+        x0 = i * w - 0.25 + w / 2
+        for j, a in enumerate(arms):
+            loss = runs[(runs.model == m) & (runs.arm == a)].val_loss.astype(float)
+            if loss.empty:
+                continue
+            e = estimate(loss)
+            ax.plot(np.full(len(loss), j + x0 + 0.08), loss, ls="", marker=".", ms=3,
+                    color=figs.color(m), alpha=0.5, label=m)  # fmt: skip
+            ax.errorbar([j + x0], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]),
+                        fmt="o", capsize=4, color=figs.color(m), label=m)  # fmt: skip
+            if j == len(arms) - 1:  # the model named beside its last dot
+                ax.annotate(m, (j + x0, e.mean), xytext=(10, 0), textcoords="offset points",
+                            color=figs.color(m), fontsize=7, va="center")  # fmt: skip
     unigram = pd.to_numeric(runs.unigram_xent, errors="coerce").dropna()
     if len(unigram):
         u = float(unigram.mean())
-        reference(ax, u, f"unigram cross-entropy {u:.2f}", kind="chance")
+        reference(ax, u, f"unigram {u:.2f}", kind="chance")
         reference(ax, RULE.learned * u, f"control: {RULE.learned:g} x unigram", kind="threshold")
-    ax.set(xlabel=axis_label("training tokens", "millions"),
-           ylabel=axis_label("held-out loss", "nats per token"),
-           title="held-out loss while training")  # fmt: skip
-    ax.margins(y=0.1)  # room above the reference lines for their labels
-    figs.legend(fig)
+    ax.set_xticks(range(len(arms)), ["random windows", "stream, state carried"], fontsize=8)
+    ax.set(xlim=(-0.6, len(arms) - 0.4), xlabel="training and evaluation protocol",
+           ylabel=axis_label("final held-out loss", "nats/token"))  # fmt: skip
+    ax.set_title("(a) each arm at equal tokens", fontsize=9)
+    ax.margins(y=0.1)
+    for i, c in enumerate(compare(runs)):
+        d = c["diff"]
+        dax.errorbar([i], [d.mean], yerr=clipped_yerr([d.mean], [d.lo], [d.hi]), fmt="o",
+                     capsize=4, color=figs.color(c["model"]), label=c["model"])  # fmt: skip
+        dax.annotate(fmt(d), (i, d.mean), xytext=(8, 0), textcoords="offset points",
+                     fontsize=7, va="center", color="0.2")  # fmt: skip
+    reference(dax, 0.0, "no difference", kind="threshold")
+    dax.set_xticks(range(len(models)), models, fontsize=8)
+    dax.set(xlim=(-0.6, len(models) - 0.4), xlabel="model",
+            ylabel=axis_label("random - stream loss", "nats/token"))  # fmt: skip
+    dax.set_title("(b) what the verdict reads", fontsize=9)
+    dax.margins(y=0.2)
+    ax.text(0.01, 0.01, f"{_seeds_said(runs)}; bars: 95% interval", transform=ax.transAxes,
+            fontsize=7, color="0.3")  # fmt: skip
+    figs.claim_title(fig, "C1*", text="does a carried state (truncated BPTT) beat random "
+                     "windows at equal tokens?")  # fmt: skip
     return figs.save(fig, "stream_vs_random", decides=DECIDES)
+
+
+def _seeds_said(runs) -> str:
+    n = sorted({int(k) for k in runs.groupby(["model", "arm"]).seed.nunique()})
+    return f"dots: {'-'.join(map(str, (n[0], n[-1])[: len(set(n))]))} seeds per arm"

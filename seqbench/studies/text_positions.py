@@ -19,7 +19,7 @@ best lr per (model, T) is kept (``_common.best_of_grid``).
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import clipped_yerr, log_axis, md_table, reference
+from seqbench.report.plot import clipped_yerr, log_axis, md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.studies import Rule, Verdict, complete, family_of, in_family, train
 from seqbench.studies._common import best_of_grid
@@ -163,32 +163,7 @@ def section(tables, figs) -> str:
     if gains.empty:
         return "_No completed causal text runs of " + " or ".join(SOURCES) + " yet._"
     curves = position_curves(tables)
-    groups = list(curves.groupby(["study", "seq_len"]))
-    fig, axes = figs.figure(ncols=len(groups) + 1, width=4.4)  # panels per (study, T), gains
-    for ax, ((study, T), g) in zip(axes, groups):
-        for model, c in g.groupby("model"):
-            figs.line(ax, c.position + 1, c.loss, c.lo, c.hi, model=model)
-        reference(ax, RULE.knee, f"t = {RULE.knee}", axis="x", kind="threshold")
-        log_axis(ax, "x")
-        ax.set(xlabel="token index t in the context", ylabel="held-out loss (nats/token)",
-               title=f"{study} (T={int(T)})")  # fmt: skip
-    ax = axes[-1]
-    rows, labels = [], []
-    for k, ((study, T), g) in enumerate(gains.groupby(["study", "seq_len"])):
-        models = sorted(g.model.unique())
-        for i, m in enumerate(models):
-            e = estimate(g[g.model == m].gain)
-            x = k * (len(models) + 1) + i
-            ax.errorbar([x], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]), fmt="o",
-                        capsize=3, color=figs.color(m), label=m)  # fmt: skip
-            labels.append((x, f"{m}\nT={int(T)}"))
-            rows.append({"study": study, "seq_len": int(T), "model": m, "late_gain": fmt(e),
-                         "seeds": e.n})  # fmt: skip
-    reference(ax, 0.0, "no late gain", kind="chance")
-    ax.set_xticks([x for x, _ in labels], [t for _, t in labels], fontsize=6)
-    ax.set(xlabel="model and context length", ylabel="late gain (nats)",
-           title="late gain, 95% interval")  # fmt: skip
-    figs.legend(fig)
+    figure, rows = _figure(curves, gains, figs)
     chosen = decisive_group(gains)
     rule = (
         f"The verdict reads `{chosen[0]}` (T = {chosen[1]}): the first of {', '.join(SOURCES)} "
@@ -206,7 +181,69 @@ def section(tables, figs) -> str:
             f"context past ~{RULE.knee} tokens. " + rule + " The CPU profile trains no runs of "
             "its own for this claim (it reads the core text runs, T = 256); the GPU profile "
             "adds T = 1024 with the lr swept in every cell.",
-            figs.save(fig, "loss_by_position", "C5"),
+            figure,
             md_table(pd.DataFrame(rows)),
         ]
     )
+
+
+ERROR_BARS = {"lw": 1, "ecolor": "0.2", "color": "0.2"}  # grey, caps included
+
+
+def _figure(curves, gains, figs) -> tuple[str, list]:
+    """Loss against position per (study, T), then the late gain per model as bars (the
+    figure), and the rows of the late-gain table."""
+    groups = list(curves.groupby(["study", "seq_len"]))
+    fig, axes = figs.figure(ncols=len(groups) + 1, width=4.6)  # panels per (study, T), gains
+    models = sorted(curves.model.unique())
+    for ax, ((study, T), g) in zip(axes, groups):
+        for i, (model, c) in enumerate(g.groupby("model")):
+            figs.line(ax, c.position + 1, c.loss, c.lo, c.hi, model=model, ms=3.5,
+                      marker="osD^vP*X"[models.index(model) % 8],
+                      markevery=(i % 3, 3))  # fmt: skip
+        _knee(ax)
+        log_axis(ax, "x")
+        ax.set(xlabel="position t in the context (tokens)", ylabel="held-out loss (nats/token)",
+               title=f"{study} runs, T={int(T)}")  # fmt: skip
+        figs.label_ends(ax)
+    rows = _gains_panel(axes[-1], gains, len(models), figs)
+    figs.legend(fig)
+    return figs.save(fig, "loss_by_position", "C5"), rows
+
+
+def _gains_panel(ax, gains, n_models, figs) -> list[dict]:
+    """The late gain per model (and T) as bars with their intervals; the table's rows."""
+    rows, ticks = [], []
+    pairs = list(gains.groupby(["study", "seq_len"]))
+    for k, ((study, T), g) in enumerate(pairs):
+        for i, m in enumerate(sorted(g.model.unique())):
+            e = estimate(g[g.model == m].gain)
+            x = k * (n_models + 1) + i
+            ax.bar([x], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]), capsize=3,
+                   color=figs.color(m), label=f"_{m}", error_kw=ERROR_BARS)  # fmt: skip
+            ticks.append((x, m if len(pairs) == 1 else f"{m}\nT={int(T)}"))
+            rows.append({"study": study, "seq_len": int(T), "model": m, "late_gain": fmt(e),
+                         "seeds": e.n})  # fmt: skip
+    ax.axhline(0.0, color="0.45", lw=0.8, label="0: no late gain")
+    ax.set_xticks([x for x, _ in ticks], [t for _, t in ticks], fontsize=7, rotation=30)
+    w = windows(int(gains.seq_len.max()))
+    ax.set(
+        xlabel="model",
+        ylabel=f"late gain (nats/token)\n> 0: loss still falls past t = {RULE.knee}",
+        title=(
+            f"late gain: loss over t in [{w[0][0]}, {w[0][-1] + 1}) minus the last {len(w[1])}"
+            if w and len(pairs) == 1
+            else "late gain"
+        )
+        + "\n(< 0: loss higher late; bars: 95% interval over seeds)",
+    )
+    ax.title.set_fontsize(9)
+    return rows
+
+
+def _knee(ax):
+    """The knee (Kaplan: an LSTM stops improving past it), labelled inside the frame."""
+    ax.axvline(RULE.knee, color="0.15", ls="--", lw=0.9, zorder=1.5, label=f"t = {RULE.knee}")
+    ax.annotate(f"t = {RULE.knee}", xy=(RULE.knee, 0.98), xycoords=("data", "axes fraction"),
+                xytext=(-3, 0), textcoords="offset points", ha="right", va="top", fontsize=7,
+                color="0.15")  # fmt: skip
