@@ -23,8 +23,9 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# compat: the checkout itself on sys.path, so Hydra's plugin scan finds hydra_plugins/
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
+	# compat: the checkout itself on sys.path, so Hydra's plugin scan finds hydra_plugins/;
+	# -qq: without setuptools' twelve-line notice about that mode (errors still print)
+	$(PY) -m pip install -qq -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 bench: $(VENV)/.installed ## run the studies of PROFILE (default cpu), then write the report to RESULTS

@@ -151,28 +151,36 @@ def _profiles_help() -> str:
 
 def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
     """Run the jobs in order, each within its cap and the budget left; ``log`` gets a row
-    per job and bench_jobs.csv is rewritten after each."""
+    per job and bench_jobs.csv is rewritten after each. The terminal gets one line as a job
+    starts (its place, time so far, an estimate of what is left) and one as it ends; what the
+    job prints goes to ``<logs>/<job>.log`` (the last lines of a failed one are shown)."""
     deadline = None if args.budget_s is None else time.monotonic() + args.budget_s
-    for job in jobs:
-        if only and job.name not in only:
-            continue
+    todo = [job for job in jobs if not only or job.name in only]
+    before = _previous_seconds(runs / "bench_jobs.csv")  # a resumed bench knows its jobs
+    logs = None if args.show_output else Path(args.job_logs or runs / "logs")
+    start = time.monotonic()
+    for i, job in enumerate(todo, 1):
         cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
         if args.fresh and only:  # the other jobs' runs stay; these start over in place
             cmd.append("fresh=true")
         row = {"job": job.name, "cap_s": job.cap_s, "command": shlex.join(cmd[2:])}
+        place = f"[{i}/{len(todo)}] {job.name}"
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             log.append(row | {"status": "not run: the budget was spent", "seconds": 0.0})
-            print(f"\n== {job.name}: not run, the --budget-s of {args.budget_s:g} s is spent",
-                  flush=True)  # fmt: skip
+            print(f"{place}: not run, the --budget-s of {args.budget_s:g} s is spent", flush=True)
             _record_jobs(runs / "bench_jobs.csv", log)
             continue
         caps = [c for c in (job.cap_s, left) if c is not None]
         cap = min(caps) if caps else None
-        print(f"\n== {job.name}: {shlex.join(cmd[1:])}", flush=True)
-        out = None if args.job_logs is None else Path(args.job_logs) / f"{job.name}.log"
+        eta = _estimate([j.name for j in todo[i - 1 :]], before, log)
+        print(f"{place}: started, {_clock(time.monotonic() - start)} so far{eta}", flush=True)
+        out = None if logs is None else logs / f"{job.name}.log"
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
+            store.atomic_write_text(out, f"$ {shlex.join(cmd[1:])}\n")  # the command, first
+        else:
+            print(f"   $ {shlex.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         try:
             rc, capped = run_job(cmd, cap, args.grace_s, out)
@@ -183,11 +191,37 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         seconds = round(time.perf_counter() - t0, 1)
         status = f"capped at {cap:.0f} s" if capped else ("ok" if rc == 0 else "failed")
         log.append(row | {"status": status, "returncode": rc, "seconds": seconds})
-        print(f"== {job.name}: {status}, exit {rc} after {seconds} s"
-              + (f" (output: {out})" if out else ""), flush=True)  # fmt: skip
+        print(f"{place}: {status} in {_clock(seconds)}" + (f" (log: {out})" if out else "")
+              + ("" if rc == 0 or capped else f", exit {rc}"), flush=True)  # fmt: skip
         if out is not None and status == "failed":  # why it failed; a capped job's
             print(_tail(out), flush=True)  # traceback stays in its file
         _record_jobs(runs / "bench_jobs.csv", log)  # after every job: a killed bench keeps it
+
+
+def _previous_seconds(path: Path) -> dict[str, float]:
+    """{job: seconds} of an earlier bench in this runs folder ({} when there is none)."""
+    try:
+        with open(path, newline="") as f:
+            return {r["job"]: float(r["seconds"]) for r in csv.DictReader(f) if r.get("seconds")}
+    except (OSError, ValueError, KeyError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def _estimate(names: list[str], before: dict, log: list) -> str:
+    """', about 12m left': each job left at its earlier duration, else at the median of this
+    bench's jobs so far; nothing before anything is known."""
+    done = sorted(r["seconds"] for r in log if r["status"] == "ok")
+    typical = done[len(done) // 2] if done else None
+    guesses = [before.get(n, typical) for n in names]
+    if any(g is None for g in guesses):
+        return ""
+    return f", about {_clock(sum(guesses))} left"
+
+
+def _clock(seconds: float) -> str:
+    """93.4 -> '1m33s'; 7 -> '7s'."""
+    m, s = divmod(round(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -262,8 +296,13 @@ def main(argv=None) -> int:
         "--job-logs",
         default=None,
         metavar="DIR",
-        help="each job's output to DIR/<job>.log, one line per job on the terminal (default: "
-        "the jobs print to the terminal)",
+        help="each job's output to DIR/<job>.log (default: <runs>/logs); the terminal gets one "
+        "line as each job starts and ends",
+    )
+    ap.add_argument(
+        "--show-output",
+        action="store_true",
+        help="let the jobs print to the terminal instead of their log files",
     )
     ap.add_argument(
         "--no-report",

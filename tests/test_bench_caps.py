@@ -122,7 +122,7 @@ def test_job_logs_keep_a_capped_jobs_traceback_off_the_terminal(tmp_path, monkey
     assert bench.main(argv) == 1  # crash failed
     terminal = capfd.readouterr()
     assert "working" not in terminal.out and "working" in (logs / "noisy.log").read_text()
-    assert "== noisy: capped at 3 s" in terminal.out
+    assert "[1/2] noisy: capped at 3 s" in terminal.out
     assert "RuntimeError: boom" in terminal.out  # a failed job's tail is shown
     assert "Traceback" in (logs / "crash.log").read_text()
     assert not (runs / "report").exists()  # --no-report

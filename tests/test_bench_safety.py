@@ -11,6 +11,7 @@ import textwrap
 import time
 
 from seqbench import bench
+from seqbench.studies import Job
 
 
 def test_fresh_refuses_to_move_a_folder_a_bench_did_not_make(tmp_path, monkeypatch, capsys):
@@ -102,3 +103,26 @@ def test_fresh_on_the_current_folder_moves_it_by_its_real_name(tmp_path, monkeyp
     assert bench.main(["--profile", "smoke", "--runs", ".", "--results", "../r", "--fresh"]) == 0
     assert (tmp_path / "runs.previous-1" / "a-run").is_dir()
     assert (runs / bench.MARKER).is_file() and not (runs / "a-run").exists()  # a new one
+
+
+def test_the_console_gets_one_line_as_each_job_starts_and_ends(tmp_path, monkeypatch, capfd):
+    """What a job prints (Hydra's launcher lines, result dicts) goes to <runs>/logs/<job>.log;
+    the terminal reads [i/n], the time so far and, once a duration is known, what is left."""
+    (tmp_path / "chatty.py").write_text("for i in range(50):\n    print('launcher line', i)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(bench, "profile_jobs", lambda p: [Job("a", "chatty"), Job("b", "chatty")])
+    runs = tmp_path / "runs"
+    argv = ["--profile", "smoke", "--runs", str(runs), "--results", str(tmp_path / "r")]
+    assert bench.main([*argv, "--no-report"]) == 0
+    lines = capfd.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[:4]] == [
+        "[1/2] a",
+        "[1/2] a",
+        "[2/2] b",
+        "[2/2] b",
+    ]
+    assert "started, 0s so far" in lines[0] and "left" not in lines[0]  # nothing known yet
+    assert "about" in lines[2] and "left" in lines[2]  # the first job's time is the estimate
+    assert lines[1].startswith("[1/2] a: ok in ") and str(runs / "logs" / "a.log") in lines[1]
+    assert not any("launcher line" in line for line in lines)
+    assert (runs / "logs" / "a.log").read_text().count("launcher line") == 50
