@@ -134,6 +134,25 @@ def test_bad_what_value_stops_before_work_with_one_line(tmp_path, capsys):
     assert not list(tmp_path.glob("*-span-*"))
 
 
+def test_timer_splits_its_blocks_into_spread_groups():
+    x = torch.randn(32, 32)
+    r = time_call(lambda: x @ x, warmup=1, min_blocks=2, min_run_time=0.001, spread_blocks=4)
+    assert r["blocks"] >= 4  # one timed block per group at least
+    assert 0 < r["block_min_s"] <= r["block_max_s"] and r["load_start"] >= 0
+
+
+@pytest.mark.parametrize("what", ["timing", "decode"])
+def test_fewer_than_three_spread_groups_are_refused(tmp_path, capsys, what):
+    from seqbench import cli
+
+    argv = [*BASE, *SMALL[what], "model=rnn", "what.spread_blocks=2", f"out_dir={tmp_path}"]
+    assert cli.main("measure", argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "seqbench: error: what.spread_blocks=2 is not allowed: an integer in [3, 100]"
+    ]
+    assert not list(tmp_path.glob("*"))
+
+
 def test_span_rows_trace_the_unrolled_path_and_grow_linearly(tmp_path):
     s = _run(tmp_path, "span", "model=lstm")
     assert s["status"] == "complete" and s["rows"] == 12
@@ -159,6 +178,9 @@ def test_timing_rows_carry_median_iqr_threads_device_and_path(tmp_path):
     assert rows.cuda.isna().all() and set(rows.dtype) == {"fp32"}
     fixed = rows[rows["mode"] == "fixed_tokens"]
     assert set(fixed.tokens) == {32}  # B = tokens_per_batch // T
+    # issue 23 item 6: the spread over groups of timed blocks and the load around each point
+    assert (rows.block_min_s > 0).all() and (rows.block_min_s <= rows.block_max_s).all()
+    assert (rows.load_start >= 0).all() and (rows.load_end >= 0).all()
 
 
 def test_decode_state_memory_is_constant_for_a_recurrence_and_grows_for_the_cache(tmp_path):
@@ -169,6 +191,8 @@ def test_decode_state_memory_is_constant_for_a_recurrence_and_grows_for_the_cach
         assert rows.tokens_per_s.notna().all() and set(rows.torch) == {torch.__version__}
         st = rows[rows["mode"] == "state"].set_index("context").state_bytes
         bytes_at[model] = (st[4], st[8])
+        lo, hi = rows.block_min_s_per_token, rows.block_max_s_per_token
+        assert ((0 < lo) & (lo <= hi)).all() and rows.load_start.notna().all()
     assert bytes_at["lstm"][0] == bytes_at["lstm"][1] > 0
     assert bytes_at["transformer"][1] == 2 * bytes_at["transformer"][0]
 

@@ -84,6 +84,25 @@ def test_overhead_rows_carry_paired_ratios_with_iqr(measured):
     assert (steps.loss_diff < 1e-5).all(), steps.loss_diff
 
 
+def test_timed_rows_record_the_load_and_the_spread_over_groups(measured):
+    """Issue 23 item 6: every timed row carries the 1-minute load average around its timing
+    and the lowest / highest median over groups of its blocks, in the order they ran."""
+    _, _, tables, _ = measured
+    for table, name in (("perf", "ratio"), ("mfu", "step_s")):
+        rows = tables[table]
+        lo, hi = rows[f"{name}_block_min"], rows[f"{name}_block_max"]
+        assert ((0 < lo) & (lo <= hi) & (hi < math.inf)).all(), rows
+        assert (rows.load_start >= 0).all() and (rows.load_end >= 0).all()
+
+
+def test_spread_groups_in_run_order():
+    from seqbench.perf.harness import spread
+
+    # a machine that slowed down half-way: the last group's median shows it
+    assert spread([1, 1, 1, 1, 2, 2], 3, "r") == {"r_block_min": 1.0, "r_block_max": 2.0}
+    assert spread([1.0, 3.0], 3, "r") == {"r_block_min": 1.0, "r_block_max": 3.0}  # 2 groups
+
+
 def test_mfu_rows(measured):
     _, summary, tables, _ = measured
     assert summary["mfu"]["status"] == "complete", summary
@@ -197,6 +216,7 @@ def test_flop_count_sees_attention_and_needs_the_unrolled_path():
         ("peer.tokenizer=bpe", "peer.tokenizer"),
         ("tables=[perf,speed]", "tables"),
         ("data.distance=70", "data.distance"),
+        ("spread_blocks=2", "spread_blocks"),  # two groups cannot show the odd one
     ],
 )
 def test_bad_config_is_one_clear_line(override, key):

@@ -149,3 +149,42 @@ def test_bench_jobs_run_the_renamed_experiment_alone():
     for profile, (job,) in study.BENCH.items():
         assert job.name == "decode_cost" and job.command()[1:3] == ["-m", "+experiment=decode_cost"]
         assert not any("joblib" in a for a in job.args), profile
+
+
+def _spread(df, spread, column, prefix):
+    """Groups' lowest and highest medians ``spread`` x either side of each row's median."""
+    return df.assign(**{f"{prefix}min{column}": df[f"{column.strip('_')}"] / spread,
+                        f"{prefix}max{column}": df[f"{column.strip('_')}"] * spread})  # fmt: skip
+
+
+def _grouped(df, spread):
+    return _spread(df, spread, "_s_per_token", "block_")
+
+
+def test_c2_blocks_that_disagree_make_it_inconclusive():
+    # teacher forcing is 6x faster by the medians, 3.8x-9.4x as the groups allow: the rule's
+    # factor 5 lies inside
+    decode = _grouped(_decode(_speed(transformer_tf=600.0)), 1.25)
+    c2 = _by_claim({"decode": decode})["C2"]
+    assert c2.verdict == "inconclusive"
+    assert "blocks disagree: 3.8-9.4 (transformer)" in c2.measured
+    c2 = _by_claim({"decode": _grouped(_decode(_speed(transformer_tf=600.0)), 1.02)})["C2"]
+    assert c2.verdict == "supported" and "blocks disagree" not in c2.measured
+
+
+def test_c9_blocks_that_disagree_say_so_on_cuda_and_off_it():
+    def tables(hw, spread):
+        timing = _timing(2.0, 1.0, hardware=hw).assign(
+            block_min_s=lambda d: d.median_s / spread, block_max_s=lambda d: d.median_s * spread
+        )
+        decode = _grouped(_decode(_speed(transformer_state=80.0), hardware=hw), spread)
+        return {"decode": decode, "timing": timing}
+
+    # by the medians decoding (0.8x) is nearer parity than training (2x); groups 1.5x either
+    # side allow training 0.89-4.5 and decoding 0.36-1.8: they can read either way
+    c9 = _by_claim(tables(CUDA, 1.5))["C9"]
+    assert c9.verdict == "inconclusive"
+    assert "blocks disagree: decoding 0.36-1.8, training 0.89-4.5" in c9.measured
+    assert _by_claim(tables(CUDA, 1.02))["C9"].verdict == "supported"
+    c9 = _by_claim(tables(CPU, 1.5))["C9"]
+    assert c9.verdict == "not measured on cpu" and "blocks disagree: decoding" in c9.measured

@@ -175,3 +175,13 @@ def test_bench_jobs():
         for job in jobs:
             assert job.module == "seqbench.perf" and job.args[0] == "+experiment=harness_overhead"
     assert "compile=true" in study.BENCH["gpu"][1].args
+
+
+def test_goal_met_says_when_groups_of_pairs_disagree(tmp_path):
+    # the median ratio meets the goal, but one group of pairs fell below it
+    perf = _perf().assign(ratio_block_min=lambda d: d.ratio_median - 0.03,
+                          ratio_block_max=lambda d: d.ratio_median + 0.03)  # fmt: skip
+    md = study.section({"perf": perf}, Figures(tmp_path, FAMILIES))
+    lines = {ln.split(" | ")[0]: ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert f"| blocks disagree: {0.97 - 0.03:.3f}-{0.97 + 0.03:.3f} |" in lines["| train_loop"]
+    assert lines["| lstm_step"].endswith("| yes | 0 |")  # 0.96-1.02: every group meets it

@@ -160,3 +160,35 @@ def test_the_hardware_stamp_reads_the_rows_and_tolerates_older_ones():
     assert study.not_parallel(rows) is None and study.not_parallel(older) is None
     mixed = pd.concat([rows, _speeds(1.0, 2.0, hardware=CPU)["timing"]])
     assert study.not_parallel(mixed) == "cpu" and "; " in study.stamp(mixed)  # two machines
+
+
+def _blocks(tables, spread, column="median_s", prefix="block_{}_s"):
+    """The timed groups' lowest and highest medians at ``spread`` x below and above each
+    row's median (what seqbench.measure.timing records)."""
+    df = tables["timing"]
+    tables["timing"] = df.assign(**{prefix.format("min"): df[column] / spread,
+                                    prefix.format("max"): df[column] * spread})  # fmt: skip
+    return tables
+
+
+def test_c4_blocks_that_disagree_make_the_verdict_inconclusive_and_say_so():
+    # the median says the Transformer is 1.1x faster than the fused kernels; groups 1.2x
+    # either side of their medians allow 0.76-1.6: some groups say the reverse
+    (v,) = study.verdicts(_blocks(_speeds(transformer=1.0, fused=1.1), 1.2))
+    assert v.verdict == "inconclusive"
+    assert "blocks disagree: 0.76-1.6 (lstm (fused), rnn (fused))" in v.measured
+    # the same medians with groups that agree keep the verdict and add nothing
+    (v,) = study.verdicts(_blocks(_speeds(transformer=1.0, fused=1.1), 1.02))
+    assert v.verdict == "supported" and "blocks disagree" not in v.measured
+
+
+def test_c4_on_a_cpu_keeps_not_measured_and_adds_the_disagreement():
+    (v,) = study.verdicts(_blocks(_speeds(1.0, 1.1, hardware=CPU), 1.2))
+    assert v.verdict == "not measured on cpu" and "blocks disagree: 0.76-1.6" in v.measured
+
+
+def test_blocks_disagree_reads_both_sides_of_the_threshold():
+    assert study.blocks_disagree({"a": (0.9, 1.2), "b": (1.1, 1.3)}, 1) == (
+        "blocks disagree: 0.9-1.2 (a)"
+    )
+    assert study.blocks_disagree({"a": (1.01, 1.2), "b": (float("nan"),) * 2}, 1) == ""

@@ -14,6 +14,9 @@ prefilled once, then ``what.new_tokens`` tokens are generated greedily with
 Rows give seconds per token, tokens per second and, for ``state``, the bytes of the state
 after the prompt (``generate.state_bytes``): constant for a recurrence, linear in c for a KV
 cache. The report compares decode speed ratios with the training-step ratios of what=timing.
+As in what=timing, ``block_min_s_per_token`` / ``block_max_s_per_token`` are the lowest and
+highest median of ``what.spread_blocks`` consecutive groups of timed blocks, and
+``load_start`` / ``load_end`` the machine's 1-minute load average around the point.
 """
 
 import torch
@@ -31,12 +34,13 @@ from seqbench.measure.common import (
     progress_over,
     random_tokens,
 )
-from seqbench.measure.timing import hardware_columns, time_call
+from seqbench.measure.timing import check_spread, hardware_columns, time_call
 
 MODES = ("state", "recompute", "teacher_forced")
 COLUMNS = (
     "model family impl mode context batch_size new_tokens s_per_token iqr_s_per_token"
-    " tokens_per_s state_bytes blocks threads device device_name torch cuda dtype d_model"
+    " block_min_s_per_token block_max_s_per_token load_start load_end tokens_per_s state_bytes"
+    " blocks threads device device_name torch cuda dtype d_model"
     " n_layers note"
 ).split()
 
@@ -49,6 +53,7 @@ def check(cfg, task) -> None:
         positive_int(w, k)
     positive_number(w, "min_run_time")
     positive_number(w, "max_call_s")
+    check_spread(w)
     check_variants(cfg, task.vocab_size)
 
 
@@ -75,7 +80,10 @@ def measure(cfg, task, log) -> dict:  # one row per (mode, context), timed or sk
             with torch.no_grad(), amp:
                 fn, per_call, nbytes = _setup(model, prompt, mode, w.new_tokens)
                 try:
-                    t = time_call(fn, w.warmup, w.min_blocks, w.min_run_time, label=f"{mode} c={c}")
+                    label = f"{mode} c={c}"
+                    t = time_call(
+                        fn, w.warmup, w.min_blocks, w.min_run_time, label, w.spread_blocks
+                    )
                 except torch.OutOfMemoryError:
                     stop = f"out of memory at context {c}"
                     log(row | {"note": stop})
@@ -88,6 +96,10 @@ def measure(cfg, task, log) -> dict:  # one row per (mode, context), timed or sk
                 | {
                     "s_per_token": s_tok,
                     "iqr_s_per_token": t["iqr_s"] / per_call,
+                    "block_min_s_per_token": t["block_min_s"] / per_call,
+                    "block_max_s_per_token": t["block_max_s"] / per_call,
+                    "load_start": t["load_start"],
+                    "load_end": t["load_end"],
                     "tokens_per_s": w.batch_size / s_tok,
                     "state_bytes": nbytes,
                     "blocks": t["blocks"],

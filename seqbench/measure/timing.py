@@ -12,12 +12,21 @@ forward, cross-entropy, backward, clipping, AdamW step) with ``torch.utils.bench
 synchronised by the Timer's clock, at least ``what.min_blocks`` timed blocks; rows carry the
 median and the inter-quartile range per call. On CUDA the same bf16 autocast as training is used.
 
+Timing honesty: a busy machine moves a timing 2x between runs. The timed blocks, in the order
+they ran, are cut into ``what.spread_blocks`` consecutive groups; ``block_min_s`` and
+``block_max_s`` are the lowest and highest group median, so a verdict can see whether its
+comparison holds in every group. ``load_start`` / ``load_end`` are the 1-minute load average
+(``os.getloadavg``) before and after the point, shown on every timing figure.
+
 Budget guards, so one slow path cannot eat a profile: a series (model, impl, mode, step)
 stops growing T once the median call takes more than ``what.max_call_s``, runs out of memory,
 or passes ``what.unrolled_max_len`` on the unrolled path; the skipped points are logged with
 a ``note`` and no time.
 """
 
+import os
+
+import numpy as np
 import torch
 from torch.utils.benchmark import Measurement, Timer
 from torch.utils.benchmark.utils.timer import timer as clock
@@ -30,6 +39,7 @@ from seqbench.measure.common import (
     impls,
     int_list,
     model_columns,
+    need,
     positive_int,
     positive_number,
     progress_over,
@@ -41,7 +51,8 @@ MODES = ("fixed_batch", "fixed_tokens")
 STEPS = ("forward", "train_step")
 COLUMNS = (
     "model family impl mode step T batch_size tokens median_s iqr_s blocks"
-    " calls_per_block tokens_per_s threads device device_name torch cuda dtype d_model n_layers"
+    " calls_per_block block_min_s block_max_s load_start load_end tokens_per_s threads device"
+    " device_name torch cuda dtype d_model n_layers"
     " note"
 ).split()
 
@@ -55,12 +66,38 @@ def check(cfg, task) -> None:
         positive_int(w, k)
     positive_number(w, "min_run_time")
     positive_number(w, "max_call_s")
+    check_spread(w)
     check_variants(cfg, task.vocab_size, impl=impls(cfg))
 
 
-def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
-    """Median and IQR seconds per call of ``fn`` with torch.utils.benchmark.Timer."""
-    threads = torch.get_num_threads()
+def check_spread(w) -> None:
+    """Three groups at least: two cannot show which of them is the odd one."""
+    v = w.get("spread_blocks")
+    need(isinstance(v, int) and not isinstance(v, bool) and 3 <= v <= 100,
+         "what.spread_blocks", v, "an integer in [3, 100]")  # fmt: skip
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average, or None where the OS has none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def block_spread(times, k) -> dict:
+    """Lowest and highest median of ``k`` consecutive groups of ``times`` (in the order they
+    ran): a drift in machine load moves one group, not the overall median."""
+    groups = [g for g in np.array_split(np.asarray(times, dtype=float), k) if len(g)]
+    medians = [float(np.median(g)) for g in groups]
+    return {"block_min": min(medians), "block_max": max(medians)}
+
+
+def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="", spread_blocks=3) -> dict:
+    """Median and IQR seconds per call of ``fn`` with torch.utils.benchmark.Timer, the spread
+    of ``spread_blocks`` group medians and the load average around it all."""
+    threads, load_start = torch.get_num_threads(), load_average()
+    min_blocks = max(min_blocks, spread_blocks)  # one timed block per group at least
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label)
     first = float("inf")
     for _ in range(max(1, warmup)):  # allocator, autotuning, lazy init; sizes the blocks
@@ -73,6 +110,7 @@ def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
     while sum(len(p.raw_times) for p in parts) < min_blocks:
         parts.append(timer.blocked_autorange(min_run_time=budget / 2))
     m = Measurement.merge(parts)[0] if len(parts) > 1 else parts[0]
+    spread = block_spread(m.times, spread_blocks)  # per call, in the order run
     return {
         "median_s": m.median,
         "iqr_s": m.iqr,
@@ -80,6 +118,10 @@ def time_call(fn, warmup=1, min_blocks=5, min_run_time=0.2, label="") -> dict:
         "calls_per_block": parts[0].number_per_run,
         "threads": threads,
         "first_call_s": first,
+        "block_min_s": spread["block_min"],
+        "block_max_s": spread["block_max"],
+        "load_start": load_start,
+        "load_end": load_average(),
     }
 
 
@@ -169,7 +211,9 @@ def _time_point(model, step, B, T, cfg, task, device) -> dict:
         model.train()
         fn = _train_fn(model, tokens, device, cfg.train)
     try:
-        return time_call(fn, w.warmup, w.min_blocks, w.min_run_time, label=f"{step} T={T}")
+        return time_call(
+            fn, w.warmup, w.min_blocks, w.min_run_time, f"{step} T={T}", w.spread_blocks
+        )
     except torch.OutOfMemoryError:
         model.zero_grad(set_to_none=True)
         if device.type == "cuda":

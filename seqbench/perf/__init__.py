@@ -52,6 +52,7 @@ SCHEMA = {  # conf/perf.yaml
     "threads": Spec(int, "torch threads for everything timed", low=1, nullable=True),
     "compile": Spec(bool, "torch.compile both sides"),
     "size": Spec(str, "model size preset for every model timed", choices=("xs", "s", "m")),
+    "spread_blocks": Spec(int, "groups of timed blocks whose medians give the spread", low=3),
     "overhead": {
         "models": MODELS,
         "seq_len": POS,

@@ -10,6 +10,9 @@ always runs first and a change in machine load hits both alike. A statistic is r
 its median and quartiles over blocks (never the mean: one preempted block would move it).
 As in ``timeit``, the garbage collector is off while timing (one collection first), so a
 collection triggered by one side's allocations is not charged to whichever runs next.
+Timing honesty: the pairs, in the order they ran, are also cut into ``spread_blocks``
+consecutive groups (``spread``): a statistic whose group medians straddle a goal did not hold
+through the whole run, and the rows say so with the load average around the timing.
 """
 
 import gc
@@ -24,6 +27,7 @@ from omegaconf import OmegaConf
 
 from seqbench.config import CONF_DIR
 from seqbench.env import device_name, sync
+from seqbench.measure.timing import block_spread, load_average
 from seqbench.runs import Record
 from seqbench.train import Run
 
@@ -79,6 +83,18 @@ def interleave(sides: dict, repeats: int, warmup: int, device) -> dict:
     finally:
         gc.enable()
     return times
+
+
+def spread(x, k, name) -> dict:
+    """``<name>_block_min`` / ``_block_max``: the lowest and highest median of ``k``
+    consecutive groups of ``x`` (fewer groups when there are fewer values)."""
+    lo_hi = block_spread(x, min(k, len(x)))
+    return {f"{name}_block_min": lo_hi["block_min"], f"{name}_block_max": lo_hi["block_max"]}
+
+
+def loads(start) -> dict:
+    """The load columns of a row whose timing began at load average ``start``."""
+    return {"load_start": start, "load_end": load_average()}
 
 
 def quartiles(x) -> tuple[float, float, float]:

@@ -4,7 +4,9 @@
     FLOPs/step = matmul FLOPs of forward + backward, counted by torch.utils.flop_counter with
                  the formulas of seqbench.measure.trace (element-wise ops count 0; causal
                  attention is counted in full, T^2; CPU flash attention as SDPA);
-    achieved   = FLOPs/step / median step time of seqbench's training step (Run.train_step);
+    achieved   = FLOPs/step / median step time of seqbench's training step (Run.train_step)
+                 (with the lowest and highest median over ``spread_blocks`` groups of timed
+                 blocks, and the load average around the timing);
     MFU        = achieved / peak, with peak (a) measured here: an n x n x n matmul, fp32 on CPU
                  (same thread count), bf16 on CUDA; (b) the device's nominal dense peak where
                  known (H100/H200 989, A100 312 TFLOP/s bf16).
@@ -22,14 +24,23 @@ from seqbench.config import build_task
 from seqbench.env import device_name
 from seqbench.flops import train_step_flops
 from seqbench.measure.common import OPAQUE_IMPL
-from seqbench.perf.harness import harness, interleave, quartiles, train_cfg
+from seqbench.perf.harness import (
+    harness,
+    interleave,
+    load_average,
+    loads,
+    quartiles,
+    spread,
+    train_cfg,
+)
 
 RECURRENT_COUNT_LEN = 128  # recurrent FLOPs are counted on this prefix and scaled to T
 NOMINAL_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
 MFU_COLUMNS = tuple(
     (
         "model impl flops_counted_on size seq_len batch_size flops_per_step step_s_median"
-        " step_s_iqr tokens_per_s flops_per_s peak_measured_flops_per_s peak_measured_how"
+        " step_s_iqr step_s_block_min step_s_block_max load_start load_end"
+        " tokens_per_s flops_per_s peak_measured_flops_per_s peak_measured_how"
         " mfu_measured peak_nominal_flops_per_s mfu_nominal device dtype threads"
     ).split()
 )
@@ -102,8 +113,9 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
         for _ in range(m.steps):
             run.train_step(tokens, targets)
 
-    times = interleave({"step": block}, m.repeats, 1, device)["step"]
-    q25, med, q75 = quartiles(np.asarray(times) / m.steps)
+    start = load_average()
+    times = np.asarray(interleave({"step": block}, m.repeats, 1, device)["step"]) / m.steps
+    q25, med, q75 = quartiles(times)
     return {
         "model": name,
         "impl": impl,
@@ -114,6 +126,8 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
         "flops_per_step": flops,
         "step_s_median": med,
         "step_s_iqr": q75 - q25,
+        **spread(times, cfg.spread_blocks, "step_s"),
+        **loads(start),
         "tokens_per_s": B * T / med,
         "flops_per_s": flops / med,
         "device": device_name(device),

@@ -7,7 +7,9 @@ Per pair i
 
     r_i = tokens/s(seqbench) / tokens/s(bare) = t_bare,i / t_seqbench,i
 
-and we report median and IQR (q75 - q25) of r, and the fixed cost seqbench adds per step,
+and we report median and IQR (q75 - q25) of r, the lowest and highest median of r over
+``spread_blocks`` consecutive groups of pairs (``ratio_block_min`` / ``_max``), the load
+average before and after (``load_start`` / ``load_end``), and the fixed cost seqbench adds per step,
 overhead_us_per_step = median_i (t_seqbench,i - t_bare,i) / steps.
 
 - ``<model>_step``: ``Run.train_step`` vs the bare step. The bare model loads seqbench's
@@ -35,7 +37,10 @@ from seqbench.perf.bare import autocast, bare_model, bare_step, make_opt, warmup
 from seqbench.perf.harness import (
     harness,
     interleave,
+    load_average,
+    loads,
     quartiles,
+    spread,
     stamp,
     train_cfg,
 )
@@ -47,14 +52,16 @@ PERF_COLUMNS = tuple(
     (
         "comparison model seq_len batch_size steps_per_block repeats seqbench_tokens_per_s"
         " seqbench_tokens_per_s_iqr bare_tokens_per_s bare_tokens_per_s_iqr ratio_median ratio_q25"
-        " ratio_q75 ratio_iqr overhead_us_per_step goal meets_goal loss_diff device threads compile"
+        " ratio_q75 ratio_iqr ratio_block_min ratio_block_max load_start load_end"
+        " overhead_us_per_step goal meets_goal loss_diff device threads compile"
     ).split()
 )
 
 
-def ratio_row(comparison, model, times, steps, T, B, goal=GOAL, **extra) -> dict:
-    """Paired throughput ratios (seqbench / bare) with quartiles, and the fixed cost per step
-    seqbench adds: median over pairs of (seqbench time - bare time) / steps."""
+def ratio_row(comparison, model, times, steps, T, B, goal=GOAL, spread_blocks=3, **extra) -> dict:
+    """Paired throughput ratios (seqbench / bare) with quartiles and their spread over
+    ``spread_blocks`` groups of pairs, and the fixed cost per step seqbench adds: median over
+    pairs of (seqbench time - bare time) / steps."""
     sb, bare = np.asarray(times["seqbench"]), np.asarray(times["bare"])
     tokens = steps * B * T
     q25, med, q75 = quartiles(bare / sb)  # tokens/s ratio = bare time / seqbench time
@@ -75,6 +82,7 @@ def ratio_row(comparison, model, times, steps, T, B, goal=GOAL, **extra) -> dict
         "ratio_q25": q25,
         "ratio_q75": q75,
         "ratio_iqr": q75 - q25,
+        **spread(bare / sb, spread_blocks, "ratio"),
         "overhead_us_per_step": float(np.median(sb - bare)) / steps * 1e6,
         "goal": goal,
         "meets_goal": int(med >= goal),  # 1/0: a bool would come back from the CSV as text
@@ -129,11 +137,14 @@ def _step_pair(cfg, name, device, tmp, T, B, steps, d_model=None) -> dict:
         for _ in range(steps):
             last["bare"], _ = bare_step(fwd, opt, sched, tokens, targets, clip, bare_autocast)
 
+    start = load_average()
     times = interleave({"seqbench": sb_block, "bare": bare_block}, o.repeats, o.warmup, device)
+    extra = loads(start) | stamp(cfg, device)
     # both sides took the same steps on the same batch from the same weights: equal losses
     loss_diff = abs(float(last["seqbench"].detach()) - float(last["bare"].detach()))
     label = f"{name}_step" + (f"_tiny_d{d_model}" if d_model else "")
-    return ratio_row(label, name, times, steps, T, B, loss_diff=loss_diff, **stamp(cfg, device))
+    k = cfg.spread_blocks
+    return ratio_row(label, name, times, steps, T, B, spread_blocks=k, loss_diff=loss_diff, **extra)
 
 
 # --- 2. the whole train() ------------------------------------------------------------------------
@@ -169,7 +180,10 @@ def _train_pair(cfg, name, device, tmp) -> dict:
             tokens, targets = task.batch("train", step, o.batch_size)
             bare_step(fwd, opt, sched, tokens.to(device), targets.to(device), clip, bare_autocast)
 
+    start = load_average()
     times = interleave({"seqbench": sb_train, "bare": bare_train}, tl.repeats, tl.warmup, device)
+    extra = loads(start) | stamp(cfg, device)
+    k = cfg.spread_blocks
     return ratio_row(
-        "train_loop", name, times, tl.steps, o.seq_len, o.batch_size, **stamp(cfg, device)
+        "train_loop", name, times, tl.steps, o.seq_len, o.batch_size, spread_blocks=k, **extra
     )

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from seqbench.config import CONF_DIR, build_task
 from seqbench.perf.bare import autocast, bare_model, bare_step, make_opt
 from seqbench.perf.examples import DEFAULTS, Examples
-from seqbench.perf.harness import harness, interleave, stamp, train_cfg
+from seqbench.perf.harness import harness, interleave, load_average, loads, stamp, train_cfg
 from seqbench.perf.overhead import GOAL, PEER_GOAL, ratio_row
 
 MODEL = {  # the example's sizes in seqbench's keys
@@ -100,9 +100,11 @@ def _peer(cfg, name, device, tmp) -> list[dict]:
             example.step()
 
     sides = {"seqbench": seqbench_block, "careful": careful_block, "examples": examples_block}
+    start = load_average()
     times = interleave(sides, p.repeats, p.warmup, device)
     sb = np.asarray(times["seqbench"])
-    extra = {"loss_diff": None, **stamp(cfg, device)}
+    extra = {"loss_diff": None, "spread_blocks": cfg.spread_blocks, **loads(start)}
+    extra |= stamp(cfg, device)
     return [
         ratio_row(
             f"{name}_peer_{other}",

@@ -304,8 +304,8 @@ def hardware_note(rows, machines=None) -> str:
         places.append(where)
     loads = [c for c in rows if c.startswith("load")]
     values = pd.to_numeric(rows[loads].stack(), errors="coerce").dropna() if loads else []
-    load = (f"load average {values.min():.2g}-{values.max():.2g}" if len(values)
-            else "load average not recorded")  # fmt: skip
+    lo, hi = (f"{v:.2g}" for v in (values.min(), values.max())) if len(values) else ("", "")
+    load = f"load average {lo if lo == hi else f'{lo}-{hi}'}" if lo else "load average not recorded"
     return f"measured on {'; '.join(places) or 'unrecorded hardware'}; {load}"
 
 

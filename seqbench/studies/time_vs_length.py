@@ -148,6 +148,46 @@ def _names(ratios) -> str:
     return ", ".join(f"{m if one else f'{m}/{a}'} {fmt(r, 2)}" for (m, a), r in ratios.items())
 
 
+def block_ratio(num, den, x, at, col="block_{}_s") -> tuple[float, float]:
+    """(lowest, highest) ratio num / den that the rows' group medians allow at ``x == at``:
+    num's lowest group over den's highest, and the reverse. The two series ran at different
+    times, so their groups are not paired: the range is the widest the groups allow. (nan,
+    nan) when the rows carry no groups (runs from before they were recorded)."""
+    lo, hi = col.format("min"), col.format("max")
+    if not {lo, hi} <= set(num) & set(den):
+        return float("nan"), float("nan")
+    return (ratio(value_at(num, x, at, lo), value_at(den, x, at, hi)),
+            ratio(value_at(num, x, at, hi), value_at(den, x, at, lo)))  # fmt: skip
+
+
+def blocks_disagree(ranges: dict, threshold) -> str:
+    """'blocks disagree: 0.82-1.3 (lstm)': the comparisons whose block range ({name: (lo,
+    hi)}) lies on both sides of the rule's ``threshold``; '' when every block agrees."""
+    split = {n: r for n, r in ranges.items() if r[0] <= threshold < r[1]}
+    if not split:
+        return ""
+    lo, hi = min(r[0] for r in split.values()), max(r[1] for r in split.values())
+    return f"blocks disagree: {fmt(lo, 2)}-{fmt(hi, 2)} ({', '.join(split)})"
+
+
+def honest(verdict, measured, note) -> tuple[str, str]:
+    """A verdict whose timed blocks disagree is ``inconclusive`` and says so; a verdict that
+    is ``not measured on`` this hardware keeps its word and gains the note."""
+    if not note:
+        return verdict, measured
+    keep = verdict.startswith("not measured on ")
+    return (verdict if keep else "inconclusive"), f"{measured}; {note}"
+
+
+def _block_ranges(df, path, T, ratios) -> dict:
+    """{'lstm (fused)': (lo, hi)}: each ratio of ``_compare`` as its groups allow."""
+    att = df[(df["mode"] == RULE.mode) & (df.step == RULE.step)]
+    one = len({a for _, a in ratios}) == 1  # one attention model: name the recurrent side
+    return {_label(m, path) + ("" if one else f"/{a}"):
+            block_ratio(_rows(df, m, path), att[att.model == a], "T", T)
+            for m, a in ratios}  # fmt: skip
+
+
 def verdicts(tables) -> list[Verdict]:
     df = _table(tables)
     comp = _compare(df) if not df.empty else {}
@@ -173,6 +213,10 @@ def verdicts(tables) -> list[Verdict]:
     elsewhere = not_parallel(rows)
     if elsewhere:  # one CPU thread measures the absence of parallel hardware, not the claim
         verdict = f"not measured on {elsewhere}"
+    deciding = _block_ranges(df, fused_path, T, fused)  # the unrolled loops decide if it loses
+    if not beats_fused and unrolled:
+        deciding |= _block_ranges(df, unrolled_path, T_u, unrolled)
+    verdict, measured = honest(verdict, measured, blocks_disagree(deciding, RULE.faster))
     return [Verdict("C4", STUDY, measured, RULE, verdict, stamp(rows), TIMED)]
 
 
