@@ -330,7 +330,9 @@ def main(argv=None) -> int:
     for flag, value in (("--runs", args.runs), ("--results", args.results)):
         if value is not None and not value.strip():  # Path("") would be the current folder
             return fail(f"{flag}={value!r} is not allowed: an empty path")
-    runs = Path(os.path.abspath(args.runs or f"runs/bench-{args.profile}"))  # "." has no name
+    runs = Path(args.runs or f"runs/bench-{args.profile}")
+    if runs.name in ("", ".", ".."):  # "." has no name to number when --fresh moves it aside
+        runs = Path(os.path.abspath(runs))
     results = Path(args.results) if args.results else runs / "report"
     from seqbench.cli import check_dir
     from seqbench.report.__main__ import check_results, write_report

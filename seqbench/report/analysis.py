@@ -13,7 +13,7 @@ def loglog_slope(x, y) -> float:
     """Least-squares slope of log y against log x over the finite, positive points."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
+    if len(np.unique(x[ok])) < 2:  # one length has no slope (polyfit would guess one)
         return float("nan")
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
