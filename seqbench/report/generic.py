@@ -254,16 +254,23 @@ def other_runs(tables, studies: set[str], figs) -> str:
     parts = [md_table(other[cols].sort_values(["study", "model"]))]
     curves = tables["curves"]
     if not curves.empty:
+        from matplotlib.ticker import MaxNLocator  # here: the report's text needs no matplotlib
+
         names = sorted(other.study.unique())
-        fig, axes = figs.figure(ncols=len(names), width=4.5)
+        fig, axes = figs.figure(ncols=len(names), width=6)
         for ax, study in zip(axes, names):
             mine = curves[curves.run.isin(other[other.study == study].run)]
             for model, g in mine.groupby("model"):  # the mean over a model's runs (seeds, ...)
-                mean = g.groupby("step").train_loss.mean()
+                by_step = g.groupby("step").train_loss
+                mean, lo, hi = by_step.mean(), by_step.min(), by_step.max()
                 n = g.run.nunique()
-                figs.line(ax, mean.index, mean.values, model=model,
-                          label=f"{model} ({n} run{'s' * (n > 1)})")  # fmt: skip
-            ax.set(title=f"study {study}", xlabel="step (count)", ylabel="train loss (nats)")
+                label = f"{model} ({n} run{'s' * (n > 1)})"
+                figs.line(
+                    ax, mean.index, mean.values, lo.values, hi.values, model=model, label=label
+                )
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # steps: few, whole
+            ax.set(title=f"'{study}' (no study module):\nmean over runs, band min-max",
+                   xlabel="step (count)", ylabel="train loss (nats)")  # fmt: skip
         figs.legend(fig)
         parts.append(figs.save(fig, "other_runs_loss"))
     return "\n\n".join(parts)
