@@ -36,7 +36,7 @@ CONFIG = {"train": "config", "measure": "measure", "perf": "perf"}
 GROUPS = {"train": ("model", "data", "train"), "measure": ("model", "data", "train", "what"),
           "perf": ("data",)}  # fmt: skip
 SENTENCE_END = re.compile(
-    r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\bvs)(?<!\.)\.(?!\.)(?=\s|$)"
+    r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\bvs)(?<!\bFig)(?<!\bEq)(?<!\bSec)(?<!\.)\.(?!\.)(?=\s|$)"
 )
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[\w.]+):(?P<value>[^#]*?)\s*(?:#\s*(?P<note>.*))?$")
 

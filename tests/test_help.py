@@ -185,3 +185,12 @@ def test_a_measurement_shows_a_bar_over_its_grid_only_when_asked(what, setting, 
     err = capsys.readouterr().err
     assert rows, "the measurement logged nothing"
     assert (f"{cfg.what.table} lstm" in err and f"/{points}" in err) == shown, err[-300:]
+
+
+def test_a_first_sentence_runs_past_a_figure_reference(tmp_path):
+    """'Fig. 7' or 'Eq. 3' is not a full stop: the description goes on to the sentence's end."""
+    from seqbench.help import first_sentence
+
+    path = tmp_path / "x.yaml"
+    path.write_text("# C10 (Kaplan et al. 2020, Fig. 7 left, Eq. 1.5): a sweep. More text.\nk: 1\n")
+    assert first_sentence(path) == "C10 (Kaplan et al. 2020, Fig. 7 left, Eq. 1.5): a sweep."
