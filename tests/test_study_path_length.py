@@ -213,3 +213,14 @@ def test_the_figure_reaches_the_deepest_gradient_and_says_what_it_leaves_out(tmp
         assert all(float(t).is_integer() for t in ax.get_xticks())
     assert any("not trained here: mingru" in t.get_text() for t in trained.texts)
     assert "T=64" in untrained.get_title() and "T=16" in trained.get_title()
+
+
+def test_the_trained_models_runs_are_owned_by_the_study_not_other_runs():
+    """The influence measurement files its trained models under conf/what/influence.yaml's
+    train_study; the study declares that name, so the report never lists them as other runs."""
+    from omegaconf import OmegaConf
+
+    from seqbench.config import CONF_DIR
+
+    influence = OmegaConf.load(CONF_DIR / "what" / "influence.yaml")
+    assert influence.train_study in study.OWNS

@@ -140,7 +140,8 @@ def build(runs_root: Path, results: Path, out: Path, compare, previous: dict) ->
             pages[page(name)] = study_page(module, v, md, extra)
         if md:
             present.add(name)
-    names = {studies.study_name(m) for m in modules}
+    names = {studies.study_name(m) for m in modules}  # and the run names a study owns:
+    names |= {o for m in modules for o in getattr(m, "OWNS", ())}  # not "other runs"
     runs_md, pointers = runs_page(tables, names, figs)
     verdicts = [e.verdict for e in evidence]
     table = generic.verdict_rows(verdicts)

@@ -13,6 +13,8 @@ and the module holds
     DECIDES: tuple[str, ...]    the claims its verdicts speak to ("C5", ...)
     CLAIMS: dict (optional)     claims beyond the lecture it adds: {"C3*": "one line"}
     READS: tuple (optional)     other studies whose runs its verdicts read (for stability)
+    OWNS: tuple (optional)      names its jobs file runs under besides its own (listed
+                                with the study, never as "other runs")
     BENCH: dict                 profile -> list of Job (smoke, cpu, gpu)
     RULE / *_RULE: Rule         thresholds, and the rule's sentence generated from them
     def verdicts(tables) -> list[Verdict]     pure: tables in, verdicts out

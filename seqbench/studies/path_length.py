@@ -24,6 +24,7 @@ from seqbench.studies import Rule, Verdict, complete, in_family, measure
 TITLE = "Information path length: gradient influence vs distance (C5)"
 ORDER = 26
 DECIDES = ("C5",)
+OWNS = ("path_length_train",)  # the trained models' runs (conf/what/influence.yaml train_study)
 STUDY = "path_length"
 RULE = Rule(
     "a model *fades* when its mean influence at d <= {near} over the influence far back "
