@@ -188,6 +188,9 @@ def compose_job(config_name: str, overrides, hydra=False):
     OmegaConf's errors become one line naming the key."""
     from hydra import compose, initialize_config_module
 
+    from seqbench.studies import register_experiments
+
+    register_experiments()
     with initialize_config_module("seqbench.conf", version_base=None):
         try:
             return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
@@ -297,7 +300,9 @@ def launch(config_name: str, target: str, argv) -> int:
     import hydra
 
     from seqbench.launch import LAUNCH_PID
+    from seqbench.studies import register_experiments
 
+    register_experiments()
     os.environ[LAUNCH_PID] = str(os.getpid())  # inherited by launcher workers (watchdog)
     sys.argv = [sys.argv[0], *argv]
     try:

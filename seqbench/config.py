@@ -40,6 +40,10 @@ MEASUREMENTS = "seqbench.measure."  # what._target_ must name a function in this
 
 
 def group_options(group: str) -> list[str]:
+    if group == "experiment":  # the experiment configs live in the study folders
+        from seqbench.studies import experiment_files
+
+        return sorted(experiment_files())
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 

@@ -141,6 +141,10 @@ def first_sentence(path) -> str:
 
 
 def _describe_files(folder) -> dict:
+    if folder.name == "experiment":
+        from seqbench.studies import experiment_files
+
+        return {name: first_sentence(path) for name, path in experiment_files().items()}
     return {name: first_sentence(folder / f"{name}.yaml") for name in group_options(folder.name)}
 
 

@@ -48,7 +48,8 @@ class CausalConv(SequenceModel):
 
 STUDY = '''
 """A throw-away study: every model's held-out loss against a cap."""
-from seqbench.studies import Rule, Verdict, complete
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies._common import complete
 
 TITLE = "Throw-away study"
 ORDER = 99

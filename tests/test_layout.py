@@ -13,14 +13,15 @@ from omegaconf import OmegaConf
 
 from seqbench import studies
 from seqbench.config import CONF_DIR
+from seqbench.studies import experiment_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {"smoke", "cpu", "gpu"}
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(experiment_files())
 
 
 def experiment_study(name: str) -> str:
-    return OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").study
+    return OmegaConf.load(experiment_files()[name]).study
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -63,7 +64,7 @@ def test_job_names_are_unique_within_a_profile(profile):
 
 def primary_config(name: str) -> str:
     """The entry point's config an experiment file is written for."""
-    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+    text = experiment_files()[name].read_text()
     if experiment_study(name) == "harness_overhead":
         return "perf"
     return "measure" if "override /what" in text else "config"
@@ -76,6 +77,7 @@ def test_every_experiment_composes_and_the_first_job_of_its_sweep_validates(name
     from seqbench.cli import validate_job
 
     config = primary_config(name)
+    studies.register_experiments()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose(config, overrides=[f"+experiment={name}"], return_hydra_config=True)
         params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
@@ -91,20 +93,25 @@ def test_every_experiment_composes_and_the_first_job_of_its_sweep_validates(name
 
 
 def test_pyproject_installs_every_package():
+    """setuptools' discovery, as pyproject.toml configures it, finds every folder of the tree
+    that holds code or configs (through the conf and studies links), and nothing else."""
+    from setuptools import find_namespace_packages
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    find = spec["packages"]["find"]
     listed = set(
-        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+        find_namespace_packages(str(ROOT), include=find["include"], exclude=find["exclude"])
     )
     found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in [*ROOT.glob("seqbench/**/__init__.py"), *ROOT.glob("hydra_plugins/*/__init__.py")]
-        if "conf" not in p.parts
+        ".".join(d.relative_to(ROOT).parts)
+        for top in ("seqbench", "hydra_plugins")
+        for d in [ROOT / top, *(ROOT / top).rglob("*")]
+        if d.is_dir()
+        and "__pycache__" not in d.parts
+        and any(d.glob("*.py")) | any(d.glob("*.yaml"))
     }
-    found |= {
-        "seqbench.conf." + ".".join(d.relative_to(ROOT / "conf").parts)
-        for d in (ROOT / "conf").rglob("*")
-        if d.is_dir() and any(d.glob("*.yaml"))
-    } | {"seqbench.conf"}
-    assert listed == found
+    assert found <= listed, sorted(found - listed)
+    assert {"seqbench.studies.recall", "seqbench.conf.model"} <= listed
 
 
 def test_a_plain_install_finds_its_configs_and_sweeper(tmp_path):
@@ -129,6 +136,7 @@ def test_a_plain_install_finds_its_configs_and_sweeper(tmp_path):
         timeout=300,
     )
     assert (target / "seqbench" / "conf" / "model" / "lstm.yaml").is_file()
+    assert (target / "seqbench" / "studies" / "recall" / "recall.yaml").is_file()
     argv = ["-m", "+experiment=recall", "hydra.sweeper.dry_run=true", f"out_dir={tmp_path}/r"]
     code = (
         f"import sys; sys.path = [p for p in sys.path if p not in ({str(ROOT)!r}, '')]; "

@@ -22,7 +22,7 @@ from seqbench.measure.timing import time_call
 from seqbench.report.__main__ import model_families
 from seqbench.report.collect import collect
 from seqbench.report.plot import Figures
-from seqbench.studies import VERDICTS
+from seqbench.report.verdict import VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["device=cpu", "train.threads=1", "data.seq_len=16", "data.distance=4"]

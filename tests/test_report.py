@@ -7,7 +7,7 @@ import pytest
 from seqbench import studies
 from seqbench.report.__main__ import main, write_report
 from seqbench.report.claims import LECTURE, claims_table
-from seqbench.studies import Rule, Verdict
+from seqbench.report.verdict import Rule, Verdict
 from seqbench.train import train
 
 

@@ -24,7 +24,7 @@ from seqbench.report import __main__ as report  # noqa: E402
 from seqbench.report import contact  # noqa: E402
 from seqbench.report.claims import LECTURE, ROW_MAX, Evidence, claims_table, deciding  # noqa: E402
 from seqbench.report.plot import md_table  # noqa: E402
-from seqbench.studies import Verdict  # noqa: E402
+from seqbench.report.verdict import Verdict  # noqa: E402
 from seqbench.studies._common import lr_table  # noqa: E402
 
 README_MAX = 15_000  # bytes

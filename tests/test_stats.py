@@ -9,7 +9,7 @@ import pytest
 
 from seqbench.report import stability
 from seqbench.report.stats import difference, estimate, fmt
-from seqbench.studies import Verdict
+from seqbench.report.verdict import Verdict
 
 
 def test_interval_of_constant_values_is_the_value():

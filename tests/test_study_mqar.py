@@ -8,6 +8,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.report.stability import annotate, half_budget, without_seed
+from seqbench.studies import experiment_files
 from seqbench.studies import mqar as study
 
 matplotlib.use("Agg")
@@ -165,7 +166,6 @@ def test_section_draws_accuracy_and_lists_every_cell(tmp_path, widths):
 
 
 def test_bench_jobs():
-    from seqbench.config import CONF_DIR
     from tests.conftest import compose_cfg
 
     names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
@@ -187,7 +187,7 @@ def test_bench_jobs():
     assert list(cfg.train.lr_grid) == [1e-4, 4.64e-4, 2.15e-3, 1e-2]
     assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99
     assert cfg.model.n_layers in (None, 2) and cfg.data.n_train
-    assert "seed: 0,1,2" in (CONF_DIR / "experiment" / "mqar.yaml").read_text()
+    assert "seed: 0,1,2" in experiment_files()["mqar"].read_text()
 
 
 @pytest.mark.parametrize("widths", [(64,), (64, 128)])

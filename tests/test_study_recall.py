@@ -8,6 +8,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.report.stability import annotate, half_budget, without_seed
+from seqbench.studies import experiment_files
 from seqbench.studies import recall as study
 
 matplotlib.use("Agg")
@@ -183,7 +184,6 @@ def test_section_draws_both_panels_and_the_table(tmp_path):
 
 
 def test_bench_jobs_cover_the_control_to_long_distances_with_three_seeds():
-    from seqbench.config import CONF_DIR
     from tests.conftest import compose_cfg
 
     names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
@@ -191,7 +191,7 @@ def test_bench_jobs_cover_the_control_to_long_distances_with_three_seeds():
     cfg = compose_cfg(["+experiment=recall"])
     assert cfg.train.criterion == "val_acc" and cfg.train.lr_control["data.distance"] == 4
     assert len(cfg.train.lr_grid) >= 3
-    yaml = (CONF_DIR / "experiment" / "recall.yaml").read_text()
+    yaml = experiment_files()["recall"].read_text()
     assert "seed: 0,1,2" in yaml and "{distance:4," in yaml and "{distance:256," in yaml
     assert "seed=" not in " ".join(study.BENCH["cpu"][0].args)  # every seed of the yaml
     gpu = " ".join(study.BENCH["gpu"][0].args)

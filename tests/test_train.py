@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seqbench.config import CONF_DIR, build_model, build_task
+from seqbench.studies import experiment_files
 from seqbench.train import TIMING_COLUMNS, train
 from tests.conftest import SMALL_POOL, compose_cfg
 
@@ -105,7 +106,7 @@ def test_every_config_file_composes_and_instantiates(group):
 
 
 def test_every_experiment_file_composes():
-    for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+    for path in sorted(experiment_files().values()):
         # measurement experiments override the `what` group of the measure entry's config
         primary = "measure" if "override /what" in path.read_text() else "config"
         cfg = compose_cfg([f"+experiment={path.stem}"], config_name=primary)

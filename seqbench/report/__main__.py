@@ -41,8 +41,9 @@ from seqbench.report import contact, folder, generic, stability  # noqa: E402
 from seqbench.report.claims import LECTURE, Evidence, claims_table, legend, page  # noqa: E402
 from seqbench.report.collect import OWN_TABLES, collect, regular_problem  # noqa: E402
 from seqbench.report.plot import Figures  # noqa: E402
+from seqbench.report.verdict import Verdict  # noqa: E402
 from seqbench.runs import first_line  # noqa: E402
-from seqbench.studies import Verdict, family_of  # noqa: E402
+from seqbench.studies._common import family_of  # noqa: E402
 
 MANIFEST = folder.MANIFEST
 README = "README.md"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from seqbench.report.plot import md_table
-from seqbench.studies import Verdict
+from seqbench.report.verdict import Verdict
 
 LECTURE = {  # one line each: the lecture's claims in our words (figure titles quote these)
     "C1": "one next-word objective trains every model",

@@ -17,7 +17,9 @@ import pandas as pd
 
 from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
 from seqbench.report.plot import axis_label, hardware_note, iqr_band, log_axis, md_table
-from seqbench.studies import Rule, Verdict, complete, in_family, measure
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete, in_family
 
 TITLE = "Wall-clock vs sequence length: forward and training step (C4)"
 ORDER = 22

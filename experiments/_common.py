@@ -99,3 +99,28 @@ def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
             f"{lrs}."
         )
     return f" Learning rate: best of the swept grid per (model, {cell}): {lrs}."
+
+
+# --- helpers the studies share: which rows, which families ---------------------------------
+def complete(df: pd.DataFrame | None, study: str | None = None) -> pd.DataFrame:
+    """The complete rows of a table (optionally of one study); empty when there are none."""
+    if df is None or df.empty or "status" not in df:
+        return pd.DataFrame()
+    ok = df[df.status == "complete"]
+    if study is not None and "study" in ok:
+        ok = ok[ok.study == study]
+    return ok.copy()
+
+
+def family_of(df: pd.DataFrame) -> dict:
+    """model -> family, as the runs recorded it (the model class declares its family)."""
+    if df is None or df.empty or "family" not in df:
+        return {}
+    pairs = df[["model", "family"]].dropna().drop_duplicates()
+    return dict(zip(pairs.model, pairs.family))
+
+
+def in_family(df: pd.DataFrame, *families) -> list[str]:
+    """The models of a table that belong to any of ``families``, sorted."""
+    fam = family_of(df)
+    return sorted(m for m, f in fam.items() if f in families)

@@ -27,7 +27,9 @@ from seqbench.report.plot import (
     log_axis,
     reference,
 )
-from seqbench.studies import Rule, Verdict, complete, family_of, in_family, measure
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete, family_of, in_family
 from seqbench.studies.time_vs_length import (
     TIMED,
     block_ratio,

@@ -32,7 +32,9 @@ from seqbench.report.plot import (
     reference,
 )
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, in_family, train
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import complete, in_family
 
 TITLE = "Scale: loss against parameters and compute (C10)"
 ORDER = 90

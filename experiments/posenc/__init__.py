@@ -21,7 +21,9 @@ import pandas as pd
 
 from seqbench.report.plot import UNIT_RANGE, clipped_yerr, md_table, reference
 from seqbench.report.stats import Estimate, difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, measure, train
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure, train
+from seqbench.studies._common import complete
 
 TITLE = "Positional encodings and order (C6)"
 ORDER = 40

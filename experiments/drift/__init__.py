@@ -25,7 +25,9 @@ from matplotlib.ticker import MaxNLocator
 
 from seqbench.report.plot import axis_label, key_entry, md_table
 from seqbench.report.stats import estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, measure
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete
 
 TITLE = "Drift of free-running generation (C11)"
 ORDER = 95

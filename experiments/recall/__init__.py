@@ -22,8 +22,17 @@ import pandas as pd
 
 from seqbench.report.plot import UNIT_RANGE, key_entry, log_axis, md_table, reference
 from seqbench.report.stats import estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, in_family, train
-from seqbench.studies._common import best_of_grid, estimate_of, lr_sentence, seeds_text, steps_text
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import (
+    best_of_grid,
+    complete,
+    estimate_of,
+    in_family,
+    lr_sentence,
+    seeds_text,
+    steps_text,
+)
 
 TITLE = "Recall versus distance (C5)"
 ORDER = 30

@@ -25,8 +25,9 @@ from seqbench.report.plot import (
     reference,
 )
 from seqbench.report.stats import estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, train
-from seqbench.studies._common import best_of_grid, lr_table, size_rank
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import best_of_grid, complete, lr_table, size_rank
 
 TITLE = "Core study: one harness, six models, three tasks"
 ORDER = 10

@@ -19,7 +19,9 @@ from matplotlib.ticker import MaxNLocator
 from seqbench.report.analysis import fmt, ratio
 from seqbench.report.plot import axis_label, log_axis, md_table
 from seqbench.report.stats import estimate
-from seqbench.studies import Rule, Verdict, complete, in_family, measure
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete, in_family
 
 TITLE = "Information path length: gradient influence vs distance (C5)"
 ORDER = 26

@@ -24,7 +24,9 @@ import pandas as pd
 
 from seqbench.report.plot import axis_label, clipped_yerr, md_table, reference
 from seqbench.report.stats import difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, train
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import complete
 
 TITLE = "Truncated BPTT against random windows (C1*)"
 ORDER = 12

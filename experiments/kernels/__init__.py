@@ -14,7 +14,9 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from seqbench.report.plot import LINESTYLES, axis_label, hardware_note, md_table
-from seqbench.studies import Verdict, complete, measure
+from seqbench.report.verdict import Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete
 
 TITLE = "Kernels per decoding step: the cost floor of a sequential step"
 ORDER = 25

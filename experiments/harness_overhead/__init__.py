@@ -24,7 +24,9 @@ from seqbench.perf.mfu import NOMINAL_BF16
 from seqbench.perf.overhead import GOAL, PEER_GOAL
 from seqbench.perf.startup import STARTUP_GOAL
 from seqbench.report.plot import hardware_note, iqr_band, md_table, reference
-from seqbench.studies import Verdict, complete, perf
+from seqbench.report.verdict import Verdict
+from seqbench.studies import perf
+from seqbench.studies._common import complete
 
 TITLE = "Harness overhead, start-up, FLOP/s and MFU"
 ORDER = 60

@@ -18,8 +18,9 @@ import pandas as pd
 
 from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table, reference
 from seqbench.report.stats import difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, measure
-from seqbench.studies._common import best_of_grid
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import best_of_grid, complete
 
 TITLE = "Causal versus masked objective (C8)"
 ORDER = 50

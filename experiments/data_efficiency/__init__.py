@@ -28,8 +28,9 @@ from matplotlib.transforms import offset_copy
 
 from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table
 from seqbench.report.stats import difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, in_family, train
-from seqbench.studies._common import best_of_grid, lr_table
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import best_of_grid, complete, in_family, lr_table
 
 TITLE = "Data efficiency (C7)"
 ORDER = 45

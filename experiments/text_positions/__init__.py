@@ -21,8 +21,9 @@ import pandas as pd
 
 from seqbench.report.plot import clipped_yerr, log_axis, md_table
 from seqbench.report.stats import difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, family_of, in_family, train
-from seqbench.studies._common import best_of_grid
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import best_of_grid, complete, family_of, in_family
 
 TITLE = "Loss by position in the context (C5, Kaplan Fig. 7)"
 ORDER = 34

@@ -24,8 +24,16 @@ import pandas as pd
 
 from seqbench.report.plot import UNIT_RANGE, clipped_yerr, log_axis, md_table, reference
 from seqbench.report.stats import Estimate, difference, estimate, fmt
-from seqbench.studies import Rule, Verdict, complete, in_family, train
-from seqbench.studies._common import best_of_grid, lr_sentence, seeds_text, steps_text
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import train
+from seqbench.studies._common import (
+    best_of_grid,
+    complete,
+    in_family,
+    lr_sentence,
+    seeds_text,
+    steps_text,
+)
 
 TITLE = "Multi-query associative recall (C5, Zoology)"
 ORDER = 32

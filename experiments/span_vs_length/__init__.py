@@ -14,7 +14,9 @@ import pandas as pd
 
 from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
 from seqbench.report.plot import axis_label, dodge, key_entry, log_axis, md_table, series_label
-from seqbench.studies import Rule, Verdict, complete, in_family, measure
+from seqbench.report.verdict import Rule, Verdict
+from seqbench.studies import measure
+from seqbench.studies._common import complete, in_family
 
 TITLE = "Parallel step count: span vs sequence length (C3, C4, C3*)"
 ORDER = 20
