@@ -14,11 +14,11 @@ ARCHIVE ?= $(OUT)/seqbench-gpu.tar.gz
 GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 \
 	hydra-submitit-launcher==1.2.0 submitit==1.5.4
 
-.PHONY: help bench test test-slow lint format report clean gpu-wheels gpu-run gpu-unpack gpu-dry-run
+.PHONY: help bench readmes test test-slow lint format report clean gpu-wheels gpu-run gpu-unpack gpu-dry-run
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|cpu|gpu  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over, old runs kept aside)  BUDGET_S=<s> (gpu-run)"
+	@echo "  variables: PROFILE=smoke|cpu|gpu (experiments/*/profiles.yaml)  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over, old runs kept aside)  BUDGET_S=<s> (gpu-run)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 bench: $(VENV)/.installed ## run the studies of PROFILE (default cpu), then write the report to RESULTS
 	$(PY) -m seqbench.bench --profile $(PROFILE) --runs $(RUNS) --results $(RESULTS) $(if $(filter 1,$(FRESH)),--fresh,)
+
+readmes: $(VENV)/.installed ## rewrite the generated blocks of experiments/*/README.md (commands from profiles.yaml, rules from the module)
+	$(PY) -m seqbench.bench --write-readmes
 
 report: $(VENV)/.installed ## re-aggregate the runs in RUNS into RESULTS (FORCE=1: replace another runs folder's report)
 	$(PY) -m seqbench.report --runs $(RUNS) --results $(RESULTS) $(if $(filter 1,$(FORCE)),--force,)

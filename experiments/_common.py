@@ -1,11 +1,21 @@
-"""Helpers the studies share: Zoology's best-of-grid selection and the learning-rate table,
-and how a cell's seeds, steps to a criterion and control overrides read in a claims row.
-(A private module: study discovery skips names that start with an underscore.)"""
+"""Helpers the studies share, the one module they share them through (a study never imports
+another): a study's own name, which rows are complete, Zoology's best-of-grid selection and
+the learning-rate table, how a cell's seeds, steps to a criterion and control overrides read in
+a claims row, and how timed rows read (their spread, whether timed groups agree, the hardware
+the claim is about). A private module: study discovery skips names that start with an
+underscore."""
 
 import pandas as pd
 
 from seqbench.models import SIZES
+from seqbench.report.analysis import ratio, value_at
 from seqbench.report.stats import Estimate, fmt
+
+
+def study_of(module_name: str) -> str:
+    """A study's name from its module's ``__name__`` (seqbench.studies.recall -> recall): a
+    study says ``STUDY = study_of(__name__)`` once instead of retyping its own name."""
+    return module_name.rsplit(".", 1)[-1]
 
 
 def best_of_grid(runs: pd.DataFrame, cell=(), metric="val_loss") -> pd.DataFrame:
@@ -101,14 +111,26 @@ def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
     return f" Learning rate: best of the swept grid per (model, {cell}): {lrs}."
 
 
+def left_out(passed: dict, control: str) -> str:
+    """'; left out, control d=2 not solved: rnn': the models a verdict leaves out because
+    they failed its control cell ({model: passed}); '' when every model passed."""
+    left = sorted(m for m, ok in passed.items() if not ok)
+    return f"; left out, control {control} not solved: {', '.join(left)}" if left else ""
+
+
+def cpu_only(ok: pd.DataFrame, note: str) -> str:
+    """``note`` (what the CPU profile cuts) where every run of ``ok`` ran on the CPU, else ''."""
+    return note if set(ok.device.dropna()) <= {"cpu"} else ""
+
+
 # --- helpers the studies share: which rows, which families ---------------------------------
-def complete(df: pd.DataFrame | None, study: str | None = None) -> pd.DataFrame:
-    """The complete rows of a table (optionally of one study); empty when there are none."""
+def complete(df: pd.DataFrame | None, *studies: str) -> pd.DataFrame:
+    """The complete rows of a table (of ``studies`` when named); empty when there are none."""
     if df is None or df.empty or "status" not in df:
         return pd.DataFrame()
     ok = df[df.status == "complete"]
-    if study is not None and "study" in ok:
-        ok = ok[ok.study == study]
+    if studies and "study" in ok:
+        ok = ok[ok.study.isin(studies)]
     return ok.copy()
 
 
@@ -124,3 +146,53 @@ def in_family(df: pd.DataFrame, *families) -> list[str]:
     """The models of a table that belong to any of ``families``, sorted."""
     fam = family_of(df)
     return sorted(m for m, f in fam.items() if f in families)
+
+
+# --- timed rows: the machine, the spread, and whether timed groups agree ----------------------
+# (time_vs_length and decode_cost read timings alike; a study never imports another)
+PARALLEL = "cuda"  # the hardware the wall-clock claims are about; elsewhere "not measured on"
+TIMED = "n/a (timing medians with IQR over timed blocks; no seeds or training)"
+
+
+def not_parallel(rows) -> str | None:
+    """The devices among ``rows`` that are not PARALLEL ('cpu'); None when all are."""
+    kinds = {str(d).split(":")[0] for d in rows.device.dropna()}
+    others = sorted(kinds - {PARALLEL})
+    return ", ".join(others) if others else None
+
+
+def median_iqr(g, x, at, y="median_s", iqr="iqr_s", scale=1e3, unit="ms") -> str:
+    """'12.3 ms (IQR 0.41)': the median and IQR of the row of ``g`` where ``x == at``."""
+    med, spread = value_at(g, x, at, y), value_at(g, x, at, iqr)
+    return f"{fmt(med * scale, 3)} {unit} (IQR {fmt(spread * scale, 2)})"
+
+
+def block_ratio(num, den, x, at, col="block_{}_s") -> tuple[float, float]:
+    """(lowest, highest) ratio num / den that the rows' group medians allow at ``x == at``:
+    num's lowest group over den's highest, and the reverse. The two series ran at different
+    times, so their groups are not paired: the range is the widest the groups allow. (nan,
+    nan) when the rows carry no groups (runs from before they were recorded)."""
+    lo, hi = col.format("min"), col.format("max")
+    if not {lo, hi} <= set(num) & set(den):
+        return float("nan"), float("nan")
+    return (ratio(value_at(num, x, at, lo), value_at(den, x, at, hi)),
+            ratio(value_at(num, x, at, hi), value_at(den, x, at, lo)))  # fmt: skip
+
+
+def blocks_disagree(ranges: dict, threshold) -> str:
+    """'blocks disagree: 0.82-1.3 (lstm)': the comparisons whose block range ({name: (lo,
+    hi)}) lies on both sides of the rule's ``threshold``; '' when every block agrees."""
+    split = {n: r for n, r in ranges.items() if r[0] <= threshold < r[1]}
+    if not split:
+        return ""
+    lo, hi = min(r[0] for r in split.values()), max(r[1] for r in split.values())
+    return f"blocks disagree: {fmt(lo, 2)}-{fmt(hi, 2)} ({', '.join(split)})"
+
+
+def honest(verdict, measured, note) -> tuple[str, str]:
+    """A verdict whose timed blocks disagree is ``inconclusive`` and says so; a verdict that
+    is ``not measured on`` this hardware keeps its word and gains the note."""
+    if not note:
+        return verdict, measured
+    keep = verdict.startswith("not measured on ")
+    return (verdict if keep else "inconclusive"), f"{measured}; {note}"

@@ -2,15 +2,18 @@
 
     python -m seqbench.bench --profile cpu --runs runs/bench-cpu --results results [--fresh]
 
-Each study module (seqbench/studies/) lists its jobs per profile (``BENCH``); a job is one
-command line of a seqbench entry point, usually a Hydra multirun over the study's experiment
-file. Jobs run by rank (``Job.rank``), then in report order. Nothing is hidden: the commands
-are printed, and experiments/*/README.md quote the same ones. Runs resume by default
-(complete runs are skipped, interrupted ones continue from their checkpoint); ``--fresh``
-moves the runs folder aside (``<runs>.previous-<n>``, nothing deleted) and starts every run,
-learning-rate calibrations included, in an empty one, so the report reads only this bench's
-runs (with ``--only``, the named jobs' runs start over in place and the others stay). A job
-that fails does not stop the others; the bench exits 1 at the end if any did.
+Each study folder lists its jobs per profile in experiments/<study>/profiles.yaml (read by
+``seqbench.studies.bench_jobs``); a job is one command line of a seqbench entry point, usually
+a Hydra multirun over the study's experiment file. Jobs run by rank (``Job.rank``), then in
+report order. Nothing is hidden: the commands are printed, and each study's README quotes the
+same ones, written from the same file (``--write-readmes``, ``make readmes``).
+
+Runs resume by default (complete runs are skipped, interrupted ones continue from their
+checkpoint); ``--fresh`` moves the runs folder aside (``<runs>.previous-<n>``, nothing
+deleted) and starts every run, learning-rate calibrations included, in an empty one, so the
+report reads only this bench's runs (with ``--only``, the named jobs' runs start over in place
+and the others stay). A job that fails does not stop the others; the bench exits 1 at the end
+if any did.
 
 A job with a cap (``Job.cap_s``) and a profile run with ``--budget-s`` are stopped in time:
 SIGTERM to the job's process group at min(cap, budget left), SIGKILL ``GRACE_S`` later.
@@ -33,7 +36,8 @@ import time
 from pathlib import Path
 
 from seqbench import store, studies
-from seqbench.errors import ConfigError
+from seqbench.errors import ConfigError, fail
+from seqbench.launch import stop_on_signals
 
 GRACE_S = 30.0  # after SIGTERM at a cap: time to checkpoint before SIGKILL
 COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "command"]
@@ -41,8 +45,8 @@ COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "command"]
 
 def profile_jobs(profile: str) -> list:
     """The profile's jobs in the order they run: by rank, then the studies' report order."""
-    jobs = [job for m in studies.all_studies() for job in m.BENCH.get(profile, [])]
-    return sorted(jobs, key=lambda j: j.rank)  # stable: report order within a rank
+    order = [studies.study_name(m) for m in studies.all_studies()]
+    return studies.bench_jobs(profile, order)
 
 
 def run_job(
@@ -107,12 +111,13 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _sigterm(signum, frame):
+def _raise_stopped(signum):
     raise Stopped(signum)
 
 
 def profiles() -> list[str]:
-    return sorted({p for m in studies.all_studies() for p in m.BENCH})
+    """The profiles the study folders list (smoke, cpu, full, gpu: those in use)."""
+    return studies.profile_names()
 
 
 def _record_jobs(path: Path, log: list[dict]) -> None:
@@ -139,10 +144,10 @@ def _record_jobs(path: Path, log: list[dict]) -> None:
 
 
 def _profiles_help() -> str:
-    """Each profile's jobs, in the order they run (from the studies' BENCH)."""
+    """Each profile's jobs, in the order they run (from the studies' profiles.yaml)."""
     import textwrap
 
-    lines = ["Profiles and their jobs (seqbench/studies/*.py, BENCH):"]
+    lines = ["Profiles and their jobs (experiments/*/profiles.yaml):"]
     for p in profiles():
         names = ", ".join(j.name for j in profile_jobs(p))
         lines += textwrap.wrap(names, 96, initial_indent=f"  {p}: ", subsequent_indent="    ")
@@ -230,16 +235,15 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(f"   | {line}" for line in text)
 
 
-def fail(message) -> int:
-    print(f"seqbench: error: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv=None) -> int:
+    try:  # a profiles.yaml that does not check out: its one line, before anything runs
+        epilog = _profiles_help()
+    except ConfigError as e:
+        return fail(str(e))
     ap = argparse.ArgumentParser(
         prog="python -m seqbench.bench",
         description=__doc__,
-        epilog=_profiles_help(),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
@@ -309,7 +313,19 @@ def main(argv=None) -> int:
         action="store_true",
         help="run the jobs, write no report (the GPU run packs the runs first, then reports)",
     )
+    ap.add_argument(
+        "--write-readmes",
+        action="store_true",
+        help="rewrite the generated blocks of every study's README (commands from its "
+        "profiles.yaml, rule sentences from its module), run nothing (make readmes)",
+    )
     args = ap.parse_args(argv)
+    if args.write_readmes:
+        from seqbench import readmes
+
+        for path in readmes.write_all():
+            print(f"seqbench: wrote {path}")
+        return 0
     if args.profile not in profiles():
         return fail(
             f"--profile={args.profile} is not allowed: choose one of {', '.join(profiles())}"
@@ -334,8 +350,8 @@ def main(argv=None) -> int:
     if runs.name in ("", ".", ".."):  # "." has no name to number when --fresh moves it aside
         runs = Path(os.path.abspath(runs))
     results = Path(args.results) if args.results else runs / "report"
-    from seqbench.cli import check_dir
-    from seqbench.report.__main__ import check_results, write_report
+    from seqbench.report.write import check_results, write_report
+    from seqbench.store import check_dir
 
     try:  # refuse before hours of work, not after: both folders must be writable
         check_dir(f"--runs={runs}", runs)
@@ -352,9 +368,9 @@ def main(argv=None) -> int:
             str(e) if isinstance(e, ValueError) else f"--runs={runs} is not allowed: {e.strerror}"
         )
     log = []
-    saved = signal.signal(signal.SIGTERM, _sigterm)  # the running job is stopped, not orphaned
-    try:
-        _run_jobs(jobs, only, runs, args, log)
+    try:  # SIGTERM: the running job is stopped, not orphaned
+        with stop_on_signals(_raise_stopped, (signal.SIGTERM,)):
+            _run_jobs(jobs, only, runs, args, log)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM via _sigterm: the job is already stopped
         signum = getattr(e, "signum", signal.SIGINT)
         _record_jobs(runs / "bench_jobs.csv", log)
@@ -364,8 +380,6 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 128 + signum
-    finally:
-        signal.signal(signal.SIGTERM, saved)
     if not args.no_report:
         try:
             print(f"\nseqbench: wrote {write_report(runs, results, args.force)}")

@@ -40,13 +40,12 @@ def calibration_score(summary: dict) -> tuple:
     return (0, 0, loss)
 
 
-def calibrate(cfg: DictConfig) -> dict | None:
+def calibrate(cfg: DictConfig, train) -> dict | None:
     """One short run per learning rate of train.lr_grid on the control setting (per model and
     task: every cell of a study shares them, and reruns reuse them by content key); the best
     by ``calibration_score`` wins, the smaller lr on a tie. A run another worker is training
-    (locked) is waited for."""
-    from seqbench.train import train  # the harness trains the calibration runs too
-
+    (locked) is waited for. ``train(cfg) -> summary`` trains each run: the harness hands
+    itself in (seqbench.train), so this module stays below it."""
     grid = cfg.train.lr_grid
     if not grid:
         return None

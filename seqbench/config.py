@@ -2,13 +2,13 @@
 value stops before any model is built or any file is written, with one line naming the key,
 the value and what is allowed.
 
-``validate(cfg)`` checks one composed config: the top-level and ``train`` keys against their
-schemas (seqbench/schema.py), the ``model`` and ``data`` keys against the constructor of their
-``_target_`` class (its signature and annotations are the schema, its own checks run when it is
-built: the model on the ``meta`` device with initialisers skipped, so it costs microseconds
-and allocates nothing), and a measurement's ``what`` node against its function's module. A
-sweep is validated job by job before the first one starts, by seqbench's Hydra sweeper
-(hydra_plugins/seqbench_sweeper), which expands it exactly as Hydra's basic sweeper does.
+``validate_training(cfg)`` and ``validate_measurement(cfg)`` check one composed config: the
+top-level and ``train`` keys against their schemas (seqbench/schema.py), the ``model`` and
+``data`` keys against the constructor of their ``_target_`` class (its signature and
+annotations are the schema, its own checks run when it is built: the model on the ``meta``
+device with initialisers skipped, so it costs microseconds and allocates nothing), and a
+measurement's ``what`` node against its function's module. The entry layer (seqbench.cli)
+calls them once per job, before the job runs; the engine trusts its input.
 """
 
 import functools
@@ -26,13 +26,20 @@ from hydra.utils import get_class, get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.overrides import TorchFunctionMode
 
-import hydra_plugins.seqbench_sweeper.seqbench_sweeper  # noqa: F401  registers hydra/sweeper
 from seqbench import schema, store
 from seqbench.errors import ConfigError
 from seqbench.evaluate import check_evaluation
 from seqbench.schema import need, plain
+from seqbench.searchpath import model_files
 
-__all__ = ["CONF_DIR", "ConfigError", "build_model", "build_task", "validate"]
+__all__ = [
+    "CONF_DIR",
+    "ConfigError",
+    "build_model",
+    "build_task",
+    "validate_measurement",
+    "validate_training",
+]
 
 CONF_DIR = Path(str(importlib.resources.files("seqbench.conf")))
 GROUPS = ("model", "data", "train", "experiment")
@@ -40,10 +47,10 @@ MEASUREMENTS = "seqbench.measure."  # what._target_ must name a function in this
 
 
 def group_options(group: str) -> list[str]:
-    if group == "experiment":  # the experiment configs live in the study folders
-        from seqbench.studies import experiment_files
-
-        return sorted(experiment_files())
+    """The options of a config group of conf/ (the experiments live in the study folders:
+    seqbench.studies.experiment_files, a layer above)."""
+    if group == "model":  # conf/model and a user's SEQBENCH_PATH folders (seqbench.searchpath)
+        return sorted(model_files())
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
@@ -69,6 +76,12 @@ def _signature_schema(cls, group: str) -> dict:
         hints = {}
     out = {}
     for name, p in params.items():
+        if p.kind == p.VAR_KEYWORD and cls.__mro__[1] is not object:
+            # the rest is handed on to the base class (LagRecall -> Task, MaskedText -> Text):
+            # the base's keys are keys here too, after the class's own
+            base = _signature_schema(cls.__mro__[1], group)
+            out |= {k: spec for k, spec in base.items() if k not in out}
+            continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (
             group == "model" and name == "vocab_size"
         ):
@@ -338,9 +351,9 @@ def check_resolves(cfg: DictConfig) -> None:
         raise ConfigError(f"{key}={raw!r} is not allowed: {reason}") from None
 
 
-def check_calibration(cfg: DictConfig) -> None:
-    """With train.lr_grid the control setting's runs start first: checked now, each bad value
-    named under train.lr_control."""
+def check_calibration(cfg: DictConfig, validate) -> None:
+    """With train.lr_grid the control setting's runs start first: checked now (by
+    ``validate``, the config's own validator), each bad value named under train.lr_control."""
     if not cfg.train.get("lr_grid"):
         return
     from seqbench.calibrate import calibration_config
@@ -357,21 +370,47 @@ def check_calibration(cfg: DictConfig) -> None:
         raise ConfigError(f"train.lr_control={value!r} is not allowed: {e}") from None
 
 
-def validate(cfg: DictConfig):
-    """Check everything in a training or measurement config; return the built task (reused
-    by the caller) or raise ConfigError."""
-    measuring = "what" in cfg
+def validate_training(cfg: DictConfig):
+    """Check everything in a training config; return the built task or raise ConfigError."""
     check_resolves(cfg)
-    check_top(cfg, groups=("model", "data", "train", "what") if measuring else GROUPS[:3])
-    check_calibration(cfg)
+    check_top(cfg, groups=GROUPS[:3])
+    check_calibration(cfg, validate_training)
     task = build_task(cfg.data)
     model = build_model(cfg.model, task.vocab_size)
-    check_fits(cfg, model, training=not measuring)
+    check_fits(cfg, model, training=True)
     check_target_reachable(cfg, task)
-    if not measuring:  # a held-out stream too short to score: refused before any run
-        check_evaluation(cfg, task)
-    # a model with a longest sequence (hparams' max_len: a position table) must take the
-    # task's, or every run ends `failed` at its first forward
+    check_evaluation(cfg, task)  # a held-out stream too short to score: refused before any run
+    check_max_len(task, model)
+    return task
+
+
+def validate_measurement(cfg: DictConfig):
+    """Check everything in a measurement config (its ``what`` node by the measurement's own
+    ``check``); return the built task or raise ConfigError."""
+    from seqbench.runs import check_name
+
+    check_resolves(cfg)
+    check_top(cfg, groups=("model", "data", "train", "what"))
+    check_calibration(cfg, validate_measurement)
+    task = build_task(cfg.data)
+    model = build_model(cfg.model, task.vocab_size)
+    check_fits(cfg, model, training=False)
+    check_target_reachable(cfg, task)
+    check_max_len(task, model)
+    for key, value in cfg.what.items():
+        if str(key).endswith("study"):  # what.train_study: the study of its training runs
+            check_name(f"what.{key}", value)
+    _, module = measurement(cfg)
+    table = cfg.what.get("table")
+    need(isinstance(table, str) and table.isidentifier(), "what.table", table,
+         "a table name (an identifier)")  # fmt: skip
+    module.check(cfg, task)  # the measurement's own keys
+    return task
+
+
+def check_max_len(task, model) -> None:
+    """A model with a longest sequence (hparams' max_len: a position table) must take the
+    task's, or every run ends `failed` at its first forward."""
     longest = model.hparams().get("max_len")
     need(
         longest is None or longest >= task.seq_len,
@@ -379,34 +418,19 @@ def validate(cfg: DictConfig):
         longest,
         f"at least data.seq_len={task.seq_len}, the length of every training sequence",
     )
-    if measuring:
-        from seqbench.runs import check_name
-
-        for key, value in cfg.what.items():
-            if str(key).endswith("study"):  # what.train_study: the study of its training runs
-                check_name(f"what.{key}", value)
-        _, module = measurement(cfg)
-        table = cfg.what.get("table")
-        need(
-            isinstance(table, str) and table.isidentifier(),
-            "what.table",
-            table,
-            "a table name (an identifier)",
-        )
-        module.check(cfg, task)  # the measurement's own keys
-    return task
 
 
 # --- every model file, for tests and the report's parameter table ----------------------------
 def model_configs() -> dict[str, DictConfig]:
-    """Every conf/model/*.yaml, loaded on its own (interpolations into other groups dropped)."""
+    """Every model YAML (conf/model/ and a user's SEQBENCH_PATH folders), loaded on its own
+    (interpolations into other groups dropped)."""
     out = {}
-    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+    for name, path in model_files().items():
         node = OmegaConf.load(path)
         for k in list(node.keys()):
             if OmegaConf.is_interpolation(node, k):
                 del node[k]  # e.g. max_len: ${data.seq_len}; the class default serves here
-        out[path.stem] = node
+        out[name] = node
     return out
 
 

@@ -1,7 +1,8 @@
-"""Where a run executes: device choice, autocast, synchronisation and the environment record.
+"""Where a run executes: device choice, autocast, synchronisation and the machine's record.
 
 Training, every measurement and the perf benchmark ask this module, so a timing on CUDA is
-always synchronised the same way and every run.json describes its machine the same way.
+always synchronised the same way, every run.json describes its machine the same way
+(``environment``) and every timed row names its hardware the same way (``hardware``).
 """
 
 import functools
@@ -63,6 +64,26 @@ def set_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+HARDWARE = ("threads", "device", "device_name", "torch", "cuda", "dtype")  # in a table's order
+
+
+def hardware(device, columns=HARDWARE, named=False) -> dict:
+    """The ``columns`` (from HARDWARE) that say what a timed row ran on, recorded the same
+    way by every table that times: a verdict on timings names them, and a CPU row cannot
+    decide a claim about parallel hardware. ``named``: the ``device`` column holds the
+    accelerator's name (the perf tables, which have no ``device_name`` column)."""
+    device = torch.device(device)
+    facts = {
+        "threads": torch.get_num_threads(),
+        "device": device_name(device) if named else str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cuda": f"CUDA {torch.version.cuda}" if device.type == "cuda" else None,  # text, not 12.1
+        "dtype": dtype_label(device),
+    }
+    return {k: facts[k] for k in columns}
 
 
 def environment(device) -> dict:

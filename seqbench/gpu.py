@@ -68,12 +68,11 @@ def dry_run(profile: str, extra=("device=cpu",)) -> dict[str, int]:
     from seqbench import cli
     from seqbench.bench import profile_jobs
 
-    entries = {"seqbench.train": "train", "seqbench.measure": "measure", "seqbench.perf": "perf"}
     counts = {}
     out_dir = tempfile.mkdtemp(prefix="seqbench-dry-run-")  # checked writable, never written
     for job in profile_jobs(profile):
         argv = [*map(str, job.args), *extra, f"out_dir={out_dir}"]
-        entry = entries[job.module]
+        entry = job.entry  # train | measure | perf (profiles.yaml)
         if "-m" in argv or "--multirun" in argv:
             out = io.StringIO()
             with redirect_stdout(out):
@@ -138,7 +137,7 @@ def unpack(archive: Path, runs: Path, results: Path) -> Path:
     """Extract the runs of an archive made by ``pack`` into ``runs`` (one line per refused
     member, nothing written for it; the packed report is made again here) and write the
     report of whatever came back to ``results``."""
-    from seqbench.report.__main__ import write_report
+    from seqbench.report.write import write_report
 
     runs.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:

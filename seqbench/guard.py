@@ -5,7 +5,8 @@ before anything is imported from it, built or written.
 
 - ``check_targets(cfg)``: a ``_target_`` only where seqbench builds one (model, data, what),
   each under its package (``TARGETS``); a user's model or task lives in seqbench/models or
-  seqbench/data (README "Add your own model"). Hydra's ``instantiate`` builds any callable
+  seqbench/data, or in a folder SEQBENCH_PATH names (seqbench.searchpath; README "Add your
+  own model"). Hydra's ``instantiate`` builds any callable
   and importing a module runs its code, so the string is checked before either.
 - ``check_hydra(cfg, multirun)``: the hydra node: launcher, sweeper and callbacks among the
   known plugins; logging without factories or files of its own; the run's folders
@@ -22,15 +23,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from seqbench import searchpath
 from seqbench.errors import ConfigError
 from seqbench.schema import need, plain
+from seqbench.store import check_dir
 
 TARGETS = {  # node -> the package its _target_ must lie in
     "model": "seqbench.models.",
     "data": "seqbench.data.",
     "what": "seqbench.measure.",
 }
+USER_NODES = ("model", "data")  # may also name a module of a SEQBENCH_PATH folder
 PLUGINS = ("hydra._internal.core_plugins.", "hydra_plugins.")  # launchers and sweepers
+SWEEPER = "hydra_plugins.seqbench_sweeper.seqbench_sweeper.SeqbenchSweeper"  # validates each job
 CALLBACKS = ("seqbench.launch.", "hydra.experimental.callbacks.")
 LOG_CLASSES = (
     "logging.StreamHandler",
@@ -41,7 +46,6 @@ LOG_CLASSES = (
 )
 LOG_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 LOG_FILE = "${hydra.runtime.output_dir}/"  # Hydra's own job log lies in the run's folder
-MIN_FREE = 1 << 20  # bytes: less free space where runs are written is a full disk
 CLUSTER_TOOLS = ("sbatch", "srun")  # what submitit's SLURM executor calls
 REFUSED_FLAGS = {  # Hydra flag (argparse dest) -> why, and what to use instead
     "experimental_rerun": "it unpickles a saved job, which runs whatever the file holds; "
@@ -63,7 +67,12 @@ def dotted(target) -> bool:
 def allowed_target(node: str, target) -> bool:
     """True when ``target`` may be built for the top-level ``node`` (model, data, what)."""
     package = TARGETS.get(node)
-    return bool(package) and dotted(target) and target.startswith(package)
+    if not (package and dotted(target)):
+        return False
+    if target.startswith(package):
+        return True
+    # a user's model or task: a module of a folder SEQBENCH_PATH names (the user's own trust)
+    return node in USER_NODES and target.startswith(searchpath.target_prefixes())
 
 
 def check_targets(cfg: DictConfig) -> None:
@@ -80,7 +89,8 @@ def check_targets(cfg: DictConfig) -> None:
                 allowed_target(str(key), target),
                 f"{key}._target_",
                 target,
-                f"a class in {allowed.rstrip('.')} (add your own there)"
+                f"a class in {allowed.rstrip('.')} (add your own there"
+                + (", or in a folder SEQBENCH_PATH names)" if key in USER_NODES else ")")
                 if allowed
                 else f"only {', '.join(TARGETS)} name a class to build",
             )
@@ -231,6 +241,12 @@ def check_launcher(cfg: DictConfig) -> None:
     """The launcher's and sweeper's own values, and a cluster launcher only where its tools
     are (each otherwise ends in a traceback from the plugin)."""
     h = cfg.hydra
+    need(
+        h.sweeper.get("_target_") == SWEEPER,
+        "hydra/sweeper",
+        h.runtime.choices.get("hydra/sweeper"),
+        "seqbench (the sweeper that validates every job before the first one runs)",
+    )
     launcher = h.launcher
     target = str(launcher.get("_target_"))
     if "n_jobs" in launcher:  # joblib: 0 means nothing; negative counts back from the cores
@@ -257,39 +273,6 @@ def check_launcher(cfg: DictConfig) -> None:
             choice,
             f"SLURM is not available here ({', '.join(missing)} not on PATH); run it on the "
             "cluster, or try the same sweep here with hydra/launcher=slurm_local",
-        )
-
-
-# --- folders -------------------------------------------------------------------------------
-def check_dir(label: str, path) -> None:
-    """A directory seqbench will create (if need be) and write into: refused, as ``label is
-    not allowed: ...``, when a regular file or a symbolic link that leads nowhere (dangling,
-    or a loop) is in its way, it is not writable, or the disk holding it is full (less than
-    MIN_FREE bytes or no inode free)."""
-    if not str(path).strip():  # Path("") is the current directory: never written by accident
-        raise ConfigError(f"{label} is not allowed: an empty path")
-    probe = Path(path).expanduser().absolute()
-    try:
-        while not probe.exists():
-            if probe.is_symlink():
-                raise ConfigError(
-                    f"{label} is not allowed: {probe} is a symbolic link that leads nowhere "
-                    "(dangling, or a loop)"
-                )
-            probe = probe.parent
-        is_dir = probe.is_dir()
-    except OSError as e:
-        raise ConfigError(f"{label} is not allowed: {e.strerror} ({probe})") from None
-    if not is_dir:
-        raise ConfigError(f"{label} is not allowed: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label} is not allowed: {probe} is not writable")
-    disk = os.statvfs(probe)
-    free = disk.f_bavail * disk.f_frsize
-    if free < MIN_FREE or (disk.f_files > 0 and disk.f_favail == 0):
-        raise ConfigError(
-            f"{label} is not allowed: the disk holding {probe} is full "
-            f"({free // 1024} KiB, {disk.f_favail} inodes free)"
         )
 
 

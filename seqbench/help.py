@@ -11,7 +11,10 @@ What a user picks, and where each line comes from:
   the value shown is the one this command line composes to (experiment included);
 - examples: the smoke-profile bench job of this entry.
 
-Hydra's own page stays at --hydra-help.
+The entry layer (seqbench.cli) composes the command line's first job and hands it in; this
+module only writes the page (it imports nothing of the command line's). Study folders are
+read as files (their experiment configs and profiles.yaml), never imported: --help costs
+no pandas. Hydra's own page stays at --hydra-help.
 """
 
 import re
@@ -32,7 +35,6 @@ ABOUT = {
     "measure": "Trace or time the same models and tasks: what=<measurement> picks which.",
     "perf": "Time seqbench's training step against a bare PyTorch loop; FLOP/s and MFU.",
 }
-CONFIG = {"train": "config", "measure": "measure", "perf": "perf"}
 GROUPS = {"train": ("model", "data", "train"), "measure": ("model", "data", "train", "what"),
           "perf": ("data",)}  # fmt: skip
 SENTENCE_END = re.compile(
@@ -41,8 +43,10 @@ SENTENCE_END = re.compile(
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[\w.]+):(?P<value>[^#]*?)\s*(?:#\s*(?P<note>.*))?$")
 
 
-def page(entry: str, argv) -> str:
-    cfg, choices, problem = _compose(entry, argv)
+def page(entry: str, composed, problem: str | None = None) -> str:
+    """The page of ``entry`` for ``composed``, the first job of its command line with its
+    hydra node (the defaults, with ``problem`` saying why, when the line does not compose)."""
+    cfg, choices, config_name = _split(composed)
     lines = [f"usage: {USAGE[entry]}", "", ABOUT[entry], ""]
     if problem:
         note = f"note: this command line does not compose ({problem}); defaults shown"
@@ -50,7 +54,8 @@ def page(entry: str, argv) -> str:
     lines += ["Groups (group=option; with -m a comma list sweeps them, e.g. model=rnn,lstm):"]
     for g in GROUPS[entry]:
         lines += _group(f"{g}=NAME", choices.get(g), _describe_files(CONF_DIR / g))
-    lines += _group("+experiment=NAME", choices.get("experiment"), _experiments(entry))
+    jobs = _bench_jobs()
+    lines += _group("+experiment=NAME", choices.get("experiment"), _experiments(entry, jobs))
     if entry != "perf":
         lines += _group("hydra/launcher=NAME", choices.get("hydra/launcher"), _launchers())
     lines += [""] + textwrap.wrap(
@@ -60,7 +65,7 @@ def page(entry: str, argv) -> str:
         subsequent_indent="  ",
     )
     top = TOP if entry != "perf" else {}
-    primary = [CONF_DIR / f"{CONFIG[entry]}.yaml"] + (
+    primary = [CONF_DIR / f"{config_name}.yaml"] + (
         [CONF_DIR / "config.yaml"] * (entry == "measure")
     )
     lines += _keys(cfg, primary, "", top, skip=GROUPS["measure"])
@@ -71,48 +76,22 @@ def page(entry: str, argv) -> str:
             lines += ["", f"{g}={name} ({path.relative_to(CONF_DIR.parent)}):"]
             specs = {"train": TRAIN, "what": {}}.get(g) or _class_specs(cfg[g], g)
             lines += _keys(cfg[g], [path], f"{g}.", specs)
-    lines += ["", "Examples (the smoke bench's job):"] + _examples(entry)
+    lines += ["", "Examples (the smoke bench's job):"] + _examples(entry, jobs)
     lines += ["Hydra's own help: --hydra-help. The composed config: --cfg job. A sweep checked "
               "and not launched: -m ... hydra.sweeper.dry_run=true"]  # fmt: skip
     return "\n".join(lines)
 
 
-def _compose(entry, argv):
-    """(config without its hydra node, group choices, why it failed or None)."""
+def _split(composed):
+    """(config without its hydra node, group choices, primary config name)."""
     from omegaconf import OmegaConf, open_dict
 
-    from seqbench.cli import compose_job
-    from seqbench.errors import ConfigError
-
-    try:
-        cfg = compose_job(CONFIG[entry], first_job(CONFIG[entry], argv), hydra=True)
-    except ConfigError as e:
-        cfg, problem = compose_job(CONFIG[entry], [], hydra=True), str(e)
-    else:
-        problem = None
-    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    choices = OmegaConf.to_container(composed.hydra.runtime.choices)
+    config_name = composed.hydra.job.config_name
+    cfg = composed.copy()
     with open_dict(cfg):
         del cfg["hydra"]
-    return cfg, {k: v for k, v in choices.items() if v is not None}, problem
-
-
-def first_job(config_name, argv) -> list[str]:
-    """The overrides of the first job this command line runs: with -m, the experiment's
-    ``hydra.sweeper.params`` first and the command line's sweeps over them, as Hydra's basic
-    sweeper expands them (seqbench.cli.preflight takes the same job)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from omegaconf import OmegaConf
-
-    from seqbench.cli import compose_job, parse, split_argv
-
-    overrides, multirun = split_argv(argv)
-    parsed = parse(overrides)
-    if not any(o.is_sweep_override() for o in parsed) and not multirun:
-        return overrides
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    params = OmegaConf.select(compose_job(config_name, fixed, hydra=True), "hydra.sweeper.params")
-    merged = parse([f"{k}={v}" for k, v in (params or {}).items()] + overrides)
-    return BasicSweeper.split_arguments(merged, max_batch_size=1)[0][0]
+    return cfg, {k: v for k, v in choices.items() if v is not None}, config_name
 
 
 def _group(title, now, options: dict) -> list[str]:
@@ -148,16 +127,25 @@ def _describe_files(folder) -> dict:
     return {name: first_sentence(folder / f"{name}.yaml") for name in group_options(folder.name)}
 
 
-def _experiments(entry) -> dict:
-    """The experiments this entry's bench jobs run (all of them where no job names one)."""
+def _bench_jobs() -> dict[str, list]:
+    """profile -> its bench jobs in the bench's order (by rank, then study), each study's
+    profiles.yaml read once."""
     from seqbench import studies
 
+    out: dict[str, list] = {}
+    for study in studies.names():
+        for profile, jobs in studies.study_jobs(study).items():
+            out.setdefault(profile, []).extend(jobs)
+    return {p: sorted(jobs, key=lambda j: j.rank) for p, jobs in out.items()}
+
+
+def _experiments(entry, jobs) -> dict:
+    """The experiments this entry's bench jobs run (all of them where no job names one)."""
     used: dict[str, set] = {}
-    for m in studies.all_studies():
-        for job in (j for jobs in m.BENCH.values() for j in jobs):
-            for a in job.args:
-                if str(a).startswith("+experiment="):
-                    used.setdefault(str(a).split("=", 1)[1], set()).add(job.module)
+    for job in (j for profile in jobs.values() for j in profile):
+        for a in job.args:
+            if str(a).startswith("+experiment="):
+                used.setdefault(str(a).split("=", 1)[1], set()).add(job.module)
     files, me = _describe_files(CONF_DIR / "experiment"), f"seqbench.{entry}"
     return {name: text for name, text in files.items() if me in used.get(name, {me})}
 
@@ -277,9 +265,6 @@ def _class_specs(node, group) -> dict:
         return {}
 
 
-def _examples(entry) -> list[str]:
-    from seqbench import studies
-
-    jobs = [j for m in studies.all_studies() for j in m.BENCH.get("smoke", [])]
-    mine = [j for j in jobs if j.module == f"seqbench.{entry}"][:2]
+def _examples(entry, jobs) -> list[str]:
+    mine = [j for j in jobs.get("smoke", []) if j.module == f"seqbench.{entry}"][:2]
     return [f"  python -m {shlex.join(j.command())}" for j in mine]

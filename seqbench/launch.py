@@ -1,5 +1,6 @@
-"""Launching sweeps: torch threads per job, handing a preemption back to the cluster, and
-ending the workers a dead launch leaves behind.
+"""Launching sweeps: torch threads per job, handing a preemption back to the cluster, ending
+the workers a dead launch leaves behind, and the signal handling of every run
+(``stop_on_signals``).
 
 The first two live in one Hydra callback, ``LaunchCallback``, that runs inside every job
 process (enable it under ``hydra.callbacks`` in conf/config.yaml, or on the command line with
@@ -133,6 +134,30 @@ def watch_parent(interval=WATCH_S, grace=GRACE_S) -> threading.Thread | None:
     thread = threading.Thread(target=watch, name="seqbench-watch-parent", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def stop_on_signals(handler, signals=(signal.SIGINT, signal.SIGTERM)):
+    """Inside the block, each of ``signals`` calls ``handler(signum)`` (which may set a flag
+    the loop reads, or raise) in place of its usual handler; the first one puts the usual
+    handlers back, so a second signal does what it always does (Ctrl-C twice stops at
+    once). The one home of seqbench's signal handling (training, measurements, the bench).
+    Only the main thread may set handlers: elsewhere the block runs without them."""
+    saved = {}
+
+    def handle(signum, frame):
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+        handler(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            saved[sig] = signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 class LaunchCallback(Callback):

@@ -133,15 +133,6 @@ def summary_digest(summary: dict) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
 
-def previous_summary(directory, fresh: bool) -> dict | None:
-    """The stored summary of a complete run that can be trusted (None if incomplete,
-    unreadable, untrusted, absent or fresh)."""
-    if fresh:
-        return None
-    record, _ = examine(Path(directory))
-    return None if record is None else record["summary"] | {"run_dir": str(directory)}
-
-
 def read_record(directory: Path) -> tuple[dict | None, str | None]:
     """(run.json as a mapping, None), (None, None) when there is none, or (None, why it
     cannot be read): only a regular file is read (store.open_regular)."""

@@ -1,8 +1,9 @@
-"""Model sets: a sweep names a set, never a list, so adding a model edits no sweep. (Engine
-layer, beside config: it reads conf/model.)
+"""Model sets: a sweep names a set, never a list, so adding a model edits no sweep. (Entry
+layer, beside seqbench.cli, its one user: it rewrites command lines and sweeps.)
 
     model=@lecture        the lecture's families: every recurrent and attention model
-    model=@all            every model in conf/model (a user's too)
+    model=@compared       every model but the baselines: what the studies compare
+    model=@all            every model in conf/model (and a user's, seqbench.searchpath)
     model=@<family>       every model whose class declares that family (@recurrent, @scan, ...)
     model=@lecture,bow    sets and names mix; the result keeps the first place of each model
 
@@ -16,19 +17,29 @@ import importlib
 
 from seqbench.errors import ConfigError
 
-# named sets beyond the families: set -> the families it takes
-SETS = {"lecture": ("recurrent", "attention")}
+# named sets beyond the families: set -> whether it takes a family (a new family joins
+# @compared and @all by existing, never @lecture)
+SETS = {
+    "lecture": lambda family: family in ("recurrent", "attention"),
+    "compared": lambda family: family != "baseline",
+    "all": lambda family: True,
+}
 FAMILY_ORDER = ("baseline", "recurrent", "scan", "attention")  # others follow, by name
 
 
 def families() -> dict[str, str]:
-    """model name -> the family its class declares, for every model config."""
+    """model name -> the family its class declares, for every model config (a ``_target_``
+    the guard refuses is never imported: its family is "unknown")."""
     from seqbench.config import model_configs
+    from seqbench.guard import allowed_target
 
     out = {}
     for name, node in model_configs().items():
-        module, _, cls = str(node.get("_target_", "")).rpartition(".")
+        target = str(node.get("_target_", ""))
+        module, _, cls = target.rpartition(".")
         try:
+            if not allowed_target("model", target):
+                raise ImportError(target)
             out[name] = getattr(importlib.import_module(module), cls).family or "unknown"
         except (ImportError, AttributeError, ValueError):
             out[name] = "unknown"  # validation names the broken _target_ when it is used
@@ -44,10 +55,10 @@ def _rank(item) -> tuple:
 def members(set_name: str) -> list[str]:
     """The models of one set, in family order (baseline, recurrent, scan, attention, others)."""
     fam = families()
-    wanted = SETS.get(set_name, (set_name,))
-    chosen = [m for m, f in sorted(fam.items(), key=_rank) if set_name == "all" or f in wanted]
+    takes = SETS.get(set_name, lambda family: family == set_name)
+    chosen = [m for m, f in sorted(fam.items(), key=_rank) if takes(f)]
     if not chosen:
-        allowed = ", ".join(f"@{s}" for s in sorted({"all", *SETS, *fam.values()}))
+        allowed = ", ".join(f"@{s}" for s in sorted({*SETS, *fam.values()}))
         raise ConfigError(f"model=@{set_name} is not allowed: choose one of {allowed}")
     return chosen
 

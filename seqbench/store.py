@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from seqbench.errors import ConfigError
+
 # keys that never change what a run computes: where it writes, how it is launched or shown
 KEY_EXCLUDED = {"out_dir", "fresh", "hydra", "train.progress"}
 
@@ -400,3 +402,39 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+# --- folders a command is given ------------------------------------------------------------
+MIN_FREE = 1 << 20  # bytes: less free space where runs are written is a full disk
+
+
+def check_dir(label: str, path) -> None:
+    """A directory seqbench will create (if need be) and write into: refused, as ``label is
+    not allowed: ...``, when a regular file or a symbolic link that leads nowhere (dangling,
+    or a loop) is in its way, it is not writable, or the disk holding it is full (less than
+    MIN_FREE bytes or no inode free)."""
+    if not str(path).strip():  # Path("") is the current directory: never written by accident
+        raise ConfigError(f"{label} is not allowed: an empty path")
+    probe = Path(path).expanduser().absolute()
+    try:
+        while not probe.exists():
+            if probe.is_symlink():
+                raise ConfigError(
+                    f"{label} is not allowed: {probe} is a symbolic link that leads nowhere "
+                    "(dangling, or a loop)"
+                )
+            probe = probe.parent
+        is_dir = probe.is_dir()
+    except OSError as e:
+        raise ConfigError(f"{label} is not allowed: {e.strerror} ({probe})") from None
+    if not is_dir:
+        raise ConfigError(f"{label} is not allowed: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label} is not allowed: {probe} is not writable")
+    disk = os.statvfs(probe)
+    free = disk.f_bavail * disk.f_frsize
+    if free < MIN_FREE or (disk.f_files > 0 and disk.f_favail == 0):
+        raise ConfigError(
+            f"{label} is not allowed: the disk holding {probe} is full "
+            f"({free // 1024} KiB, {disk.f_favail} inodes free)"
+        )

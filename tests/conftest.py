@@ -4,6 +4,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from seqbench.config import CONF_DIR
+from seqbench.studies import register_experiments
+
+# +experiment=<name> composes the study folder's config in every test that composes directly
+# (the entry layer does this for the command line)
+register_experiments()
 
 # model -> family, as the model classes declare it: for synthetic tables in the study tests
 FAMILY = {

@@ -8,7 +8,7 @@ The rules (each message ends with its rule id in brackets; EXEMPT lists the exce
   "layers (count)") or is an explicit pure number (accuracy, ratio, share, fraction, ...);
 - [hardware] a timing figure (an axis in s, ms, tokens/s, ..., or wall-clock, latency, MFU)
   says where it was measured and under what load in its title or caption text
-  ("measured on ...; load ...": ``plot.hardware_note``);
+  ("measured on ...; load ...": ``report.hardware.hardware_note``);
 - [log-ticks] a log axis shows at least two tick labels, none of them "6x10^0";
 - [integer] an axis whose plotted values are all whole numbers (steps, distances, counts)
   labels whole-number ticks only (no 2.5 for a distance);

@@ -289,3 +289,56 @@ def test_a_signal_ends_a_measurement_recorded_interrupted(signum, tmp_path):
     assert len(lines) == 1 and "Traceback" not in err and "interrupted" in lines[0], err
     record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
     assert record["status"] == "interrupted"
+
+
+# --- model sets, and each job validated once ---------------------------------------------------
+def dry_run_count(capsys, *argv) -> int:
+    from seqbench import cli
+
+    assert cli.main("train", ["-m", *argv, "hydra.sweeper.dry_run=true"]) == 0
+    out = capsys.readouterr().out
+    return int(out.rsplit("dry run: ", 1)[1].split()[0])
+
+
+def test_a_model_set_on_the_command_line_sweeps_its_models(tmp_path, capsys):
+    """model=@lecture is the lecture's models, each over every cell of the experiment."""
+    from seqbench.sets import members
+
+    out = f"out_dir={tmp_path / 'runs'}"
+    one = dry_run_count(capsys, "+experiment=recall", "model=rnn", out)
+    lecture = dry_run_count(capsys, "+experiment=recall", "model=@lecture", out)
+    assert len(members("lecture")) == 4 and lecture == 4 * one > 0
+    mixed = dry_run_count(capsys, "+experiment=recall", "model=@lecture,bow,rnn", out)
+    assert mixed == 5 * one  # a name already in the set is not run twice
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["-m", "model=@nope"], ["model=@nope"], ["model=@"]])
+def test_an_unknown_model_set_is_one_line(argv, tmp_path):
+    proc = seqbench("train", *argv, "out_dir=runs", cwd=tmp_path)
+    refused(proc, "model", "choose one of @all")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_runs_only_under_the_validating_sweeper(tmp_path):
+    """Hydra's basic sweeper would launch jobs nobody checked: refused before the first."""
+    proc = seqbench("train", "-m", "seed=0,1", "hydra/sweeper=basic", "out_dir=runs", *TINY,
+                    cwd=tmp_path)  # fmt: skip
+    refused(proc, "hydra/sweeper", "validates every job")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_each_job_of_a_sweep_is_validated_once(tmp_path, capsys, monkeypatch):
+    """The sweeper checks every job; the first job is not checked again before Hydra starts
+    (preflight), nor by the task function."""
+    from seqbench import cli, config
+
+    calls = []
+    real = config.validate_training
+    monkeypatch.setattr(config, "validate_training", lambda cfg: calls.append(1) or real(cfg))
+    argv = ["-m", "seed=0,1,2", "hydra.sweeper.dry_run=true", f"out_dir={tmp_path / 'runs'}"]
+    assert cli.main("train", [*argv, *TINY]) == 0
+    assert len(calls) == 3
+    calls.clear()
+    assert cli.main("train", ["--cfg", "job", *TINY]) == 0  # Hydra prints; no job runs
+    assert calls == []

@@ -26,9 +26,9 @@ def test_every_job_of_the_gpu_profile_composes_and_validates():
 
 def test_a_bad_job_in_a_profile_fails_the_dry_run(monkeypatch, capsys):
     from seqbench import bench
-    from seqbench.studies import train as job
+    from seqbench.studies import Job
 
-    bad = job("recall", "-m", "+experiment=recall", "train.steps=0")
+    bad = Job("recall", "seqbench.train", ["-m", "+experiment=recall", "train.steps=0"])
     monkeypatch.setattr(bench, "profile_jobs", lambda profile: [bad])
     with pytest.raises(SystemExit) as stop:
         gpu.dry_run("gpu")

@@ -9,8 +9,10 @@ from itertools import cycle
 import pytest
 
 from seqbench import studies
+from seqbench.cli import help_page as page
 from seqbench.config import CONF_DIR, group_options
-from seqbench.help import first_sentence, page, yaml_notes
+from seqbench.help import first_sentence, yaml_notes
+from seqbench.sets import members
 
 
 def _keys(path) -> list[str]:
@@ -33,8 +35,8 @@ def _line(text, key) -> str:
 
 def _experiments_of(entry) -> set[str]:
     names = set()
-    for m in studies.all_studies():
-        for job in (j for jobs in m.BENCH.values() for j in jobs):
+    for profile in studies.profile_names():
+        for job in studies.bench_jobs(profile):
             if job.module == f"seqbench.{entry}":
                 args = [str(a) for a in job.args]
                 names |= {a.split("=", 1)[1] for a in args if a.startswith("+experiment=")}
@@ -96,6 +98,9 @@ def test_an_experiment_and_a_sweep_compose_as_the_run_would():
     text = page("train", ["-m", "+experiment=recall", "model=rnn,lstm"])
     assert "now recall]" in _line(text, "study")  # the experiment's study
     assert "model=rnn (conf/model/rnn.yaml):" in text  # a sweep: its first job
+    lecture = page("train", ["-m", "+experiment=recall", "model=@lecture"])
+    first = members("lecture")[0]
+    assert f"model={first} (conf/model/{first}.yaml):" in lecture  # a set: its first model
     bad = page("train", ["train.nosuch=1"])
     assert bad.splitlines()[4].startswith("note: this command line does not compose")
     assert "train.nosuch='1' is not allowed: no such key" in " ".join(bad.split())
@@ -174,14 +179,14 @@ def test_a_measurement_shows_a_bar_over_its_grid_only_when_asked(what, setting, 
     (pytest's captured stderr is none)."""
     from conftest import compose_cfg
 
-    from seqbench.config import measurement, validate
+    from seqbench.config import measurement, validate_measurement
 
     overrides, points = MEASURED[what]
     base = ["device=cpu", "train.threads=1", "data.seq_len=16", "data.distance=4", "model=lstm"]
     cfg = compose_cfg([*base, f"train.progress={setting}", *overrides], "measure")
     rows = []
     fn, _ = measurement(cfg)
-    fn(cfg, validate(cfg), rows.append)
+    fn(cfg, validate_measurement(cfg), rows.append)
     err = capsys.readouterr().err
     assert rows, "the measurement logged nothing"
     assert (f"{cfg.what.table} lstm" in err and f"/{points}" in err) == shown, err[-300:]

@@ -104,8 +104,8 @@ def _sweep(out_dir, *overrides, timeout=600):
 
 @pytest.mark.slow
 def test_slurm_local_sweep_runs_four_jobs_in_separate_processes_and_the_report_sees_them(tmp_path):
-    from seqbench.report.__main__ import write_report
     from seqbench.report.collect import collect
+    from seqbench.report.write import write_report
     from seqbench.studies._common import complete
 
     runs = tmp_path / "runs"

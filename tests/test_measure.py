@@ -19,10 +19,10 @@ from seqbench.measure.common import MAX_COUNT
 from seqbench.measure.influence import training_config
 from seqbench.measure.run import run_measurement
 from seqbench.measure.timing import time_call
-from seqbench.report.__main__ import model_families
 from seqbench.report.collect import collect
 from seqbench.report.plot import Figures
 from seqbench.report.verdict import VERDICTS
+from seqbench.report.write import model_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["device=cpu", "train.threads=1", "data.seq_len=16", "data.distance=4"]
@@ -127,10 +127,11 @@ def test_bad_what_value_stops_before_work_with_one_line(tmp_path, capsys):
         "device=cpu",
     ]
     assert cli.main("measure", argv) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the sweeper names the job
+    assert line.startswith(
         "seqbench: error: what.lengths=[0, 8] is not allowed: a non-empty list of integers in "
-        f"[1, {MAX_COUNT}]"
-    ]
+        f"[1, {MAX_COUNT}] (job 1 of 2: what=span model=rnn what.lengths=[0,8]"
+    )
     assert not list(tmp_path.glob("*-span-*"))
 
 
@@ -246,11 +247,11 @@ def test_influence_trains_through_the_harness_and_reuses_its_run(tmp_path):
             f"out_dir={tmp_path / 'runs'}",
             *SMALL["influence"][2:],
             "model=rnn",
-            "study=path_length_train",
+            f"study={cfg.study}",  # the measurement's own study (what.train_study)
         ]
     )
     assert store.content_key(training_config(cfg)) == store.content_key(plain)
-    assert len(list((tmp_path / "runs").glob("path_length_train-rnn-*/model.pt"))) == 1
+    assert len(list((tmp_path / "runs").glob(f"{cfg.study}-rnn-*/model.pt"))) == 1
 
 
 def test_a_failing_measurement_is_recorded_and_returns(tmp_path):
@@ -301,7 +302,7 @@ def test_kernels_section_quotes_the_measured_counts(run_tree, tmp_path):
     ops = rows[(rows.model == "lstm") & (rows.path == "eager")].ops_per_step.iloc[0]
     assert "| lstm | fused | eager |" in md and f"{ops:.3g}" in md
     assert "CUDA graphs need a CUDA device" in md
-    assert (tmp_path / "measure_kernels.png").exists()
+    assert (tmp_path / "kernels.png").exists()
 
 
 def test_unknown_measurement_name_lists_the_choices(capsys):

@@ -287,7 +287,7 @@ def test_a_moved_runs_folder_is_measured_from_its_new_place(tmp_path):
     rows = (Path(first["run_dir"]) / "rows.csv").read_text()
     shutil.move(old, new)
     shutil.copytree(new, old)  # the trap: the same run names at the old path, other weights
-    trained = next(old.glob("path_length_train-*/model.pt"))
+    trained = next(old.glob("measure-*/model.pt"))  # the measurement's own study
     state = store.load_torch(trained)
     store.save_torch({k: torch.zeros_like(v) for k, v in state.items()}, trained)
     trap = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}

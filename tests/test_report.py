@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from seqbench import studies
-from seqbench.report.__main__ import main, write_report
+from seqbench.report.__main__ import main
 from seqbench.report.claims import LECTURE, claims_table
 from seqbench.report.verdict import Rule, Verdict
+from seqbench.report.write import write_report
 from seqbench.train import train
 
 
@@ -153,3 +154,68 @@ def test_hardware_stamped_verdicts_of_another_report_are_shown_side_by_side(core
     assert (tmp_path / "results" / "verdicts.csv").exists()
     c9 = readme.split("### On each machine")[1].split("\n\n")[2]  # the GPU verdict is quoted
     assert "| C9 |" in c9 and "not run" in c9 and "**supported**" in c9
+
+
+def _drawing(*names):
+    """A study module (``seqbench.studies.sketch``) whose section saves one figure per name."""
+    import types
+
+    module = types.ModuleType("seqbench.studies.sketch")
+    module.DECIDES, module.verdicts = ("C7",), lambda tables: []
+
+    def section(tables, figs):
+        for name in names:
+            fig, (ax,) = figs.figure()
+            ax.plot([0, 1], [0, 1])
+            figs.save(fig, name)
+        return "drawn"
+
+    module.section = section
+    return module
+
+
+@pytest.mark.parametrize(
+    "names, ok",
+    [
+        (("sketch", "sketch_detail"), True),  # <study>.png and <study>_<what>.png
+        (("sketch_detail", "latency"), False),  # another study's kind of name: refused
+        (("sketches",), False),  # a prefix that is not the study's name plus "_"
+    ],
+)
+def test_a_study_figure_is_named_after_its_study(names, ok, tmp_path):
+    """The writer binds Figures to the study drawing (figs.of): a figure named otherwise is
+    refused before it is written, and the page says why; the report's own figures (bound to
+    no study after the section) keep any name."""
+    from seqbench.report.plot import Figures
+    from seqbench.report.write import study_parts
+
+    figs = Figures(tmp_path, {})
+    _, md = study_parts(_drawing(*names), {"runs": pd.DataFrame()}, figs)
+    if ok:
+        assert md == "drawn" and figs.written == [f"{n}.png" for n in names]
+        assert all((tmp_path / f"{n}.png").is_file() for n in names)
+    else:
+        bad = next(n for n in names if n != "sketch" and not n.startswith("sketch_"))
+        assert md.startswith("_This section failed to render: ValueError: figure")
+        assert "sketch.png or sketch_<what>.png" in md and not (tmp_path / f"{bad}.png").exists()
+    assert figs.study is None  # unbound again: other_runs_loss is the report's own
+    fig, (ax,) = figs.figure()
+    ax.plot([0, 1], [0, 1])
+    assert figs.save(fig, "other_runs_loss") == "![other_runs_loss](other_runs_loss.png)"
+
+
+def test_figure_titles_quote_the_claims_the_writer_passes(tmp_path):
+    """A figure that decides a claim beyond the lecture is titled with that claim's words,
+    handed in by the writer (the figure style never loads the studies to find them)."""
+    from seqbench.report.plot import Figures
+
+    figs = Figures(tmp_path, {}, claims=LECTURE | {"C3*": "a scan runs in log T steps"})
+    fig, (ax,) = figs.figure()
+    ax.plot([0, 1], [0, 1])
+    figs.claim_title(fig, "C3*", "C5")
+    assert (
+        fig.get_suptitle().replace("\n", " ")
+        == f"C3*, C5: a scan runs in log T steps; {LECTURE['C5']}"
+    )
+    bare = Figures(tmp_path, {})  # default: the lecture's claims only
+    assert bare.claims == LECTURE and bare.claims is not LECTURE

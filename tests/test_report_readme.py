@@ -20,10 +20,10 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
 from seqbench.models import SIZES  # noqa: E402
-from seqbench.report import __main__ as report  # noqa: E402
 from seqbench.report import contact  # noqa: E402
+from seqbench.report import write as report  # noqa: E402
 from seqbench.report.claims import LECTURE, ROW_MAX, Evidence, claims_table, deciding  # noqa: E402
-from seqbench.report.plot import md_table  # noqa: E402
+from seqbench.report.markdown import md_table  # noqa: E402
 from seqbench.report.verdict import Verdict  # noqa: E402
 from seqbench.studies._common import lr_table  # noqa: E402
 

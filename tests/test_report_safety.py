@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from seqbench.report import folder
-from seqbench.report.__main__ import main, write_report
+from seqbench.report.__main__ import main
 from seqbench.report.collect import OWN_TABLES, collect, regular_problem
+from seqbench.report.write import write_report
 
 HANG_S = 300  # a guard against a hang, not a timing: a report takes seconds
 REPORT = [sys.executable, "-m", "seqbench.report"]
@@ -177,7 +178,7 @@ def test_a_report_that_fails_midway_leaves_the_previous_one_byte_identical(
     make_run(runs, "gru-2")  # this report would differ from the previous one
     before = snapshot(results)
     from seqbench import store
-    from seqbench.report import generic
+    from seqbench.report import hardware
 
     write = store.atomic_write_text
 
@@ -191,7 +192,7 @@ def test_a_report_that_fails_midway_leaves_the_previous_one_byte_identical(
     line = one_error_line(capsys.readouterr().err)
     assert line == f"seqbench: error: cannot write the report to {results}: No space left on device"
     assert snapshot(results) == before
-    monkeypatch.setattr(generic, "hardware", lambda tables: 1 / 0)  # a writer that raises
+    monkeypatch.setattr(hardware, "listing", lambda tables: 1 / 0)  # a writer that raises
     with pytest.raises(ZeroDivisionError):
         write_report(runs, results)
     assert snapshot(results) == before and sorted(os.listdir(results)) == sorted(before)

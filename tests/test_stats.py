@@ -93,3 +93,13 @@ def test_a_stable_verdict_and_one_nothing_can_perturb():
     assert stability.annotate(study, "toy", tables, study.verdicts(tables))[0].stability == "stable"
     other = stability.annotate(study, "elsewhere", tables, study.verdicts(tables))[0]
     assert other.stability.startswith("n/a")
+
+
+def test_fmt_writes_plain_numbers_and_estimates_alike():
+    """One formatter for every number a sentence or verdict quotes: an estimate with its
+    interval, a plain number to its significant digits, and no 'nan' or 'inf' on a page."""
+    assert fmt(0.123456) == "0.123" and fmt(2.0, 2) == "2" and fmt(1234.5, 4) == "1234"
+    assert fmt(3) == "3" and fmt(None) == "n/a" and fmt(float("nan")) == "n/a"
+    assert fmt(float("inf")) == "∞" and fmt(-float("inf")) == "-∞"
+    assert fmt(estimate([float("nan")])) == "n/a"  # no finite value: no estimate either
+    assert fmt(difference([1.0, 2.0], [0.0, 1.0])).startswith("1 [")

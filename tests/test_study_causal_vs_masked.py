@@ -6,6 +6,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import causal_vs_masked as cvm
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 UNIGRAM = 3.0
@@ -126,7 +127,7 @@ def test_section_draws_the_figure(tmp_path):
 
 def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
-        (job,) = cvm.BENCH[profile]
+        (job,) = study_jobs(cvm.__name__)[profile]
         assert job.name == "causal_vs_masked" and job.module == "seqbench.measure"
         assert job.args[:3] == ["-m", "what=prefix_eval", "+experiment=causal_vs_masked"]
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from seqbench.report.plot import Figures
-from seqbench.studies import core
+from seqbench.studies import core, study_jobs
 from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
@@ -114,15 +114,16 @@ def test_rule_sentence_is_made_from_its_thresholds():
 
 
 def test_bench_jobs_per_profile():
-    assert set(core.BENCH) == {"smoke", "cpu", "gpu"}
-    names = {p: [j.name for j in jobs] for p, jobs in core.BENCH.items()}
+    assert set(study_jobs(core.__name__)) == {"smoke", "cpu", "gpu"}
+    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(core.__name__).items()}
     assert names["cpu"] == ["core_copy", "core_text"]  # lag_recall: the recall study's
     assert names["smoke"] == names["gpu"] == ["core_recall", "core_copy", "core_text"]
-    for jobs in core.BENCH.values():
+    for jobs in study_jobs(core.__name__).values():
         for j in jobs:
             assert j.module == "seqbench.train" and f"+experiment={j.name}" in j.args
-    gpu = {j.name: j.args for j in core.BENCH["gpu"]}
-    assert "seed=0,1,2" in gpu["core_copy"] and core.GRID in gpu["core_text"]
+    gpu = {j.name: j.args for j in study_jobs(core.__name__)["gpu"]}
+    grid = "train.lr=1.0e-3,3.0e-3,1.0e-2"  # the GPU sweeps it in every cell
+    assert "seed=0,1,2" in gpu["core_copy"] and all(grid in args for args in gpu.values())
     assert "train.lr_grid=null" in gpu["core_text"]  # swept in every cell instead
 
 

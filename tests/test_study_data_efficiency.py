@@ -6,6 +6,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import data_efficiency as de
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -149,7 +150,7 @@ def test_section_draws_the_figure(tmp_path):
 
 def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
-        (job,) = de.BENCH[profile]
+        (job,) = study_jobs(de.__name__)[profile]
         assert job.name == "data_efficiency" and "+experiment=data_efficiency" in job.args
 
 

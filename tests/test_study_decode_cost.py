@@ -9,6 +9,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import decode_cost as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -137,7 +138,7 @@ def test_reading_follows_the_numbers():
 
 def test_section_draws_the_figure(tmp_path):
     md = study.section({"decode": _decode(_speed())}, Figures(tmp_path, FAMILIES))
-    assert (tmp_path / "decode_latency.png").exists() and "(decode_latency.png)" in md
+    assert (tmp_path / "decode_cost_latency.png").exists() and "(decode_cost_latency.png)" in md
     assert "cpu, 1 thread(s), batch 1" in md and "**Reading.**" in md
     assert "`not measured on cpu`" in md and study.CPU_CUT in md
     cuda = study.section({"decode": _decode(_speed(), hardware=CUDA)}, Figures(tmp_path, FAMILIES))
@@ -146,7 +147,7 @@ def test_section_draws_the_figure(tmp_path):
 
 
 def test_bench_jobs_run_the_renamed_experiment_alone():
-    for profile, (job,) in study.BENCH.items():
+    for profile, (job,) in study_jobs(study.__name__).items():
         assert job.name == "decode_cost" and job.command()[1:3] == ["-m", "+experiment=decode_cost"]
         assert not any("joblib" in a for a in job.args), profile
 

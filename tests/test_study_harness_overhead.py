@@ -9,10 +9,25 @@ from seqbench.perf.overhead import GOAL, PEER_GOAL
 from seqbench.perf.startup import STARTUP_GOAL
 from seqbench.report.plot import Figures
 from seqbench.studies import harness_overhead as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
 FAMILIES = {"lstm": "recurrent", "transformer": "attention", "mingru": "scan"}
+# the columns every synthetic perf / mfu row shares (the figures read only a few of them)
+PERF_FIXED = {
+    "ratio_iqr": 0.02, "device": "cpu", "threads": 1, "seq_len": 64, "batch_size": 32,
+    "steps_per_block": 1, "repeats": 101, "seqbench_tokens_per_s": 1e5,
+    "bare_tokens_per_s": 1.02e5, "overhead_us_per_step": 12.5, "loss_diff": 0.0, "model": "-",
+    "run": "r", "task": "lagrecall",
+}  # fmt: skip
+MFU_FIXED = {
+    "status": "complete", "impl": "fused", "flops_counted_on": "unrolled", "device": "cpu",
+    "dtype": "float32", "threads": 1, "batch_size": 8, "flops_per_step": 2e9,
+    "step_s_median": 0.01, "step_s_iqr": 0.001, "flops_per_s": 2e11,
+    "peak_measured_flops_per_s": 1e12, "peak_measured_how": "fp32 matmul n=1024",
+    "mfu_nominal": float("nan"),
+}  # fmt: skip
 
 
 def _perf():
@@ -28,20 +43,7 @@ def _perf():
     return pd.DataFrame(rows).assign(
         ratio_q25=lambda d: d.ratio_median - 0.01,
         ratio_q75=lambda d: d.ratio_median + 0.01,
-        ratio_iqr=0.02,
-        device="cpu",
-        threads=1,
-        seq_len=64,
-        batch_size=32,
-        steps_per_block=1,
-        repeats=101,
-        seqbench_tokens_per_s=1e5,
-        bare_tokens_per_s=1.02e5,
-        overhead_us_per_step=12.5,
-        loss_diff=0.0,
-        model="-",
-        run="r",
-        task="lagrecall",
+        **PERF_FIXED,
     )
 
 
@@ -95,22 +97,7 @@ def _mfu():
         )
         for T in (64, 256)
     ]
-    return pd.DataFrame(rows).assign(
-        status="complete",
-        impl="fused",
-        flops_counted_on="unrolled",
-        device="cpu",
-        dtype="float32",
-        threads=1,
-        batch_size=8,
-        flops_per_step=2e9,
-        step_s_median=0.01,
-        step_s_iqr=0.001,
-        flops_per_s=2e11,
-        peak_measured_flops_per_s=1e12,
-        peak_measured_how="fp32 matmul n=1024",
-        mfu_nominal=float("nan"),
-    )
+    return pd.DataFrame(rows).assign(**MFU_FIXED)
 
 
 def test_no_lecture_claim():
@@ -120,8 +107,8 @@ def test_no_lecture_claim():
 
 def test_section_draws_both_figures(tmp_path):
     md = study.section({"perf": _perf(), "mfu": _mfu()}, Figures(tmp_path, FAMILIES))
-    assert (tmp_path / "perf_overhead.png").exists() and (tmp_path / "perf_mfu.png").exists()
-    assert "![perf_overhead](perf_overhead.png)" in md and "![perf_mfu](perf_mfu.png)" in md
+    for name in ("harness_overhead", "harness_overhead_mfu"):
+        assert (tmp_path / f"{name}.png").exists() and f"![{name}]({name}.png)" in md
     assert "MFU = achieved FLOP/s / peak FLOP/s" in md and "H100/H200 989, A100 312" in md
     assert f"median ratio >= {GOAL} (overhead <= 5%)" in md
     # both studies' rows are read, the failed one is not
@@ -160,21 +147,21 @@ def test_startup_reports_seconds_beyond_torch_against_its_goal(tmp_path):
 def test_section_with_one_table_or_none(tmp_path):
     figs = Figures(tmp_path, FAMILIES)
     md = study.section({"mfu": _mfu()}, figs)
-    assert "perf_mfu.png" in md and "Harness overhead" not in md
+    assert "harness_overhead_mfu.png" in md and "Harness overhead" not in md
     assert study.section({"runs": pd.DataFrame()}, figs) == "_No seqbench.perf runs._"
 
 
 def test_bench_jobs():
-    names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
+    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
     assert names == {
         "smoke": ["harness_overhead"],
         "cpu": ["harness_overhead"],
         "gpu": ["harness_overhead", "harness_overhead_compile"],
     }
-    for jobs in study.BENCH.values():
+    for jobs in study_jobs(study.__name__).values():
         for job in jobs:
             assert job.module == "seqbench.perf" and job.args[0] == "+experiment=harness_overhead"
-    assert "compile=true" in study.BENCH["gpu"][1].args
+    assert "compile=true" in study_jobs(study.__name__)["gpu"][1].args
 
 
 def test_goal_met_says_when_groups_of_pairs_disagree(tmp_path):

@@ -7,6 +7,7 @@ import pandas as pd
 
 from seqbench.report.plot import Figures
 from seqbench.studies import kernels as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -40,7 +41,7 @@ def test_section_quotes_the_measured_counts_and_draws_the_figure(tmp_path):
     assert "the longest chain mingru's (60 ops, 180 us)" in md
     assert "Not measured: 5 rows (cuda_graph): " + NO_CUDA in md  # > 3 models: by reason
     assert "kernels_per_step" not in md.split("\n\n")[2]  # an all-empty column is dropped
-    assert (tmp_path / "measure_kernels.png").exists() and "(measure_kernels.png)" in md
+    assert (tmp_path / "kernels.png").exists() and "(kernels.png)" in md
 
 
 def test_few_skipped_rows_are_named_one_by_one(tmp_path):
@@ -62,7 +63,7 @@ def test_decides_no_claim():
 
 
 def test_bench_jobs_cover_every_path():
-    for profile, jobs in study.BENCH.items():
+    for profile, jobs in study_jobs(study.__name__).items():
         assert [j.name for j in jobs] == ["kernels", "kernels_scan"], profile
         assert all(j.command()[1:3] == ["-m", "+experiment=kernels"] for j in jobs)
         assert "what.impls=[fused,unrolled]" in jobs[0].args

@@ -8,7 +8,8 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.report.stability import annotate, half_budget, without_seed
-from seqbench.studies import experiment_files
+from seqbench.sets import expand_sets
+from seqbench.studies import experiment_files, study_jobs
 from seqbench.studies import mqar as study
 
 matplotlib.use("Agg")
@@ -168,21 +169,23 @@ def test_section_draws_accuracy_and_lists_every_cell(tmp_path, widths):
 def test_bench_jobs():
     from tests.conftest import compose_cfg
 
-    names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
+    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
     assert names == {
         "smoke": ["mqar"],
         "cpu": ["mqar", "mqar_attention"],
         "gpu": ["mqar", "mqar_attention"],
     }
-    for jobs in study.BENCH.values():
+    for jobs in study_jobs(study.__name__).values():
         for job in jobs:
             assert job.module == "seqbench.train" and job.args[:2] == ["-m", "+experiment=mqar"]
     for profile in ("cpu", "gpu"):  # Zoology's attention: learned absolute positions
-        assert "model.pos=learned" in study.BENCH[profile][1].args
-    gpu = " ".join(study.BENCH["gpu"][0].args)
+        assert "model.pos=learned" in study_jobs(study.__name__)[profile][1].args
+    gpu = " ".join(expand_sets(study_jobs(study.__name__)["gpu"][0].args))  # model=@set
     assert "data.vocab_size=8192" in gpu and "data.n_train=100000" in gpu
     assert "mingru" in gpu and "train.lr_grid=null" not in gpu  # calibrated, as on the CPU
-    assert all(j.cap_s and j.rank < 9 for j in study.BENCH["gpu"])  # inside the GPU budget
+    assert all(
+        j.cap_s and j.rank < 9 for j in study_jobs(study.__name__)["gpu"]
+    )  # inside the GPU budget
     cfg = compose_cfg(["+experiment=mqar"])
     assert list(cfg.train.lr_grid) == [1e-4, 4.64e-4, 2.15e-3, 1e-2]
     assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99

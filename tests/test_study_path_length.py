@@ -10,6 +10,7 @@ import pytest
 from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import path_length as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -171,8 +172,8 @@ def test_reading_follows_the_data():
 def test_section_draws_the_figure_and_the_table(tmp_path):
     tables = _influence(FADING | {"mingru": geometric(0.95)}, LEARNED)
     md = study.section(tables, Figures(tmp_path, FAMILIES))
-    assert "![influence_vs_distance](influence_vs_distance.png)" in md
-    assert (tmp_path / "influence_vs_distance.png").exists()
+    assert "![path_length_influence](path_length_influence.png)" in md
+    assert (tmp_path / "path_length_influence.png").exists()
     assert "| lstm | trained | 16 |" in md and "| 3/3 | 100 | 0.01 |" in md
     assert "CPU profile cut: only lstm, gru, transformer are trained" in md
     assert "**Reading.**" in md and "nan" not in md.split("**Reading.**")[1]
@@ -180,10 +181,10 @@ def test_section_draws_the_figure_and_the_table(tmp_path):
 
 
 def test_bench_jobs():
-    for jobs in study.BENCH.values():
+    for jobs in study_jobs(study.__name__).values():
         assert all(j.module == "seqbench.measure" for j in jobs)
         assert all(j.args[:2] == ["-m", "+experiment=path_length"] for j in jobs)
-    cpu = {j.name: j.args for j in study.BENCH["cpu"]}
+    cpu = {j.name: j.args for j in study_jobs(study.__name__)["cpu"]}
     assert "what.trained=[false]" in cpu["path_length"]  # every model, untrained
     assert "model=lstm,gru,transformer" in cpu["path_length_trained"]
     assert "what.trained=[true]" in cpu["path_length_trained"]
@@ -215,12 +216,18 @@ def test_the_figure_reaches_the_deepest_gradient_and_says_what_it_leaves_out(tmp
     assert "T=64" in untrained.get_title() and "T=16" in trained.get_title()
 
 
-def test_the_trained_models_runs_are_owned_by_the_study_not_other_runs():
-    """The influence measurement files its trained models under conf/what/influence.yaml's
-    train_study; the study declares that name, so the report never lists them as other runs."""
+def test_the_trained_models_runs_are_the_studys_own():
+    """The influence measurement files its trained models' runs under its own study, so no
+    second study name exists for the report to list as other runs; a run of the study is a
+    training run or an influence measurement, told apart by its table."""
     from omegaconf import OmegaConf
 
-    from seqbench.config import CONF_DIR
+    from seqbench.measure.common import training_config
+    from seqbench.studies import experiment_files
+    from tests.conftest import compose_cfg
 
-    influence = OmegaConf.load(CONF_DIR / "what" / "influence.yaml")
-    assert influence.train_study in study.OWNS
+    assert OmegaConf.load(experiment_files()["path_length"]).study == study.STUDY
+    cfg = compose_cfg(["what=influence", f"study={study.STUDY}"], config_name="measure")
+    assert training_config(cfg).study == study.STUDY == "path_length"
+    adhoc = compose_cfg(["what=influence", "study=mine"], config_name="measure")
+    assert training_config(adhoc).study == "mine"  # a user's measurement: the user's study

@@ -9,6 +9,7 @@ import pytest
 from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import posenc as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -153,10 +154,10 @@ def test_section_draws_the_figure(tmp_path):
 
 
 def test_bench_jobs():
-    names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
+    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
     assert names["smoke"] == ["posenc_copy", "posenc_order"]
     assert names["cpu"] == names["gpu"] == ["posenc_copy", "posenc_recall", "posenc_order"]
-    for profile, jobs in study.BENCH.items():
+    for profile, jobs in study_jobs(study.__name__).items():
         order = jobs[-1]
         assert order.module == "seqbench.measure"
         assert order.args[:4] == ["-m", "what=order", "+experiment=posenc_copy", "model.pos=none"]

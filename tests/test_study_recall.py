@@ -8,7 +8,8 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.report.stability import annotate, half_budget, without_seed
-from seqbench.studies import experiment_files
+from seqbench.sets import expand_sets
+from seqbench.studies import experiment_files, study_jobs
 from seqbench.studies import recall as study
 
 matplotlib.use("Agg")
@@ -186,17 +187,18 @@ def test_section_draws_both_panels_and_the_table(tmp_path):
 def test_bench_jobs_cover_the_control_to_long_distances_with_three_seeds():
     from tests.conftest import compose_cfg
 
-    names = {p: [j.name for j in jobs] for p, jobs in study.BENCH.items()}
+    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
     assert names == {"smoke": ["recall"], "cpu": ["recall"], "gpu": ["recall"]}
     cfg = compose_cfg(["+experiment=recall"])
     assert cfg.train.criterion == "val_acc" and cfg.train.lr_control["data.distance"] == 4
     assert len(cfg.train.lr_grid) >= 3
     yaml = experiment_files()["recall"].read_text()
     assert "seed: 0,1,2" in yaml and "{distance:4," in yaml and "{distance:256," in yaml
-    assert "seed=" not in " ".join(study.BENCH["cpu"][0].args)  # every seed of the yaml
-    gpu = " ".join(study.BENCH["gpu"][0].args)
-    assert "{distance:1024," in gpu and "mingru,minlstm" in gpu and "seed=" not in gpu
-    assert study.BENCH["gpu"][0].cap_s and study.BENCH["gpu"][0].rank < 9
+    jobs = study_jobs(study.__name__)
+    assert "seed=" not in " ".join(jobs["cpu"][0].args)  # every seed of the yaml
+    gpu = " ".join(expand_sets(jobs["gpu"][0].args))  # model=@set written out
+    assert "{distance:1024," in gpu and "mingru" in gpu and "minlstm" in gpu and "seed=" not in gpu
+    assert jobs["gpu"][0].cap_s and jobs["gpu"][0].rank < 9
 
 
 def test_the_figure_rings_censored_cells_and_tells_close_reds_apart(tmp_path):

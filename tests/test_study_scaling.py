@@ -118,7 +118,7 @@ def test_too_few_sizes_or_one_seed_is_inconclusive():
 
 def _table(curves, **kw):
     runs = _runs(curves, **kw)
-    t = sc.best_of_grid(runs)
+    t = sc.best_of_grid(runs, ["model.size"])
     return t.assign(loss=t.val_loss, n=t.params_non_embedding)
 
 
@@ -143,10 +143,12 @@ def test_no_kaplan_verdict_without_the_lstm_or_attention():
 
 def test_the_best_of_the_grid_is_kept_per_cell():
     runs = _runs({"lstm": FALLING}, lrs=(1e-2, 3e-3))
-    kept = sc.best_of_grid(runs)
+    kept = sc.best_of_grid(runs, ["model.size"])
     assert len(kept) == len(runs) // 2 and set(kept.lr) == {1e-2}
     single = _runs({"lstm": FALLING})
-    assert len(sc.best_of_grid(single)) == len(single)  # one rate per cell: kept as it is
+    assert len(sc.best_of_grid(single, ["model.size"])) == len(
+        single
+    )  # one rate per cell: kept as it is
 
 
 def test_flops_are_counted_per_row_linear_in_batch_and_growing_with_size():

@@ -11,6 +11,8 @@ import pytest
 from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import span_vs_length as study
+from seqbench.studies import study_jobs
+from seqbench.studies.span_vs_length import examples
 from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
@@ -19,24 +21,10 @@ FAMILIES = {m: f for m, f in FAMILY.items() if f != "baseline"}
 LENGTHS = (16, 64, 128, 1024)
 
 
-def _row(model, impl, L, T, span, **extra):
-    return {
-        "run": f"{model}-{impl}-{L}",
-        "study": "span_vs_length",
-        "status": "complete",
-        "model": model,
-        "family": FAMILIES[model],
-        "impl": impl,
-        "n_layers": L,
-        "pass": "forward",
-        "T": T,
-        "span_ops": span,
-        "work_ops": 100 * T * L,
-        "work_flops": 1000 * T * L,
-        "parallelism": 100 * T * L / span,
-        "attention_flops": 2 * T * T * L if FAMILIES[model] == "attention" else 0,
-        **extra,
-    }
+def _row(model, impl, L, T, span):
+    """A complete span row of the study (the row shape its examples.py draws from)."""
+    tag = {"run": f"{model}-{impl}-{L}", "study": study.STUDY, "status": "complete"}
+    return tag | examples.row(model, FAMILIES[model], impl, L, T, span)
 
 
 def _tables(rec_span=lambda T, L: 7 * (T + L), att_span=lambda T, L: 10 * L + 9, rec="lstm",
@@ -166,7 +154,7 @@ def test_section_draws_the_figures(tmp_path):
     back = tables["span"].assign(**{"pass": "forward_backward"})
     tables["span"] = pd.concat([tables["span"], back], ignore_index=True)
     md = study.section(tables, Figures(tmp_path, FAMILIES))
-    for png in ("span_vs_length", "parallelism_vs_length", "span_vs_length_scan"):
+    for png in ("span_vs_length", "span_vs_length_parallelism", "span_vs_length_scan"):
         assert (tmp_path / f"{png}.png").exists() and f"({png}.png)" in md
     assert "**Reading.**" in md and "| lstm | unrolled |" in md and "nan" not in md
     assert study.section({}, Figures(tmp_path, FAMILIES)).startswith("_No completed")
@@ -174,6 +162,6 @@ def test_section_draws_the_figures(tmp_path):
 
 def test_bench_jobs_use_the_renamed_experiment():
     for profile in ("smoke", "cpu", "gpu"):
-        (job,) = study.BENCH[profile]
+        (job,) = study_jobs(study.__name__)[profile]
         assert job.name == "span_vs_length" and job.module == "seqbench.measure"
         assert job.command()[1:3] == ["-m", "+experiment=span_vs_length"]

@@ -7,6 +7,7 @@ import pytest
 
 from seqbench.report.plot import Figures
 from seqbench.studies import stream as study
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -71,7 +72,7 @@ def test_section_table_and_figure(tmp_path):
 
 
 def test_bench_jobs_run_the_experiment():
-    assert set(study.BENCH) == {"smoke", "cpu", "gpu"}
-    for jobs in study.BENCH.values():
+    assert set(study_jobs(study.__name__)) == {"smoke", "cpu", "gpu"}
+    for jobs in study_jobs(study.__name__).values():
         (job,) = jobs
         assert job.module == "seqbench.train" and job.args[:2] == ["-m", "+experiment=stream"]

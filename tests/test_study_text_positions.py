@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from seqbench.report.plot import Figures
+from seqbench.studies import study_jobs
 from seqbench.studies import text_positions as tp
 from tests.conftest import FAMILY
 
@@ -132,17 +133,17 @@ def test_section_draws_the_figure(tmp_path):
     )
     figs = Figures(tmp_path, FAMILY)
     md = tp.section(tables, figs)
-    assert (tmp_path / "loss_by_position.png").stat().st_size > 1000
-    assert figs.deciding == {"C5": ["loss_by_position.png"]}
-    assert "(loss_by_position.png)" in md and "late_gain" in md
+    assert (tmp_path / "text_positions_loss_by_position.png").stat().st_size > 1000
+    assert figs.deciding == {"C5": ["text_positions_loss_by_position.png"]}
+    assert "(text_positions_loss_by_position.png)" in md and "late_gain" in md
     assert "The verdict reads `text_positions` (T = 1024)" in md
     empty = tp.section({"runs": pd.DataFrame(), "positions": pd.DataFrame()}, Figures(tmp_path, {}))
     assert "No completed causal text runs" in empty
 
 
 def test_bench_trains_nothing_on_the_cpu():
-    assert tp.BENCH["cpu"] == []  # the core text runs serve C5 there
-    (job,) = tp.BENCH["gpu"]
+    assert study_jobs(tp.__name__)["cpu"] == []  # the core text runs serve C5 there
+    (job,) = study_jobs(tp.__name__)["gpu"]
     assert job.name == "text_positions" and "+experiment=text_positions" in job.args
     assert any(a.startswith("train.lr=") and a.count(",") == 2 for a in job.args)  # swept
 

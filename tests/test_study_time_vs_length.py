@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from seqbench.report.plot import Figures
+from seqbench.studies import study_jobs
 from seqbench.studies import time_vs_length as study
 
 matplotlib.use("Agg")
@@ -143,7 +144,7 @@ def test_section_draws_the_figures(tmp_path):
 
 
 def test_bench_jobs_run_both_experiments_alone():
-    for profile, jobs in study.BENCH.items():
+    for profile, jobs in study_jobs(study.__name__).items():
         assert [j.name for j in jobs] == ["time_vs_length", "time_vs_length_scan"], profile
         experiments = [j.command()[2] for j in jobs]
         assert experiments == ["+experiment=time_vs_length", "+experiment=time_vs_length_scan"]

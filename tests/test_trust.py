@@ -334,8 +334,8 @@ def test_a_held_out_stream_too_short_to_score_is_refused_before_training(
     folder = write_corpus(tmp_path / "corpus", valid="the game .\n")  # 4 tokens
     cfg = make_cfg("data=text", f"data.path={folder}", "data.tokenizer=whitespace",
                    "data.seq_len=2", "train.steps=5")  # fmt: skip
-    with pytest.raises(ConfigError) as e:
-        train(cfg)
+    with pytest.raises(ConfigError) as e:  # as a library caller checks a config it built
+        cli.validate_job(cfg, "train")
     message = str(e.value)
     assert message.startswith(f"data.path={folder} is not allowed: its valid.txt holds 4 tokens")
     assert "scores 0 of them, fewer than the 64" in message and "\n" not in message

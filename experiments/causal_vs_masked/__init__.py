@@ -16,15 +16,16 @@ cannot tell the objectives apart).
 
 import pandas as pd
 
-from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table, reference
+from seqbench.report.axes import clipped_yerr, key_entry, log_axis, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import best_of_grid, complete
+from seqbench.studies._common import best_of_grid, complete, study_of
 
 TITLE = "Causal versus masked objective (C8)"
 ORDER = 50
 DECIDES = ("C8",)
+STUDY = study_of(__name__)
 RULE = Rule(
     "supported if the causal model's next-word-from-prefix loss is lower than the masked "
     "model's at every compute budget (95% interval of masked - causal over seeds above 0; "
@@ -36,18 +37,6 @@ RULE = Rule(
     learned=1.0,  # the control: learned from context at all (a masked model learns slowly)
 )
 OBJECTIVES = ("causal", "masked")
-_RUN = ("-m", "what=prefix_eval", "+experiment=causal_vs_masked")
-BENCH = {
-    "smoke": [measure("causal_vs_masked", *_RUN, "train.steps=10,20", "seed=0",
-                      "what.eval_batches=1", "train.lr_control={train.steps:5}")],
-    "cpu": [measure("causal_vs_masked", *_RUN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")],
-    "gpu": [
-        measure("causal_vs_masked", *_RUN, "model.size=s", "data.seq_len=256",
-                "train.steps=250,500,1000,2000,4000", "train.lr_grid=null",
-                "train.lr=1.0e-3,3.0e-3,1.0e-2", "train.threads=2",
-                "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"),
-    ],
-}  # fmt: skip
 
 
 def seed_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
@@ -139,7 +128,7 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C8", "causal_vs_masked (text, counted FLOPs)", measured, RULE, v)]
+    return [Verdict("C8", f"{STUDY} (text, counted FLOPs)", measured, RULE, v)]
 
 
 def _masked_share(per_seed: pd.DataFrame) -> str:

@@ -16,22 +16,17 @@ import numpy as np
 import pandas as pd
 
 from seqbench.config import param_table
-from seqbench.report.plot import (
-    UNIT_RANGE,
-    clipped_yerr,
-    hardware_note,
-    log_axis,
-    md_table,
-    reference,
-)
+from seqbench.report.axes import UNIT_RANGE, clipped_yerr, log_axis, reference
+from seqbench.report.hardware import hardware_note
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
-from seqbench.studies._common import best_of_grid, complete, lr_table, size_rank
+from seqbench.studies._common import best_of_grid, complete, lr_table, size_rank, study_of
 
 TITLE = "Core study: one harness, six models, three tasks"
 ORDER = 10
 DECIDES = ("C1",)
+STUDY = study_of(__name__)
 RULE = Rule(
     "supported if every model (>= {min_models}) ends with its held-out text loss, 95% "
     "interval over seeds, below {below} x the unigram cross-entropy (the best context-free "
@@ -41,28 +36,6 @@ RULE = Rule(
     min_models=4,
 )
 VOCAB = 64  # the parameter table is built at this vocabulary (embeddings are not counted)
-EXPERIMENTS = ("core_recall", "core_copy", "core_text")
-GRID = "train.lr=1.0e-3,3.0e-3,1.0e-2"  # the GPU sweeps it in every cell (lr_grid off)
-_SMOKE = ("train.steps=30", "train.eval_every=30", "train.eval_batches=2", "seed=0")
-_SMOKE_TEXT = ("data.seq_len=64", "train.lr_control={train.steps:10,train.eval_every:10}")
-_CPU = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-_GPU = {  # size s, longer training, three seeds, lr swept per cell (each job's extras after)
-    "core_recall": ("data.distance=8,48,256", "data.seq_len=320"),
-    "core_copy": (),
-    "core_text": ("train.batch_size=32",),
-}
-BENCH = {
-    "smoke": [train(e, "-m", f"+experiment={e}", *_SMOKE,
-                    *(_SMOKE_TEXT if e == "core_text" else ())) for e in EXPERIMENTS],
-    # lag_recall is left to the recall study on the CPU (its controls, distances and seeds)
-    "cpu": [train(e, "-m", f"+experiment={e}", *_CPU) for e in EXPERIMENTS[1:]],
-    "gpu": [
-        train(e, "-m", f"+experiment={e}", "model.size=s", "train.steps=3000",
-              "train.eval_every=500", "train.threads=null", "train.lr_grid=null", GRID,
-              *_GPU[e], "seed=0,1,2")
-        for e in EXPERIMENTS
-    ],
-}  # fmt: skip
 
 
 # --- C1 ------------------------------------------------------------------------------------
@@ -75,7 +48,7 @@ def _label(r) -> str:
 def core_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete core runs, each with its ``setting`` (task, and distance where there is one),
     the best learning rate of a swept grid only."""
-    ok = complete(runs, "core")
+    ok = complete(runs, STUDY)
     if ok.empty:
         return ok
     ok = ok.assign(setting=ok.apply(_label, axis=1))
@@ -119,7 +92,7 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C1", "core (text)", measured, RULE, v)]
+    return [Verdict("C1", f"{STUDY} (text)", measured, RULE, v)]
 
 
 # --- the section ---------------------------------------------------------------------------

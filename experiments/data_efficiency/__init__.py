@@ -26,15 +26,16 @@ model that fails it cannot speak to either part (inconclusive).
 import pandas as pd
 from matplotlib.transforms import offset_copy
 
-from seqbench.report.plot import clipped_yerr, key_entry, log_axis, md_table
+from seqbench.report.axes import clipped_yerr, key_entry, log_axis
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
-from seqbench.studies._common import best_of_grid, complete, in_family, lr_table
+from seqbench.studies._common import best_of_grid, complete, in_family, lr_table, study_of
 
 TITLE = "Data efficiency (C7)"
 ORDER = 45
 DECIDES = ("C7",)
+STUDY = study_of(__name__)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
 # part (b) is about the LSTM because the lecture's claim names it ("LSTMs take longer to
 # train"); it is looked up among the recurrent family's models, never assumed present
@@ -50,27 +51,12 @@ RULE = Rule(
     frac=0.5,
     learned=0.9,
 )
-_GPU = ("model.size=s", "data.seq_len=256", "train.steps=2000", "train.eval_every=50",
-        "data.n_train=300,3000,30000", "train.lr_grid=null", "train.lr=1.0e-3,3.0e-3,1.0e-2",
-        "train.threads=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4")  # fmt: skip
-BENCH = {
-    "smoke": [
-        train("data_efficiency", "-m", "+experiment=data_efficiency", "data.n_train=10,160",
-              "train.steps=10", "train.eval_every=5", "train.eval_batches=1", "seed=0",
-              "train.lr_control={train.steps:5,data.n_train:160}"),
-    ],
-    "cpu": [
-        train("data_efficiency", "-m", "+experiment=data_efficiency", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=2"),
-    ],
-    "gpu": [train("data_efficiency", "-m", "+experiment=data_efficiency", *_GPU)],
-}  # fmt: skip
 
 
 def study_runs(tables) -> pd.DataFrame:
     """Complete runs with a pool (``n_train``), N <= their draws, each with ``best`` (its best
     held-out loss, from its curve where there is one), the best lr of a swept grid only."""
-    ok = complete(tables["runs"], "data_efficiency")
+    ok = complete(tables["runs"], STUDY)
     if ok.empty or "data.n_train" not in ok or ok["data.n_train"].isna().all():
         return pd.DataFrame()
     ok = ok[ok["data.n_train"].notna()]
@@ -167,7 +153,7 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C7", "data_efficiency (text, N unique windows)", measured, RULE, v)]
+    return [Verdict("C7", f"{STUDY} (text, N unique windows)", measured, RULE, v)]
 
 
 def _profile(runs: pd.DataFrame) -> str:

@@ -17,33 +17,34 @@ import math
 
 import pandas as pd
 
-from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
-from seqbench.report.plot import (
-    SPARE_LINESTYLES,
-    axis_label,
-    hardware_note,
-    iqr_band,
-    key_entry,
-    log_axis,
-    reference,
-)
+from seqbench.report.analysis import loglog_slope, ratio, value_at
+from seqbench.report.axes import axis_label, iqr_band, key_entry, log_axis, reference
+from seqbench.report.hardware import hardware_note, stamp
+from seqbench.report.plot import SPARE_LINESTYLES
+from seqbench.report.stats import fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete, family_of, in_family
-from seqbench.studies.time_vs_length import (
+from seqbench.studies import profile_settings
+from seqbench.studies._common import (
     TIMED,
     block_ratio,
     blocks_disagree,
+    complete,
+    family_of,
     honest,
+    in_family,
     median_iqr,
     not_parallel,
-    stamp,
+    study_of,
 )
 
 TITLE = "Generation cost: per-token latency and state memory vs context (C2, C9)"
 ORDER = 24
 DECIDES = ("C2", "C9")
-STUDY, TIMING_STUDY = "decode_cost", "time_vs_length"
+STUDY = study_of(__name__)
+# the one place that says this study reads another's runs: C9 pairs its decoding speeds with
+# time_vs_length's training-step timings (the stability column perturbs those runs too)
+READS = ("time_vs_length",)
+(TIMING_STUDY,) = READS
 # C9 is the lecture's comparison with the LSTM by name, on its fastest (fused) path: picked
 # by family and name here and nowhere else
 LSTM = {"family": "recurrent", "model": "lstm", "impl": "fused"}
@@ -62,21 +63,12 @@ _C9 = (
 )
 C9_RULE = Rule(_C9, step="train_step", mode="fixed_batch", faster=1)
 STYLE = {"state": "-", "recompute": "--", "teacher_forced": ":"}  # line style per mode
-_RUN = ("-m", "+experiment=decode_cost")  # timing jobs run alone: no joblib
-CPU_CUT = (  # what the CPU profile times (its section says so)
-    "contexts 16-1024 by x4, 8 new tokens, 0.05 s per point, recompute up to 256; the GPU "
-    "profile: contexts 16-4096, 16 new tokens, 0.1 s per point"
+# what each profile passes beyond the experiment file (the section says so), from
+# profiles.yaml: never typed beside the values
+CPU_CUT = (
+    f"{profile_settings(__name__, 'cpu')}; "
+    f"the GPU profile passes {profile_settings(__name__, 'gpu')}"
 )
-BENCH = {
-    "smoke": [measure(STUDY, *_RUN, "train.threads=1", "what.contexts=[16,64]",
-                      "what.new_tokens=4", "what.min_run_time=0.01", "what.min_blocks=3")],
-    "cpu": [measure(STUDY, *_RUN, "train.threads=1", "what.contexts=[16,64,256,1024]",
-                    "what.new_tokens=8", "what.min_run_time=0.05", "what.warmup=1",
-                    "what.recompute_max_context=256", "what.max_call_s=0.5")],
-    "gpu": [measure(STUDY, *_RUN, "model.size=s", "train.threads=null",
-                    "what.contexts=[16,64,256,1024,2048,4096]", "what.new_tokens=16",
-                    "what.min_run_time=0.1", "what.max_call_s=1.0", cap_s=25, rank=2)],
-}  # fmt: skip
 
 
 def _table(tables) -> pd.DataFrame:
@@ -264,7 +256,7 @@ def _where(df, tables) -> str:
         f"Timed on {elsewhere}: C2 (the per-token ratio of a known sequence to generated "
         "tokens) is decided here; C9 compares families' speeds on parallel hardware, so the "
         f"claims table shows its figures with the verdict `not measured on {elsewhere}`. What "
-        f"the CPU profile times: {CPU_CUT}."
+        f"the CPU profile passes: {CPU_CUT}."
     )
 
 
@@ -309,7 +301,7 @@ def _figure(df, figs) -> str:
     keys = [key_entry(words.get(m, m.replace("_", " ")), ls=style[m]) for m in modes]
     keys.append(key_entry("band: IQR over repeats (log-symmetric)", lw=6, alpha=0.25))
     figs.legend(fig, key=True, extra=keys, into=axes[ncols + 2] if ncols > 2 else None)
-    return figs.save(fig, "decode_latency", decides=DECIDES, hardware=hardware_note(df))
+    return figs.save(fig, "decode_cost_latency", decides=DECIDES, hardware=hardware_note(df))
 
 
 def _speedup_panel(ax, df, figs):

@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from seqbench.report.plot import axis_label, key_entry, md_table
+from seqbench.report.axes import axis_label, key_entry
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete
+from seqbench.studies._common import complete, study_of
 
 TITLE = "Drift of free-running generation (C11)"
 ORDER = 95
 DECIDES = ("C11",)
+STUDY = study_of(__name__)
 FREE = ("greedy", "sampled")
 CONTROL = (
     "teacher-forced KL from the truth <= {learned:.0%} of a uniform guess's (the model "
@@ -53,22 +54,11 @@ COMPOUND_RULE = Rule(
     third="1/3",
     grow=0.01,
 )
-_RUN = ("-m", "+experiment=drift")
-BENCH = {
-    "smoke": [measure("drift", *_RUN, "model=lstm,transformer", "seed=0,1", "train.steps=20",
-                      "train.eval_every=10", "train.eval_batches=1", "train.lr_grid=null",
-                      "what.batch_size=16")],
-    "cpu": [measure("drift", *_RUN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")],
-    "gpu": [measure("drift", *_RUN, "model=rnn,lstm,gru,mingru,minlstm,transformer",
-                    "model.size=xs", "data.seq_len=64", "train.steps=2000", "train.eval_every=250",
-                    "what.batch_size=4096", "train.threads=2", "hydra/launcher=joblib",
-                    "hydra.launcher.n_jobs=4")],
-}  # fmt: skip
 
 
 # --- tables -----------------------------------------------------------------------------------
 def drift_rows(tables) -> pd.DataFrame:
-    return complete(tables.get("drift"), "drift")
+    return complete(tables.get("drift"), STUDY)
 
 
 def gaps(df: pd.DataFrame, metric: str = "kl") -> pd.DataFrame:

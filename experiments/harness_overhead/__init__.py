@@ -23,80 +23,16 @@ from matplotlib.patches import Patch
 from seqbench.perf.mfu import NOMINAL_BF16
 from seqbench.perf.overhead import GOAL, PEER_GOAL
 from seqbench.perf.startup import STARTUP_GOAL
-from seqbench.report.plot import hardware_note, iqr_band, md_table, reference
+from seqbench.report.axes import iqr_band, reference
+from seqbench.report.hardware import hardware_note
+from seqbench.report.markdown import md_table
 from seqbench.report.verdict import Verdict
-from seqbench.studies import perf
 from seqbench.studies._common import complete
 
 TITLE = "Harness overhead, start-up, FLOP/s and MFU"
 ORDER = 60
 DECIDES = ()
 HATCHES = ("", "//", "..", "xx")  # one per length in the MFU bars
-BENCH = {
-    "smoke": [
-        perf(
-            "harness_overhead",
-            "+experiment=harness_overhead",
-            "overhead.seq_len=32",
-            "overhead.batch_size=8",
-            "overhead.steps=2",
-            "overhead.repeats=3",
-            "overhead.warmup=1",
-            "overhead.tiny.steps=10",
-            "train_loop.steps=20",
-            "train_loop.repeats=2",
-            "train_loop.warmup=0",
-            "mfu.seq_lens=[32]",
-            "mfu.tokens_per_batch=256",
-            "mfu.steps=1",
-            "mfu.repeats=2",
-            "mfu.peak_matmul_n=256",
-            "peer.tokenizer=char",
-            "peer.repeats=2",
-            "peer.warmup=0",
-            "startup.repeats=1",
-        ),
-    ],
-    "cpu": [
-        perf("harness_overhead", "+experiment=harness_overhead"),  # conf/perf.yaml as it stands
-    ],
-    "gpu": [
-        perf(
-            "harness_overhead",
-            "+experiment=harness_overhead",
-            "device=cuda",
-            "threads=null",
-            "size=s",
-            "overhead.seq_len=256",
-            "overhead.batch_size=64",
-            "overhead.steps=10",
-            "overhead.repeats=15",
-            "mfu.peak_matmul_n=8192",
-            "mfu.seq_lens=[512,2048,8192]",
-            "mfu.tokens_per_batch=65536",
-            "mfu.steps=2",
-            "mfu.repeats=5",
-            cap_s=30,
-            rank=4,  # MFU against the measured peak: the GPU goal after C4's time and C9
-        ),
-        # the overhead again with torch.compile on both sides
-        perf(
-            "harness_overhead_compile",
-            "+experiment=harness_overhead",
-            "device=cuda",
-            "threads=null",
-            "size=s",
-            "compile=true",
-            "tables=[perf]",
-            "train_loop.models=null",
-            "overhead.seq_len=256",
-            "overhead.batch_size=64",
-            "overhead.steps=10",
-            "overhead.repeats=15",
-            "overhead.warmup=3",
-        ),
-    ],
-}
 OVERHEAD_COLUMNS = (
     "comparison device threads seq_len batch_size steps_per_block repeats seqbench_tokens_per_s"
     " bare_tokens_per_s ratio ratio_iqr overhead_us_per_step goal_met loss_diff"
@@ -167,7 +103,7 @@ def _overhead(df, figs) -> str:
         "there (experiments/harness_overhead/README.md).\n\n"
         + md_table(show[OVERHEAD_COLUMNS])
         + "\n\n"
-        + figs.save(fig, "perf_overhead", hardware=hardware_note(df))
+        + figs.save(fig, "harness_overhead", hardware=hardware_note(df))
     )
 
 
@@ -327,7 +263,7 @@ def _mfu_figure(df, figs) -> str:
     how = "; ".join(sorted(set(df.peak_measured_how.astype(str))))
     fig.supxlabel(f"peak measured as {how}; whiskers: MFU over the step time's IQR",
                   fontsize=7, color="0.3")  # fmt: skip
-    return figs.save(fig, "perf_mfu", hardware=hardware_note(df))
+    return figs.save(fig, "harness_overhead_mfu", hardware=hardware_note(df))
 
 
 def _mfu(df, figs) -> str:

@@ -13,36 +13,23 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from seqbench.report.plot import LINESTYLES, axis_label, hardware_note, md_table
+from seqbench.report.axes import axis_label
+from seqbench.report.hardware import hardware_note
+from seqbench.report.markdown import md_table
+from seqbench.report.plot import LINESTYLES
 from seqbench.report.verdict import Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete
+from seqbench.studies._common import complete, study_of
 
 TITLE = "Kernels per decoding step: the cost floor of a sequential step"
 ORDER = 25
 DECIDES = ()
-STUDY = "kernels"
+STUDY = study_of(__name__)
 LOOPS = {impl for impl, ls in LINESTYLES.items() if ls == "--"}  # per-step paths: hatched
 NOTES_SHOWN = 3  # more skipped rows than this are summarised by reason
 COLUMNS = [
     "model", "impl", "path", "device", "threads", "dtype", "context", "batch_size",
     "ops_per_step", "kernels_per_step", "launches_per_step", "us_per_step", "iqr_us", "us_per_op",
 ]  # fmt: skip
-# every execution path of every model; timing jobs run alone (no joblib)
-_RECURRENT = ("model=rnn,lstm,gru,transformer", "what.impls=[fused,unrolled]")
-_SCAN = ("model=mingru,minlstm", "what.impls=[scan,sequential]")
-_SMOKE = ("train.threads=1", "what.context=16", "what.steps=4", "what.min_run_time=0.01",
-          "what.min_blocks=3")  # fmt: skip
-_GPU = ("model.size=s", "train.threads=null")
-_RUN = ("-m", "+experiment=kernels")
-BENCH = {
-    "smoke": [measure(STUDY, *_RUN, *_RECURRENT, *_SMOKE),
-              measure(f"{STUDY}_scan", *_RUN, *_SCAN, *_SMOKE)],
-    "cpu": [measure(STUDY, *_RUN, *_RECURRENT, "train.threads=1"),
-            measure(f"{STUDY}_scan", *_RUN, *_SCAN, "train.threads=1")],
-    "gpu": [measure(STUDY, *_RUN, *_RECURRENT, *_GPU, cap_s=15, rank=3),
-            measure(f"{STUDY}_scan", *_RUN, *_SCAN, *_GPU, cap_s=15, rank=3)],
-}  # fmt: skip
 
 
 def _table(tables) -> pd.DataFrame:
@@ -148,4 +135,4 @@ def _figure(done, figs) -> str:
     kind = {False: f"fast path ({impls[False] or 'one path'})", True: f"loop ({impls[True]})"}
     words = [f"{kind[loop]}, {path}" for loop, path in paths]
     fig.legend(keys, words, loc="outside right upper", fontsize=7, frameon=False)
-    return figs.save(fig, "measure_kernels", hardware=hardware_note(done))
+    return figs.save(fig, "kernels", hardware=hardware_note(done))

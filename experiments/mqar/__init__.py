@@ -22,22 +22,26 @@ undecided cells both ways: inconclusive where the two ends disagree.
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import UNIT_RANGE, clipped_yerr, log_axis, md_table, reference
+from seqbench.report.axes import UNIT_RANGE, clipped_yerr, log_axis, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
 from seqbench.studies._common import (
     best_of_grid,
     complete,
+    cpu_only,
     in_family,
+    left_out,
     lr_sentence,
     seeds_text,
     steps_text,
+    study_of,
 )
 
 TITLE = "Multi-query associative recall (C5, Zoology)"
 ORDER = 32
 DECIDES = ("C5",)
+STUDY = study_of(__name__)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
 RULE = Rule(
     "each model must solve the control cell (95% interval of accuracy over seeds >= "
@@ -52,35 +56,6 @@ RULE = Rule(
     supported=0.8,
     refuted=0.2,
 )
-GRID = "train.lr=1.0e-4,4.64e-4,2.15e-3,1.0e-2"  # np.logspace(-4, -2, 4), Zoology's sweep
-_CPU = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-_ATTENTION = ("model=transformer", "model.pos=learned")  # Zoology's attention: learned positions
-# the 6-minute GPU profile: d_model 64 and the lr calibrated on the control as here (Zoology's
-# sweep in every cell and d_model 128, train.lr_grid=null GRID model.d_model=64,128, is 8x)
-_GPU = ("data.vocab_size=8192", "data.n_train=100000", "train.steps=1500",
-        "train.batch_size=128", "train.eval_every=100", "train.eval_batches=8",
-        "train.threads=2",
-        "hydra.sweeper.params.data='{seq_len:16,num_kv_pairs:1},{seq_len:64,num_kv_pairs:4},"
-        "{seq_len:128,num_kv_pairs:8},{seq_len:256,num_kv_pairs:16}'",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=8")  # fmt: skip
-BENCH = {
-    "smoke": [
-        train("mqar", "-m", "+experiment=mqar", "model=gru,transformer",
-              "hydra.sweeper.params.data='{seq_len:16,num_kv_pairs:1}'", "seed=0",
-              "train.steps=10", "train.eval_every=5", "train.eval_batches=1",
-              "train.lr_control={data.seq_len:16,data.num_kv_pairs:2,train.steps:10}"),
-    ],
-    "cpu": [
-        train("mqar", "-m", "+experiment=mqar", *_CPU),
-        train("mqar_attention", "-m", "+experiment=mqar", *_ATTENTION, *_CPU),
-    ],
-    "gpu": [
-        train("mqar", "-m", "+experiment=mqar", "model=rnn,lstm,gru,mingru,minlstm", *_GPU,
-              cap_s=60, rank=6),
-        train("mqar_attention", "-m", "+experiment=mqar", *_ATTENTION, *_GPU, cap_s=25,
-              rank=6),
-    ],
-}  # fmt: skip
 
 
 # --- the table: one row per (setting, d_model, model) --------------------------------------
@@ -88,7 +63,7 @@ def mqar_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete MQAR runs with their setting and width; of a swept lr grid only the best lr
     per (model, setting, width): most seeds at the criterion, then fewest steps, then the
     highest accuracy."""
-    ok = complete(runs, "mqar")
+    ok = complete(runs, STUDY)
     if ok.empty:
         return ok
     ok = ok[ok.task == "mqar"]
@@ -223,10 +198,7 @@ def _measured(cells, result, passed, control) -> str:
         f"attention ahead of every recurrence in {ahead}/{n} cells ({undecided} undecided); "
         f"accuracy at {top}: {accs} ({seeds})"
     )
-    left = sorted(m for m, ok in passed.items() if not ok)
-    if left:
-        out += f"; left out, control {control} not solved: {', '.join(left)}"
-    return out
+    return out + left_out(passed, control)
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -235,10 +207,19 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C5", "mqar (Zoology, accuracy vs d_model)", measured, RULE, v)]
+    return [Verdict("C5", f"{STUDY} (Zoology, accuracy vs d_model)", measured, RULE, v)]
 
 
 # --- the section ---------------------------------------------------------------------------
+CPU_CUT = (  # what the CPU profile leaves out, said where every run was on the CPU
+    " This is the CPU profile: Zoology's vocabulary of 8,192 (its output layer costs "
+    "5-10x the rest of these models on one core), its 100k-example pool, its settings "
+    "from (64, 4) up and the scan models are the GPU profile's (the width 128 and the lr "
+    "sweep in every cell are the full protocol's); the CPU keeps the control, one small "
+    "setting at one width, and three seeds."
+)
+
+
 def _setup(ok: pd.DataFrame) -> str:
     """What was run, read from the runs (and what the CPU profile cuts)."""
     first = ok.iloc[0]
@@ -252,16 +233,7 @@ def _setup(ok: pd.DataFrame) -> str:
         f"trained to {first.criterion} (checked every {int(first['train.eval_every'])} steps) "
         f"or the cap of {int(ok.cap.max())} steps."
     )
-    text += lr_sentence(ok, "cell")
-    if set(ok.device.dropna()) <= {"cpu"}:
-        text += (
-            " This is the CPU profile: Zoology's vocabulary of 8,192 (its output layer costs "
-            "5-10x the rest of these models on one core), its 100k-example pool, its settings "
-            "from (64, 4) up and the scan models are the GPU profile's (the width 128 and the lr "
-            "sweep in every cell are the full protocol's); the CPU keeps the control, one small "
-            "setting at one width, and three seeds."
-        )
-    return text
+    return text + lr_sentence(ok, "cell") + cpu_only(ok, CPU_CUT)
 
 
 def _figure(cells: pd.DataFrame, figs) -> str:

@@ -16,18 +16,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from seqbench.report.analysis import fmt, ratio
-from seqbench.report.plot import axis_label, log_axis, md_table
-from seqbench.report.stats import estimate
+from seqbench.report.analysis import ratio
+from seqbench.report.axes import axis_label, log_axis
+from seqbench.report.markdown import md_table
+from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete, in_family
+from seqbench.studies import job_setting
+from seqbench.studies._common import complete, in_family, study_of
 
 TITLE = "Information path length: gradient influence vs distance (C5)"
 ORDER = 26
 DECIDES = ("C5",)
-OWNS = ("path_length_train",)  # the trained models' runs (conf/what/influence.yaml train_study)
-STUDY = "path_length"
+STUDY = study_of(__name__)
 RULE = Rule(
     "a model *fades* when its mean influence at d <= {near} over the influence far back "
     "(untrained: the farthest 1/{far} of distances at the longest T, the architecture; trained "
@@ -46,36 +46,13 @@ REACHED = 0.25  # a distance counts when at least this share of the batch's exam
 LOG_MAX = float(np.log10(np.finfo(float).max))  # a far gradient that underflows to 0: 1e308
 # the CPU profile trains three models at a short cell (the cost of training to a criterion
 # with three seeds); the GPU profile trains every model at the untrained job's length
-CPU_TRAINED = {"models": "lstm,gru,transformer", "seq_len": 16, "distance": 8}
-GPU_CELL = {"seq_len": 64, "distance": 48}
-_RUN = ("-m", "+experiment=path_length")
-_JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-
-
-def _cell(seq_len, distance):
-    return (f"data.seq_len={seq_len}", f"data.distance={distance}")
-
-
-BENCH = {
-    "smoke": [
-        measure(STUDY, *_RUN, "model=lstm,transformer", "seed=0,1", "what.batch_size=16",
-                "train.steps=30", "train.lr_grid=null"),
-    ],
-    "cpu": [
-        # untrained, all six models: the architecture at the longest length (no training)
-        measure(STUDY, *_RUN, "what.trained=[false]", *_cell(**GPU_CELL), *_JOBLIB),
-        # trained to the criterion at the short cell (and the lr calibration on its control)
-        measure(f"{STUDY}_trained", *_RUN, "what.trained=[true]",
-                f"model={CPU_TRAINED['models']}", *_JOBLIB),
-    ],
-    "gpu": [
-        measure(STUDY, *_RUN, "what.trained=[false]", *_cell(**GPU_CELL), "model.size=s",
-                "train.threads=null"),
-        measure(f"{STUDY}_trained", *_RUN, "what.trained=[true]", *_cell(**GPU_CELL),
-                "model.size=s", "train.steps=2000", "train.eval_every=50",
-                "train.threads=null"),
-    ],
-}  # fmt: skip
+# what the profiles train (profiles.yaml; the CPU's cell is path_length.yaml's own)
+CPU_TRAINED = {
+    "models": job_setting(__name__, "cpu", "model", job=f"{STUDY}_trained"),
+    "seq_len": 16,
+    "distance": 8,
+}
+GPU_CELL = {k: int(job_setting(__name__, "gpu", f"data.{k}")) for k in ("seq_len", "distance")}
 
 
 def influence_table(tables) -> pd.DataFrame:
@@ -309,7 +286,7 @@ def _figure(df, figs) -> str:
             ax.text(0.02, 0.02, "not trained here: " + ", ".join(missing), fontsize=7,
                     color="0.3", transform=ax.transAxes, va="bottom")  # fmt: skip
     figs.legend(fig)
-    return figs.save(fig, "influence_vs_distance", decides=DECIDES)
+    return figs.save(fig, "path_length_influence", decides=DECIDES)
 
 
 def _state_title(sub, trained, longest) -> str:

@@ -19,15 +19,17 @@ are exact (the worst seed decides).
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import UNIT_RANGE, clipped_yerr, md_table, reference
+from seqbench.report.axes import UNIT_RANGE, clipped_yerr, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure, train
-from seqbench.studies._common import complete
+from seqbench.studies import profile_settings
+from seqbench.studies._common import complete, study_of
 
 TITLE = "Positional encodings and order (C6)"
 ORDER = 40
 DECIDES = ("C6",)
+STUDY = study_of(__name__)
 RULE = Rule(
     "inconclusive unless the best encoding's copy accuracy beats chance by >= {learned_copy} "
     "(lower end of its 95% interval); not supported if the bidirectional no-PE model is not "
@@ -43,43 +45,17 @@ RULE = Rule(
     broken=1e-3,  # equivariance error above this: clearly not equivariant
     learned_copy=0.2,  # below this over chance nothing learned copy: nothing to compare to
 )
-SEEDS = "seed=0,1,2"
-CPU_CUT = (  # what the CPU profile trains (the section says so): the GPU profile trains more
-    "size xs, copy of 16-token segments, lag_recall at d = 32, cap 300 steps; the GPU "
-    "profile: size s, 32-token segments, d = 128, cap 1000 steps (three seeds in both)"
+# what each profile passes beyond the experiment file (the section says so), from
+# profiles.yaml: never typed beside the values
+CPU_CUT = (
+    f"{profile_settings(__name__, 'cpu')}; "
+    f"the GPU profile passes {profile_settings(__name__, 'gpu')}"
 )
-_JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-# the order checks, one run per seed: model.pos is fixed (the measurement varies it itself)
-_ORDER = ("-m", "what=order", "+experiment=posenc_copy", "model.pos=none")
-BENCH = {
-    "smoke": [
-        train("posenc_copy", "-m", "+experiment=posenc_copy", "model.pos=none,rope", "seed=0,1",
-              "train.steps=10", "train.eval_batches=2", "train.lr_grid=null"),
-        measure("posenc_order", *_ORDER, "seed=0,1", "what.positions=[none,rope]",
-                "train.steps=10", "train.eval_batches=2", "train.lr_grid=null"),
-    ],
-    "cpu": [
-        train("posenc_copy", "-m", "+experiment=posenc_copy", *_JOBLIB),
-        train("posenc_recall", "-m", "+experiment=posenc_recall", *_JOBLIB),
-        # the trained causal models are the posenc_copy runs above, reused by content key
-        measure("posenc_order", *_ORDER, SEEDS, *_JOBLIB),
-    ],
-    "gpu": [
-        train("posenc_copy", "-m", "+experiment=posenc_copy", "model.size=s", "data.seq_len=64",
-              "train.steps=1000", "train.threads=2", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=4"),
-        train("posenc_recall", "-m", "+experiment=posenc_recall", "model.size=s",
-              "data.distance=128", "data.seq_len=136", "train.steps=1000", "train.threads=2",
-              "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"),
-        measure("posenc_order", *_ORDER, SEEDS, "model.size=s", "data.seq_len=64",
-                "train.steps=1000", "train.threads=2"),
-    ],
-}  # fmt: skip
 
 
 def accuracy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The complete posenc training runs: task, pos, seed, val_acc, lr, steps_to_criterion."""
-    ok = complete(runs, "posenc")
+    ok = complete(runs, STUDY)
     if ok.empty:
         return pd.DataFrame()
     ok = ok.rename(columns={"model.pos": "pos"})
@@ -207,7 +183,7 @@ def verdicts(tables) -> list[Verdict]:
     if result is None:
         return []
     v, measured = result
-    return [Verdict("C6", "posenc (copy, lag_recall) + order checks", measured, RULE, v)]
+    return [Verdict("C6", f"{STUDY} (copy, lag_recall) + order checks", measured, RULE, v)]
 
 
 def section(tables, figs) -> str:
@@ -297,7 +273,8 @@ def _accuracy(acc: pd.DataFrame, runs, figs) -> list[str]:
         "(mean and 95% bootstrap interval over seeds), trained to the criterion "
         "(`reached`: seeds that reached it within the cap; `steps`: their median steps). "
         "The learning rate (`lr`) was calibrated once per encoding and task on the control "
-        f"setting (`train.lr_control`) and reused by every seed. The CPU profile: {CPU_CUT}.",
+        f"setting (`train.lr_control`) and reused by every seed. The CPU profile passes: "
+        f"{CPU_CUT}.",
         figs.save(fig, "posenc_accuracy", decides=DECIDES),
         md_table(shown.rename(columns={"acc": "accuracy [95% interval]"})),
     ]

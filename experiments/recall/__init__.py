@@ -20,23 +20,27 @@ on the control (CPU, ``train.lr_grid``), or swept in every cell with the best ke
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import UNIT_RANGE, key_entry, log_axis, md_table, reference
+from seqbench.report.axes import UNIT_RANGE, key_entry, log_axis, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
 from seqbench.studies._common import (
     best_of_grid,
     complete,
+    cpu_only,
     estimate_of,
     in_family,
+    left_out,
     lr_sentence,
     seeds_text,
     steps_text,
+    study_of,
 )
 
 TITLE = "Recall versus distance (C5)"
 ORDER = 30
 DECIDES = ("C5",)
+STUDY = study_of(__name__)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
 RULE = Rule(
     "a distance is solved when the 95% interval of accuracy over seeds lies at or above "
@@ -50,40 +54,11 @@ RULE = Rule(
 )
 
 
-def _settings(*distances) -> str:
-    """The swept data setting: seq_len = d + 8, so the pair sits at one of 7 offsets."""
-    return "data='" + ",".join(f"{{distance:{d},seq_len:{d + 8}}}" for d in distances) + "'"
-
-
-_CPU = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-BENCH = {
-    "smoke": [
-        train("recall", "-m", "+experiment=recall", f"hydra.sweeper.params.{_settings(4, 16)}",
-              "seed=0", "train.steps=10", "train.eval_every=5", "train.eval_batches=2"),
-    ],
-    "cpu": [
-        # minGRU/minLSTM are left to the GPU profile: their scan costs 1.5-3x an LSTM step
-        # here, most at T = 264 (the bench's 30-minute budget; the section says so)
-        train("recall", "-m", "+experiment=recall", *_CPU),
-    ],
-    # the 6-minute GPU profile: the lr calibrated on the control as here (a sweep in every
-    # cell, train.lr_grid=null train.lr=1.0e-3,3.0e-3,1.0e-2, triples the runs), d = 16 cut
-    "gpu": [
-        train("recall", "-m", "+experiment=recall",
-              "model=rnn,lstm,gru,transformer,mingru,minlstm",
-              f"hydra.sweeper.params.{_settings(4, 64, 256, 1024)}", "train.target=0.99",
-              "train.steps=2000", "train.batch_size=32", "train.eval_every=50",
-              "train.eval_batches=16", "train.threads=2", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=8", cap_s=35, rank=5),
-    ],
-}  # fmt: skip
-
-
 # --- the table: one row per (model, distance) ---------------------------------------------
 def recall_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete recall runs with their distance and step cap; of a swept lr grid only the
     best lr per (model, distance): most seeds at the criterion, then fewest steps."""
-    ok = complete(runs, "recall")
+    ok = complete(runs, STUDY)
     if ok.empty:
         return ok
     ok = ok[ok.task == "lagrecall"]
@@ -188,24 +163,23 @@ def _measured(cells, r, passed) -> str:
         + f"; accuracy at d={longest}: {acc}; steps to the criterion at d={longest}: {steps}"
         + f" ({seeds_text(cells)})"
     )
-    left = sorted(m for m, ok in passed.items() if not ok)
-    if left:
-        out += f"; left out, control d={int(cells.distance.min())} not solved: {', '.join(left)}"
-    return out
+    return out + left_out(passed, f"d={int(cells.distance.min())}")
 
 
 def verdicts(tables) -> list[Verdict]:
+    """C5 on lag_recall: one verdict over every distance, or none before the runs exist."""
     ok = recall_runs(tables["runs"])
-    result = verdict(cell_table(ok)) if not ok.empty else None
-    if result is None:
+    decided = None if ok.empty else verdict(cell_table(ok))
+    if decided is None:
         return []
-    v, measured = result
-    return [Verdict("C5", "recall (lag_recall vs distance)", measured, RULE, v)]
+    v, measured = decided
+    return [Verdict("C5", f"{STUDY} (lag_recall vs distance)", measured, RULE, v)]
 
 
 # --- the section ---------------------------------------------------------------------------
 def _setup(ok: pd.DataFrame) -> str:
-    """What was run, read from the runs (and what the CPU profile cuts)."""
+    """The distances each model ran, seeds, batch, criterion and cap, read from the runs
+    (and what the CPU profile cuts)."""
     first = ok.iloc[0]
     dists = {
         m: ", ".join(str(d) for d in sorted(g.distance.unique())) for m, g in ok.groupby("model")
@@ -222,15 +196,13 @@ def _setup(ok: pd.DataFrame) -> str:
         f"{int(first['train.eval_every'])} steps on {int(first['train.eval_batches'])} held-out "
         f"batches) or the cap of {int(ok.cap.max())} steps."
     )
-    text += lr_sentence(ok, "d")
-    if set(ok.device.dropna()) <= {"cpu"}:
-        text += (
-            " This is the CPU profile; the GPU profile adds d = 1024, the 0.99 criterion on "
-            "more held-out sequences, a 2000-step cap and "
-            "minGRU/minLSTM (their scan costs 1.5-3x an LSTM step here, most at T = 264); "
-            "seeds are never cut."
-        )
-    return text
+    cut = (
+        " This is the CPU profile; the GPU profile adds d = 1024, the 0.99 criterion on "
+        "more held-out sequences, a 2000-step cap and "
+        "minGRU/minLSTM (their scan costs 1.5-3x an LSTM step here, most at T = 264); "
+        "seeds are never cut."
+    )
+    return text + lr_sentence(ok, "d") + cpu_only(ok, cut)
 
 
 CENSORED = "0.1"  # the ring around a cell some seed of which stopped at the cap

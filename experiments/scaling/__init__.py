@@ -23,29 +23,23 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from seqbench.report.plot import (
-    axis_label,
-    clipped_yerr,
-    key_entry,
-    log_axis,
-    md_table,
-    reference,
-)
+from seqbench.report.axes import axis_label, clipped_yerr, key_entry, log_axis, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
-from seqbench.studies._common import complete, in_family
+from seqbench.studies import job_setting
+from seqbench.studies._common import best_of_grid, complete, in_family, study_of
 
 TITLE = "Scale: loss against parameters and compute (C10)"
 ORDER = 90
 DECIDES = ("C10", "C10*")
+STUDY = study_of(__name__)
 CLAIMS = {"C10*": "the Transformer's loss falls faster with N than the LSTM's (Kaplan 2020)"}
 CPU_SIZES = ("5xs", "4xs", "3xs", "2xs", "xs")  # 30x in N for every family
-GPU_SIZES = (*CPU_SIZES, "s", "m", "l")
-# the CPU profile fits the 30-minute bench with the two models C10* names; the GPU profile
-# runs every model of conf/experiment/scaling.yaml (the section says which were cut)
-CPU_MODELS = ("lstm", "transformer")
-GPU_MODELS = ("lstm", "gru", "mingru", "transformer")
+# the sizes and models the GPU profile trains (profiles.yaml): the section names those a
+# profile cut
+GPU_SIZES = tuple(job_setting(__name__, "gpu", "model.size").split(","))
+GPU_MODELS = tuple(job_setting(__name__, "gpu", "model").split(","))
 RULE = Rule(
     "per model, if its best size learned beyond the unigram (held-out loss < {learned:g} x "
     "the unigram cross-entropy; else inconclusive): supported if the largest size's loss is "
@@ -66,19 +60,6 @@ KAPLAN_RULE = Rule(
 )
 ALPHAS = np.geomspace(1e-3, 3.0, 300)  # the profile grid; refined around its best point
 RESAMPLES = 1000
-_RUN = ("-m", "+experiment=scaling")
-BENCH = {
-    "smoke": [train("scaling", *_RUN, "model=lstm,transformer", "model.size=5xs,4xs,3xs",
-                    "seed=0,1", "train.steps=10", "train.eval_every=5", "train.eval_batches=1",
-                    "train.lr_grid=null")],
-    "cpu": [train("scaling", *_RUN, f"model={','.join(CPU_MODELS)}", "hydra/launcher=joblib",
-                  "hydra.launcher.n_jobs=2")],
-    "gpu": [train("scaling", *_RUN, f"model={','.join(GPU_MODELS)}",
-                  f"model.size={','.join(GPU_SIZES)}", "data.seq_len=128",
-                  "train.batch_size=32", "train.steps=1000", "train.eval_every=250",
-                  "++train.lr_control={model.size:xs}", "train.threads=2",
-                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=4")],
-}  # fmt: skip
 
 
 # --- the power law -------------------------------------------------------------------------------
@@ -140,16 +121,6 @@ def interval(samples) -> tuple[float, float]:
 
 
 # --- tables ----------------------------------------------------------------------------------
-def best_of_grid(ok: pd.DataFrame, cell=("model", "model.size")) -> pd.DataFrame:
-    """The runs at each cell's best learning rate (lowest mean held-out loss over seeds,
-    Zoology's selection); a cell trained at one rate is kept as it is."""
-    if ok.empty or "lr" not in ok:
-        return ok
-    mean = ok.groupby([*cell, "lr"], dropna=False).val_loss.mean().rename("m").reset_index()
-    best = mean.loc[mean.groupby(list(cell)).m.idxmin(), [*cell, "lr"]]
-    return ok.merge(best, on=[*cell, "lr"])
-
-
 @functools.lru_cache(maxsize=256)
 def _flops_per_step(model_yaml: str, vocab_size: int, seq_len: int, batch_size: int) -> int:
     from seqbench.config import build_model
@@ -186,10 +157,10 @@ def flops_per_step(row) -> int:
 def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the study at its cell's best rate: model, family, size, seed, N,
     held-out loss, training FLOPs."""
-    ok = complete(runs, "scaling")
+    ok = complete(runs, STUDY)
     if ok.empty or "model.size" not in ok:
         return pd.DataFrame()
-    ok = best_of_grid(ok[ok.val_loss.notna()])
+    ok = best_of_grid(ok[ok.val_loss.notna()], ["model.size"])
     ok = ok.assign(n=ok.params_non_embedding, loss=ok.val_loss,
                    flops=[flops_per_step(r) * r["step"] for _, r in ok.iterrows()])  # fmt: skip
     ok["unigram"] = ok["unigram_xent"] if "unigram_xent" in ok else np.nan
@@ -267,11 +238,11 @@ def verdicts(tables) -> list[Verdict]:
             g = t[t.model == m]
             flops = g.groupby("n").flops.mean().to_dict()
             v, measured = improves(by_size(t, m), float(g.unigram.median()), flops)
-            out.append(Verdict("C10", f"scaling ({m}, {fam}; text, same tokens)", measured,
+            out.append(Verdict("C10", f"{STUDY} ({m}, {fam}; text, same tokens)", measured,
                                RULE, v))  # fmt: skip
     k = kaplan(t)
     if k is not None:
-        out.append(Verdict("C10*", "scaling (alpha, attention vs lstm)", k[1], KAPLAN_RULE, k[0]))
+        out.append(Verdict("C10*", f"{STUDY} (alpha, attention vs lstm)", k[1], KAPLAN_RULE, k[0]))
     return out
 
 
@@ -367,7 +338,7 @@ def _alpha_panel(ax, t, rows, figs):
 
 
 def _tokens(runs) -> str:
-    ok = complete(runs, "scaling")
+    ok = complete(runs, STUDY)
     per = ok["train.steps"] * ok["train.batch_size"] * ok["data.seq_len"]
     return ", ".join(f"{int(v):,}" for v in sorted(set(per.dropna())))
 

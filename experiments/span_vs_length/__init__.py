@@ -12,17 +12,19 @@ recurrence as a parallel scan whose span should grow as log T. The counts are de
 import numpy as np
 import pandas as pd
 
-from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
-from seqbench.report.plot import axis_label, dodge, key_entry, log_axis, md_table, series_label
+from seqbench.report.analysis import loglog_slope, ratio, value_at
+from seqbench.report.axes import axis_label, dodge, key_entry, log_axis
+from seqbench.report.markdown import md_table
+from seqbench.report.plot import series_label
+from seqbench.report.stats import fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete, in_family
+from seqbench.studies._common import complete, in_family, study_of
 
 TITLE = "Parallel step count: span vs sequence length (C3, C4, C3*)"
 ORDER = 20
 DECIDES = ("C3", "C4", "C3*")
 CLAIMS = {"C3*": "a recurrence with input-only gates runs as a parallel scan: span ~ log T"}
-STUDY = "span_vs_length"
+STUDY = study_of(__name__)
 DETERMINISTIC = "n/a (deterministic: traced op counts, no seeds or training)"
 T_LO = 64  # T_lo: the shortest shared length >= this; T_hi: the longest shared length
 _C3 = (
@@ -45,13 +47,6 @@ _SCAN = (
     "T; nuanced otherwise"
 )
 SCAN_RULE = Rule(_SCAN, lengths=3, spread=8, even=1.5, log_share=0.25, linear_share=0.5)
-_RUN = ("-m", "+experiment=span_vs_length")
-_JOBLIB = {n: ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={n}") for n in (2, 4)}
-BENCH = {
-    "smoke": [measure(STUDY, *_RUN, "what.lengths=[16,32,64]", "what.layers=[1,2]")],
-    "cpu": [measure(STUDY, *_RUN, "what.backward_max_len=512", *_JOBLIB[2])],
-    "gpu": [measure(STUDY, *_RUN, *_JOBLIB[4])],
-}
 PANELS = (  # the parallelism figure: (column, y label, title)
     ("parallelism", "ops at once (ops, work/span)", "forward: ops that could overlap"),
     (
@@ -288,7 +283,7 @@ def _figures(df, figs) -> str:
             ax.set_xlabel("")
     figs.claim_title(fig, text="how much of the forward pass could run at once (work / span)")
     figs.legend(fig, key=True)
-    md.append(figs.save(fig, "parallelism_vs_length"))
+    md.append(figs.save(fig, "span_vs_length_parallelism"))
     return "\n\n".join([
         "Traced with `seqbench.measure.trace` (every aten op a node, edges from the ops that "
         "produced its inputs; views free), batch 1, recurrent models on their unrolled path. "

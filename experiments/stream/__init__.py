@@ -22,15 +22,16 @@ mean anything.
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import axis_label, clipped_yerr, md_table, reference
+from seqbench.report.axes import axis_label, clipped_yerr, reference
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
-from seqbench.studies._common import complete
+from seqbench.studies._common import complete, study_of
 
 TITLE = "Truncated BPTT against random windows (C1*)"
 ORDER = 12
 DECIDES = ("C1*",)
+STUDY = study_of(__name__)
 CLAIMS = {
     "C1*": "a recurrent LM trained on its corpus as one stream, the state carried between "
     "windows (truncated BPTT), ends with a lower held-out loss than on random windows at "
@@ -44,19 +45,11 @@ RULE = Rule(
     learned=0.9,
 )
 ARMS = {False: "random", True: "stream"}
-_CPU = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-BENCH = {
-    "smoke": [train("stream", "-m", "+experiment=stream", "train.steps=20",
-                    "train.eval_every=20", "seed=0")],
-    "cpu": [train("stream", "-m", "+experiment=stream", *_CPU)],
-    "gpu": [train("stream", "-m", "+experiment=stream", "model.size=s", "train.steps=3000",
-                  "train.eval_every=500", "train.threads=null")],
-}  # fmt: skip
 
 
 def arm_runs(tables) -> pd.DataFrame:
     """The study's complete runs, with an ``arm`` column (random / stream)."""
-    runs = complete(tables.get("runs"), "stream")
+    runs = complete(tables.get("runs"), STUDY)
     if runs.empty or "data.stream" not in runs:
         return pd.DataFrame()
     streamed = runs["data.stream"].map(lambda v: str(v).lower() == "true")

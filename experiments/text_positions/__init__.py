@@ -19,17 +19,18 @@ best lr per (model, T) is kept (``_common.best_of_grid``).
 import numpy as np
 import pandas as pd
 
-from seqbench.report.plot import clipped_yerr, log_axis, md_table
+from seqbench.report.axes import clipped_yerr, log_axis
+from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import train
-from seqbench.studies._common import best_of_grid, complete, family_of, in_family
+from seqbench.studies._common import best_of_grid, complete, family_of, in_family, study_of
 
 TITLE = "Loss by position in the context (C5, Kaplan Fig. 7)"
 ORDER = 34
 DECIDES = ("C5",)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
-SOURCES = ("text_positions", "core")  # the group rule: the first with both kinds decides
+STUDY = study_of(__name__)
+SOURCES = (STUDY, "core")  # the group rule: the first with both kinds decides
 READS = SOURCES  # the stability column perturbs these studies' runs too
 RULE = Rule(
     "late gain g = mean loss over positions [{knee}, {knee} + w) minus over the last w, "
@@ -41,16 +42,6 @@ RULE = Rule(
     knee=100,
     min_len=256,
 )
-_GPU = ("model.size=s", "train.steps=3000",
-        "train.lr=1.0e-3,3.0e-3,1.0e-2", "train.threads=2", "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4")  # fmt: skip
-BENCH = {
-    "smoke": [train("text_positions", "-m", "+experiment=text_positions", "model=lstm,transformer",
-                    "data.seq_len=64", "train.steps=10", "train.eval_batches=1", "seed=0")],
-    # the CPU profile reads the core text runs (T = 256): nothing extra to train
-    "cpu": [],
-    "gpu": [train("text_positions", "-m", "+experiment=text_positions", *_GPU)],
-}  # fmt: skip
 
 
 def windows(T: int) -> tuple[range, range] | None:
@@ -209,7 +200,7 @@ def _figure(curves, gains, figs) -> tuple[str, list]:
         figs.label_ends(ax)
     rows = _gains_panel(axes[-1], gains, len(models), figs)
     figs.legend(fig)
-    return figs.save(fig, "loss_by_position", "C5"), rows
+    return figs.save(fig, "text_positions_loss_by_position", "C5"), rows
 
 
 def _gains_panel(ax, gains, n_models, figs) -> list[dict]:

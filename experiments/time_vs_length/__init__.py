@@ -15,16 +15,30 @@ stability column says n/a.
 
 import pandas as pd
 
-from seqbench.report.analysis import fmt, loglog_slope, ratio, value_at
-from seqbench.report.plot import axis_label, hardware_note, iqr_band, log_axis, md_table
+from seqbench.report.analysis import loglog_slope, ratio, value_at
+from seqbench.report.axes import axis_label, iqr_band, log_axis
+from seqbench.report.hardware import hardware_note, stamp
+from seqbench.report.markdown import md_table
+from seqbench.report.stats import fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies import measure
-from seqbench.studies._common import complete, in_family
+from seqbench.studies import profile_settings
+from seqbench.studies._common import (
+    PARALLEL,
+    TIMED,
+    block_ratio,
+    blocks_disagree,
+    complete,
+    honest,
+    in_family,
+    median_iqr,
+    not_parallel,
+    study_of,
+)
 
 TITLE = "Wall-clock vs sequence length: forward and training step (C4)"
 ORDER = 22
 DECIDES = ("C4",)
-STUDY = "time_vs_length"
+STUDY = study_of(__name__)
 PATHS = {"recurrent": ("fused", "unrolled"), "scan": ("scan", "sequential")}  # fast, per-step
 _RULE = (
     "supported if the attention model's {step} ({mode}, at the longest T every compared "
@@ -33,42 +47,15 @@ _RULE = (
     "supported otherwise"
 )
 RULE = Rule(_RULE, step="train_step", mode="fixed_tokens", faster=1)
-PARALLEL = "cuda"  # the hardware the claim is about; elsewhere the verdict is "not measured on"
-TIMED = "n/a (timing medians with IQR over timed blocks; no seeds or training)"
 FIGURES = (("train_step", "time_vs_length_train"), ("forward", "time_vs_length_forward"))
 
 
-def _pair(shared, main, scan=None, caps=(None, None), rank=9) -> list:
-    """The timing job and its scan-family twin: ``shared`` settings plus each job's own
-    (``scan`` defaults to ``main``), each with its cap (s). Timing jobs run alone: the basic
-    launcher, one process, never joblib."""
-    return [
-        measure(STUDY, "-m", "+experiment=time_vs_length", *shared, *main, cap_s=caps[0],
-                rank=rank),
-        measure(f"{STUDY}_scan", "-m", "+experiment=time_vs_length_scan", *shared,
-                *(main if scan is None else scan), cap_s=caps[1], rank=rank),
-    ]  # fmt: skip
-
-
-CPU_CUT = (  # what the CPU profile times (its section says so): the GPU profile times more
-    "lengths 16, 64, 256 (the decode_cost contexts, so C9 can pair them; the scan family's "
-    "per-step loop to 64), batch 4 or 2048 tokens per batch, 0.05 s per point, 1 warm-up "
-    "call; the GPU profile: 64-8192 by x2, batch 8 or 16384 tokens, 0.1 s per point, 2 "
-    "warm-up calls"
+# what each profile passes beyond the experiment file (the section says so), from
+# profiles.yaml: never typed beside the values
+CPU_CUT = (
+    f"{profile_settings(__name__, 'cpu')}; "
+    f"the GPU profile passes {profile_settings(__name__, 'gpu')}"
 )
-_CPU = ("train.threads=1", "what.lengths=[16,64,256]", "what.batch_size=4",
-        "what.tokens_per_batch=2048", "what.min_run_time=0.05", "what.warmup=1",
-        "what.max_call_s=1.0")  # fmt: skip
-BENCH = {
-    "smoke": _pair(["train.threads=1", "what.lengths=[32,64]", "what.modes=[fixed_batch]",
-                    "what.batch_size=2", "what.min_run_time=0.01", "what.min_blocks=3"], []),
-    "cpu": _pair(_CPU, ["what.unrolled_max_len=256"], ["what.unrolled_max_len=64"]),
-    "gpu": _pair(["model.size=s", "train.threads=null",
-                  "what.lengths=[64,128,256,512,1024,2048,4096,8192]",
-                  "what.unrolled_max_len=1024", "what.tokens_per_batch=16384",
-                  "what.batch_size=8", "what.min_run_time=0.1", "what.max_call_s=1.0"], [],
-                 caps=(40, 20), rank=1),  # first on the GPU: C4's time and C9
-}  # fmt: skip
 
 
 def _table(tables) -> pd.DataFrame:
@@ -82,36 +69,6 @@ def _table(tables) -> pd.DataFrame:
 
 def _label(model, impl):
     return f"{model} ({impl})" if impl not in ("-", None) and pd.notna(impl) else model
-
-
-def stamp(rows) -> str:
-    """The machines behind timed rows, from the rows: 'NVIDIA H200 (cuda), torch 2.13.0,
-    CUDA 12.8, bf16-autocast, 1 thread(s)' (older rows without a field leave it out)."""
-    fields = ("device_name", "device", "torch", "cuda", "dtype", "threads")
-    seen = set()
-    for r in rows[[f for f in fields if f in rows]].drop_duplicates().to_dict("records"):
-        v = {k: x for k, x in r.items() if pd.notna(x) and str(x) != ""}
-        name = v.get("device_name", v.get("device", "?"))
-        if "device_name" in v and str(v.get("device")) != str(name):
-            name = f"{name} ({v['device']})"
-        parts = [str(name)] + ([f"torch {v['torch']}"] if "torch" in v else [])
-        parts += [str(v[k]) for k in ("cuda", "dtype") if k in v]
-        parts += [f"{int(v['threads'])} thread(s)"] if "threads" in v else []
-        seen.add(", ".join(parts))
-    return "; ".join(sorted(seen))
-
-
-def not_parallel(rows) -> str | None:
-    """The devices among ``rows`` that are not PARALLEL ('cpu'); None when all are."""
-    kinds = {str(d).split(":")[0] for d in rows.device.dropna()}
-    others = sorted(kinds - {PARALLEL})
-    return ", ".join(others) if others else None
-
-
-def median_iqr(g, x, at, y="median_s", iqr="iqr_s", scale=1e3, unit="ms") -> str:
-    """'12.3 ms (IQR 0.41)': the median and IQR of the row of ``g`` where ``x == at``."""
-    med, spread = value_at(g, x, at, y), value_at(g, x, at, iqr)
-    return f"{fmt(med * scale, 3)} {unit} (IQR {fmt(spread * scale, 2)})"
 
 
 def _rows(df, model, impl, mode=RULE.mode, step=RULE.step):
@@ -148,37 +105,6 @@ def _names(ratios) -> str:
     """'lstm 0.25, gru 3.6' (against one attention model) or 'lstm/transformer 0.25, ...'."""
     one = len({a for _, a in ratios}) == 1
     return ", ".join(f"{m if one else f'{m}/{a}'} {fmt(r, 2)}" for (m, a), r in ratios.items())
-
-
-def block_ratio(num, den, x, at, col="block_{}_s") -> tuple[float, float]:
-    """(lowest, highest) ratio num / den that the rows' group medians allow at ``x == at``:
-    num's lowest group over den's highest, and the reverse. The two series ran at different
-    times, so their groups are not paired: the range is the widest the groups allow. (nan,
-    nan) when the rows carry no groups (runs from before they were recorded)."""
-    lo, hi = col.format("min"), col.format("max")
-    if not {lo, hi} <= set(num) & set(den):
-        return float("nan"), float("nan")
-    return (ratio(value_at(num, x, at, lo), value_at(den, x, at, hi)),
-            ratio(value_at(num, x, at, hi), value_at(den, x, at, lo)))  # fmt: skip
-
-
-def blocks_disagree(ranges: dict, threshold) -> str:
-    """'blocks disagree: 0.82-1.3 (lstm)': the comparisons whose block range ({name: (lo,
-    hi)}) lies on both sides of the rule's ``threshold``; '' when every block agrees."""
-    split = {n: r for n, r in ranges.items() if r[0] <= threshold < r[1]}
-    if not split:
-        return ""
-    lo, hi = min(r[0] for r in split.values()), max(r[1] for r in split.values())
-    return f"blocks disagree: {fmt(lo, 2)}-{fmt(hi, 2)} ({', '.join(split)})"
-
-
-def honest(verdict, measured, note) -> tuple[str, str]:
-    """A verdict whose timed blocks disagree is ``inconclusive`` and says so; a verdict that
-    is ``not measured on`` this hardware keeps its word and gains the note."""
-    if not note:
-        return verdict, measured
-    keep = verdict.startswith("not measured on ")
-    return (verdict if keep else "inconclusive"), f"{measured}; {note}"
 
 
 def _block_ranges(df, path, T, ratios) -> dict:
@@ -240,7 +166,7 @@ def section(tables, figs) -> str:
             f"Timed on {elsewhere}, not on {PARALLEL}: C4's wall-clock side is a claim about "
             "parallel hardware, so the claims table shows these figures with the verdict "
             f"`not measured on {elsewhere}`; the GPU profile decides it. What the CPU profile "
-            f"times: {CPU_CUT}."
+            f"passes: {CPU_CUT}."
         )
     for step, name in FIGURES:
         if not df[df.step == step].empty:

@@ -5,8 +5,9 @@ job stops the sweep in a second, with one line and exit code 2, instead of after
 The expansion is Hydra's own (``BasicSweeper.split_arguments`` over the command line and the
 experiment's ``hydra.sweeper.params``), and each job is composed by Hydra's config loader,
 exactly as the launcher will compose it; seqbench only adds its checks
-(``seqbench.cli.validate_job``). Hydra requires sweeper plugins to live in the
-``hydra_plugins`` namespace package, hence this folder.
+(``seqbench.cli.validate_sweep``), and writes model sets (``model=@lecture``) out first.
+It imports only the entry layer (seqbench.cli), and Hydra's plugin scan registers it. Hydra
+requires sweeper plugins to live in the ``hydra_plugins`` namespace package, hence here.
 """
 
 import sys
@@ -34,51 +35,30 @@ class SeqbenchSweeper(BasicSweeper):
         self.dry_run = dry_run
 
     def sweep(self, arguments):
-        from seqbench import guard
-        from seqbench.cli import explain, validate_job
-        from seqbench.errors import ConfigError
+        from seqbench import cli
+        from seqbench.errors import ConfigError, fail
 
-        config_name = self.config.hydra.job.config_name
+        loader = self.hydra_context.config_loader
         try:
-            jobs = self.expand(arguments)
-            for i, job in enumerate(jobs):
-                try:
-                    cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
-                except Exception as e:
-                    raise ConfigError(explain(config_name, job, e)) from None
-                try:
-                    with guard.hydra_config(cfg):  # the job's own folders and targets
-                        guard.check_targets(cfg)
-                        guard.check_hydra(cfg, multirun=True, job_num=i)
-                        validate_job(cfg)
-                except ConfigError as e:
-                    raise ConfigError(
-                        f"{e} (job {i + 1} of {len(jobs)}: {' '.join(job)})"
-                    ) from None
+            parser = OverridesParser.create(config_loader=loader)  # glob() over its groups
+            jobs = cli.sweep_jobs(cli.sweep_lines(self.params, arguments), parser)
+            cli.validate_sweep(
+                self.config.hydra.job.config_name,
+                jobs,
+                lambda job: loader.load_sweep_config(self.config, job),
+            )
         except ConfigError as e:
-            print(f"seqbench: error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(fail(str(e)))
         if self.dry_run:
             print(f"seqbench: dry run: {len(jobs)} jobs validated, none launched", flush=True)
             return []
         return super().sweep(arguments)
 
-    def expand(self, arguments) -> list:
-        """Every job of the sweep (the experiment's params, then the command line), counted
-        before it is built: Hydra's expansion builds the whole product at once."""
-        from seqbench.cli import check_sweep_size, sweep_size
-        from seqbench.errors import ConfigError
+    def _parse_config(self) -> list[str]:
+        """The experiment's params as the jobs were validated: model sets written out."""
+        from seqbench import cli
 
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        lines = [*self._parse_config(), *arguments]
-        try:
-            overrides = parser.parse_overrides(lines)
-        except Exception as e:  # a malformed hydra.sweeper.params value
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(f"the sweep is not allowed: {reason}") from None
-        sweeps = " ".join(o.input_line for o in overrides if o.is_sweep_override())
-        check_sweep_size(sweep_size(overrides), f"the sweep {sweeps}")
-        return [job for batch in self.split_arguments(overrides, None) for job in batch]
+        return cli.sweep_lines(self.params, [])
 
     def validate_batch_is_legal(self, batch) -> None:
         """Done for the whole sweep in ``sweep`` (with seqbench's checks), before launching."""

@@ -26,36 +26,16 @@ from seqbench.data.text import Text
 
 
 class MaskedText(Text):
-    def __init__(
-        self,
-        seq_len: int = 128,
-        tokenizer: str = "char",
-        vocab_size: int | None = None,
-        path: str | None = None,
-        corpus: str | None = None,
-        val_frac: float | None = None,
-        stream: bool = False,
-        seed: int = 0,
-        n_train: int | None = None,
-        mask_rate: float = 0.15,
-    ):
+    """Text's keys (handed on whole: seqbench.config reads them from Text) and mask_rate."""
+
+    def __init__(self, mask_rate: float = 0.15, **text):
         if not (isinstance(mask_rate, int | float) and 0 < mask_rate < 1):
             raise ValueError(f"data.mask_rate={mask_rate!r} is not allowed: a number in (0, 1)")
-        if stream:  # a masked row sees both sides: there is no state to carry along a stream
+        if text.get("stream"):  # a masked row sees both sides: no state to carry along a stream
             raise ValueError(
                 "data.stream=true is not allowed with masked_text: random windows only"
             )
-        super().__init__(
-            seq_len=seq_len,
-            tokenizer=tokenizer,
-            vocab_size=vocab_size,
-            path=path,
-            corpus=corpus,
-            val_frac=val_frac,
-            stream=stream,
-            seed=seed,
-            n_train=n_train,
-        )
+        super().__init__(**text)
         self.mask_rate = float(mask_rate)
         self.mask_id = self.vocab_size  # one past the text vocabulary
         self.vocab_size += 1

@@ -24,13 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from seqbench.data import Task, seeded
+from seqbench.schema import need
 
 MAX_TABLE = 2**24  # V^k contexts x V entries, float64
-
-
-def _check(cond, key, value, allowed):
-    if not cond:
-        raise ValueError(f"data.{key}={value} is not allowed: {allowed}")
 
 
 class Source(Task):
@@ -43,24 +39,23 @@ class Source(Task):
         sharpness: float = 1.0,
         smoothing: float = 0.01,
         language_seed: int = 0,
-        seed: int = 0,
-        n_train: int | None = None,
+        **task,
     ):
-        super().__init__(seed, n_train)
-        _check(seq_len >= 1, "seq_len", seq_len, "an integer >= 1")
-        _check(vocab_size >= 2, "vocab_size", vocab_size, "an integer >= 2")
-        _check(order >= 1, "order", order, "an integer >= 1 (tokens of context)")
-        _check(
+        super().__init__(**task)
+        need(seq_len >= 1, "data.seq_len", seq_len, "an integer >= 1")
+        need(vocab_size >= 2, "data.vocab_size", vocab_size, "an integer >= 2")
+        need(order >= 1, "data.order", order, "an integer >= 1 (tokens of context)")
+        need(
             vocab_size ** (order + 1) <= MAX_TABLE,
-            "order",
+            "data.order",
             order,
             f"vocab_size^(order + 1) <= {MAX_TABLE} (the probability table)",
         )
-        _check(1 <= support <= vocab_size, "support", support, f"1 <= support <= {vocab_size}")
-        _check(sharpness > 0, "sharpness", sharpness, "a number > 0")
-        _check(
+        need(1 <= support <= vocab_size, "data.support", support, f"1 <= support <= {vocab_size}")
+        need(sharpness > 0, "data.sharpness", sharpness, "a number > 0")
+        need(
             0 < smoothing <= 1,
-            "smoothing",
+            "data.smoothing",
             smoothing,
             "0 < smoothing <= 1 (every sequence keeps a finite log-likelihood)",
         )

@@ -7,11 +7,7 @@ never from the local context. Each generator is vectorised over the batch.
 import torch
 
 from seqbench.data import IGNORE, Task
-
-
-def _check(cond, key, value, allowed):
-    if not cond:
-        raise ValueError(f"{key}={value} is not allowed: {allowed}")
+from seqbench.schema import need
 
 
 class LagRecall(Task):
@@ -29,19 +25,18 @@ class LagRecall(Task):
         distance: int = 16,
         vocab_size: int = 64,
         n_keys: int = 16,
-        seed: int = 0,
-        n_train: int | None = None,
+        **task,
     ):
-        super().__init__(seed, n_train)
-        _check(seq_len >= 3, "data.seq_len", seq_len, "an integer >= 3")
-        _check(
+        super().__init__(**task)
+        need(seq_len >= 3, "data.seq_len", seq_len, "an integer >= 3")
+        need(
             1 <= distance <= seq_len - 2,
             "data.distance",
             distance,
             f"1 <= distance <= seq_len - 2 = {seq_len - 2}",
         )
-        _check(n_keys >= 2, "data.n_keys", n_keys, "an integer >= 2")
-        _check(
+        need(n_keys >= 2, "data.n_keys", n_keys, "an integer >= 2")
+        need(
             vocab_size >= 2 * n_keys + 1,
             "data.vocab_size",
             vocab_size,
@@ -96,24 +91,23 @@ class MQAR(Task):
         vocab_size: int = 8192,
         power_a: float = 0.01,
         random_non_queries: bool = True,
-        seed: int = 0,
-        n_train: int | None = None,
+        **task,
     ):
-        super().__init__(seed, n_train)
-        _check(num_kv_pairs >= 1, "data.num_kv_pairs", num_kv_pairs, "an integer >= 1")
-        _check(
+        super().__init__(**task)
+        need(num_kv_pairs >= 1, "data.num_kv_pairs", num_kv_pairs, "an integer >= 1")
+        need(
             seq_len >= 4 * num_kv_pairs,
             "data.num_kv_pairs",
             num_kv_pairs,
             f"4 * num_kv_pairs <= seq_len = {seq_len} (context plus query slots)",
         )
-        _check(
+        need(
             vocab_size // 2 - 1 >= num_kv_pairs,
             "data.vocab_size",
             vocab_size,
             f">= 2 * (num_kv_pairs + 1) = {2 * (num_kv_pairs + 1)} (distinct keys in [1, V/2))",
         )
-        _check(0 < power_a <= 1, "data.power_a", power_a, "0 < power_a <= 1")
+        need(0 < power_a <= 1, "data.power_a", power_a, "0 < power_a <= 1")
         self.seq_len, self.num_kv_pairs, self.vocab_size, self.power_a = (
             seq_len,
             num_kv_pairs,
@@ -160,17 +154,15 @@ class Copy(Task):
     must reproduce the segment are scored. Order decides everything here (C6).
     """
 
-    def __init__(
-        self, seq_len: int = 32, vocab_size: int = 16, seed: int = 0, n_train: int | None = None
-    ):
-        super().__init__(seed, n_train)
-        _check(
+    def __init__(self, seq_len: int = 32, vocab_size: int = 16, **task):
+        super().__init__(**task)
+        need(
             seq_len >= 2 and seq_len % 2 == 0,
             "data.seq_len",
             seq_len,
             "an even integer >= 2 (segment, delimiter, segment)",
         )
-        _check(vocab_size >= 3, "data.vocab_size", vocab_size, "an integer >= 3")
+        need(vocab_size >= 3, "data.vocab_size", vocab_size, "an integer >= 3")
         self.seq_len, self.vocab_size = seq_len, vocab_size
 
     def _generate(self, gen, n, split):

@@ -117,10 +117,9 @@ class Text(Task):
         corpus: str | None = None,
         val_frac: float | None = None,
         stream: bool = False,
-        seed: int = 0,
-        n_train: int | None = None,
+        **task,
     ):
-        super().__init__(seed, n_train)
+        super().__init__(**task)
         if tokenizer not in TOKENIZERS:
             raise ValueError(
                 f"data.tokenizer={tokenizer!r} is not allowed: one of {list(TOKENIZERS)}"
@@ -131,9 +130,9 @@ class Text(Task):
             raise ValueError(f"data.vocab_size={vocab_size} is not allowed: >= 2, or null")
         if path is not None and corpus is not None:
             raise ValueError(f"data.corpus={corpus} is not allowed together with data.path=")
-        if stream and n_train is not None:
+        if stream and self.n_train is not None:
             raise ValueError(
-                f"data.n_train={n_train} is not allowed with data.stream=true: a stream is "
+                f"data.n_train={self.n_train} is not allowed with data.stream=true: a stream is "
                 "read whole, in order"
             )
         self.source, self.stamp = (path, corpus), corpus_stamp(path, corpus)

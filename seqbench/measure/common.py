@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from seqbench.config import ConfigError, build_model
-from seqbench.env import show_progress
+from seqbench.env import HARDWARE, show_progress
 from seqbench.schema import LIMITS
 
 # the recurrent path the tracer can see into; the fused kernel is one opaque op
@@ -70,6 +70,14 @@ def model_columns(cfg: DictConfig, model, node=None) -> dict:
         "d_model": hp.get("d_model"),
         "n_layers": hp.get("n_layers"),
     }
+
+
+def timed_columns(own: str, machine=HARDWARE) -> list:
+    """The columns of a timed table, in the order every one has them: the model (name,
+    family, execution path), the measurement's ``own`` (space-separated), the machine
+    (env.hardware's columns), the model as built (width, depth), and a note for a skipped
+    point."""
+    return ["model", "family", "impl", *own.split(), *machine, "d_model", "n_layers", "note"]
 
 
 def progress(cfg: DictConfig, total: int, unit: str = "point") -> tqdm:
@@ -163,6 +171,29 @@ def choice_list(w, key, allowed) -> None:
         v,
         f"a non-empty list drawn from {list(allowed)}",
     )
+
+
+def check_timed(w, series: str | None, choices: dict, counts: tuple, grows=True) -> None:
+    """What every timed measurement checks: the lengths it sweeps (``what.<series>``), its
+    choice lists, its counts, and the keys of the timer it hands to seqbench.timer.time_call
+    (untimed calls, timed blocks, seconds per point). ``grows``: a series that grows a length
+    also caps a call (``max_call_s``) and reports the spread of its blocks."""
+    if series is not None:
+        int_list(w, series)
+    for key, allowed in choices.items():
+        choice_list(w, key, allowed)
+    for key in (*counts, "warmup", "min_blocks"):
+        positive_int(w, key)
+    positive_number(w, "min_run_time")
+    if grows:
+        positive_number(w, "max_call_s")
+        check_spread(w)
+
+
+def check_spread(w) -> None:
+    """Three groups at least: two cannot show which of them is the odd one."""
+    v = w.get("spread_blocks")
+    need(_int(v, 3, 100), "what.spread_blocks", v, "an integer in [3, 100]")
 
 
 def check_variants(cfg: DictConfig, vocab_size: int, **overrides) -> None:

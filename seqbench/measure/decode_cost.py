@@ -21,39 +21,29 @@ highest median of ``what.spread_blocks`` consecutive groups of timed blocks, and
 
 import torch
 
-from seqbench.env import autocast, pick_device
+from seqbench.env import autocast, hardware, pick_device
 from seqbench.generate import decode, decode_recompute, prefill, state_bytes
 from seqbench.measure.common import (
     build_variant,
+    check_timed,
     check_variants,
-    choice_list,
-    int_list,
     model_columns,
-    positive_int,
-    positive_number,
     progress_over,
     random_tokens,
+    timed_columns,
 )
-from seqbench.measure.timing import check_spread, hardware_columns, time_call
+from seqbench.timer import time_call
 
 MODES = ("state", "recompute", "teacher_forced")
-COLUMNS = (
-    "model family impl mode context batch_size new_tokens s_per_token iqr_s_per_token"
-    " block_min_s_per_token block_max_s_per_token load_start load_end tokens_per_s state_bytes"
-    " blocks threads device device_name torch cuda dtype d_model"
-    " n_layers note"
-).split()
+COLUMNS = timed_columns(
+    "mode context batch_size new_tokens s_per_token iqr_s_per_token block_min_s_per_token"
+    " block_max_s_per_token load_start load_end tokens_per_s state_bytes blocks"
+)
 
 
 def check(cfg, task) -> None:
-    w = cfg.what
-    int_list(w, "contexts")
-    choice_list(w, "modes", MODES)
-    for k in ("batch_size", "new_tokens", "warmup", "min_blocks", "recompute_max_context"):
-        positive_int(w, k)
-    positive_number(w, "min_run_time")
-    positive_number(w, "max_call_s")
-    check_spread(w)
+    counts = ("batch_size", "new_tokens", "recompute_max_context")
+    check_timed(cfg.what, "contexts", {"modes": MODES}, counts)
     check_variants(cfg, task.vocab_size)
 
 
@@ -65,12 +55,12 @@ def measure(cfg, task, log) -> dict:  # one row per (mode, context), timed or sk
     model, node = build_variant(cfg, task.vocab_size, device, max_len=longest)
     model.eval()
     sizes = {"batch_size": w.batch_size, "new_tokens": w.new_tokens}
-    base = model_columns(cfg, model, node) | sizes | hardware_columns(device)
+    base = model_columns(cfg, model, node) | sizes | hardware(device)
     n = 0
     for mode in w.modes:
         stop = None
         for c in sorted(w.contexts):
-            row = base | {"mode": mode, "context": c, "threads": torch.get_num_threads()}
+            row = base | {"mode": mode, "context": c}
             if stop is None and mode == "recompute" and c > w.recompute_max_context:
                 stop = f"skipped: context > what.recompute_max_context={w.recompute_max_context}"
             if stop is not None:

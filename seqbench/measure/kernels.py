@@ -30,21 +30,20 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from seqbench.config import ConfigError
-from seqbench.env import pick_device, sync
+from seqbench.env import hardware, pick_device, sync
 from seqbench.generate import GraphedStep, decode, prefill
 from seqbench.measure.common import (
     build_variant,
+    check_timed,
     check_variants,
-    choice_list,
     impls,
     model_columns,
     need,
-    positive_int,
-    positive_number,
     progress_over,
     random_tokens,
+    timed_columns,
 )
-from seqbench.measure.timing import time_call
+from seqbench.timer import time_call
 
 PATHS = ("eager", "cuda_graph")
 # ops that run no kernel: views and other metadata, allocation, dispatch-time checks
@@ -87,19 +86,17 @@ LAUNCHES = (
     "cudaMemcpyAsync",
     "cudaMemsetAsync",
 )
-COLUMNS = (
-    "model family impl path context batch_size steps ops_per_step kernels_per_step"
-    " launches_per_step s_per_step iqr_s_per_step us_per_op blocks threads device"
-    " dtype d_model n_layers note"
-).split()
+MACHINE = ("threads", "device")  # of env.HARDWARE; dtype here is the parameters' own
+COLUMNS = timed_columns(
+    "path context batch_size steps ops_per_step kernels_per_step launches_per_step"
+    " s_per_step iqr_s_per_step us_per_op blocks",
+    machine=(*MACHINE, "dtype"),
+)
 
 
 def check(cfg, task) -> None:
     w = cfg.what
-    choice_list(w, "paths", PATHS)
-    for k in ("context", "batch_size", "steps", "warmup", "min_blocks"):
-        positive_int(w, k)
-    positive_number(w, "min_run_time")
+    check_timed(w, None, {"paths": PATHS}, ("context", "batch_size", "steps"), grows=False)
     paths = w.get("impls")
     need(
         paths is None or len(paths) > 0,
@@ -124,8 +121,8 @@ def measure(cfg, task, log) -> dict:  # one row per (impl, path), profiled or sk
             "context": w.context,
             "batch_size": w.batch_size,
             "steps": w.steps,
-            "threads": torch.get_num_threads(),
-            "device": str(device),
+            **hardware(device, MACHINE),
+            # decoded without autocast: the parameters' precision, not the recipe's label
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         }
         with torch.no_grad():

@@ -1,7 +1,9 @@
 """Durable measurement runs: the one run lifecycle (seqbench.runs) for traced and timed
 measurements.
 
-``run_measurement(cfg) -> summary`` validates the whole config first, then works in
+``run_measurement(cfg) -> summary`` receives a validated config (seqbench.cli validates every
+job before it runs; a library caller calls ``cli.validate_job(cfg, "measure")`` first) and
+works in
 
     <out_dir>/<study>-<table>-<model>-<task>-<key12>/
         run.json   kind "measure", table, status, config, env, summary (replaced atomically)
@@ -16,13 +18,13 @@ and its module names the table's ``COLUMNS`` and its own ``check(cfg, task)``.
 """
 
 import signal
-import threading
 
 import torch
 from omegaconf import DictConfig
 
 from seqbench import runs, store
-from seqbench.config import measurement, validate
+from seqbench.config import build_task, measurement
+from seqbench.launch import stop_on_signals
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,7 +37,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_measurement(cfg: DictConfig) -> dict:
-    task = validate(cfg)  # ConfigError before anything is written
+    task = build_task(cfg.data)
     fn, module = measurement(cfg)
     parts = [cfg.what.table, runs.model_part(cfg), runs.task_part(cfg)]
 
@@ -54,7 +56,7 @@ def run_measurement(cfg: DictConfig) -> dict:
             rows.append(row)
             count[0] += 1
 
-        with _signals_raise():
+        with stop_on_signals(_raise, (signal.SIGTERM,)):  # SIGINT already raises
             return fn(cfg, task, log) or {}
 
     return runs.execute(cfg, "measure", parts, body, table=cfg.what.table)
@@ -68,18 +70,6 @@ def job(cfg: DictConfig) -> dict:
     return summary
 
 
-class _signals_raise:
-    """SIGTERM becomes an exception (SIGINT already is) so the run records ``interrupted``."""
-
-    def __enter__(self):
-        self.saved = None
-        if threading.current_thread() is threading.main_thread():
-            self.saved = signal.signal(signal.SIGTERM, self.handle)
-
-    def handle(self, signum, frame):
-        raise Interrupted(signum)
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            signal.signal(signal.SIGTERM, self.saved)
-        return False
+def _raise(signum):
+    """SIGTERM becomes an exception, as SIGINT is, so the run records ``interrupted``."""
+    raise Interrupted(signum)

@@ -26,6 +26,10 @@ class SequenceModel(nn.Module):
 
     # the report groups and colours by this: recurrent, attention, scan, conv, baseline, ...
     family: str = ""
+    # the execution paths (``impl=``) that compute the same function from the same parameters,
+    # e.g. a fused kernel for speed and a per-step loop for the tracer; tests/test_models.py
+    # checks every one against the model file's own, in values, state and gradients
+    impls: tuple = ()
 
     def hparams(self) -> dict:
         """Hyperparameters as built (size presets resolved); run.json records them beside

@@ -132,6 +132,7 @@ class Block(nn.Module):
 
 class MinRNN(SequenceModel):
     family = "scan"
+    impls = IMPLS
     cell_cls: type = MinGRUCell
     # width per preset, chosen so non-embedding parameters match the Transformer's within 10%
     presets: dict = {}

@@ -33,6 +33,7 @@ from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_pre
 
 class Recurrent(SequenceModel):
     family = "recurrent"
+    impls = ("fused", "unrolled")
     fused_cls: type = nn.RNN
     # width per preset, chosen so non-embedding parameters match the Transformer's within 10%
     presets: dict = {}
@@ -50,7 +51,7 @@ class Recurrent(SequenceModel):
         forget_bias: float | None = None,
     ):
         super().__init__()
-        if impl not in ("fused", "unrolled"):
+        if impl not in self.impls:
             raise ValueError(f"model.impl={impl!r} is not allowed: one of ['fused', 'unrolled']")
         if not 0 <= dropout < 1:
             raise ValueError(f"model.dropout={dropout} is not allowed: 0 <= dropout < 1")

@@ -6,7 +6,7 @@
     bare.py      the bare PyTorch twins (LSTM, pre-LN Transformer) and their training step,
                  as a careful user writes them (fused optimiser)
     examples.py  pytorch/examples' word_language_model step, re-implemented at its defaults
-    harness.py   seqbench's side (Run.build, Run.train_step) and the interleaved A/B clock
+    harness.py   seqbench's side (Run.build, Run.train_step); timed by seqbench.timer.interleave
     overhead.py  table ``perf``: paired throughput ratios seqbench / bare, median and IQR
     peer.py      table ``perf``, at the example's shapes: seqbench vs careful vs examples
     mfu.py       table ``mfu``: FLOPs per step, achieved FLOP/s, MFU (Chowdhery et al. 2022)
@@ -90,7 +90,8 @@ SCHEMA = {  # conf/perf.yaml
 
 
 def check(cfg) -> None:
-    """One clear line for the first bad value, before anything runs."""
+    """One clear line for the first bad value, before anything runs (the perf entry's
+    validator: seqbench.cli.ENTRIES)."""
     schema.check(cfg, SCHEMA, extra=("data", "hydra"))
     check_device(cfg.device)
     runs.check_name("study", cfg.study)
@@ -119,8 +120,8 @@ def check(cfg) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Every table in cfg.tables; returns {table: summary}."""
-    check(cfg)
+    """Every table in cfg.tables; returns {table: summary}. ``cfg`` is validated (``check``,
+    called once per job by seqbench.cli)."""
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -21,18 +21,11 @@ import torch
 from omegaconf import OmegaConf
 
 from seqbench.config import build_task
-from seqbench.env import device_name
+from seqbench.env import device_name, hardware
 from seqbench.flops import train_step_flops
 from seqbench.measure.common import OPAQUE_IMPL
-from seqbench.perf.harness import (
-    harness,
-    interleave,
-    load_average,
-    loads,
-    quartiles,
-    spread,
-    train_cfg,
-)
+from seqbench.perf.harness import harness, train_cfg
+from seqbench.timer import interleave, quartiles, spread, watch_load
 
 RECURRENT_COUNT_LEN = 128  # recurrent FLOPs are counted on this prefix and scaled to T
 NOMINAL_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
@@ -70,7 +63,7 @@ def measured_peak(device, n) -> tuple[float, str]:
 def nominal_peak(device) -> float | None:
     if device.type != "cuda":
         return None  # no table of CPU peaks: the measured peak serves
-    name = torch.cuda.get_device_name(device)
+    name = device_name(device)
     return next((v for k, v in NOMINAL_BF16.items() if k in name), None)
 
 
@@ -113,8 +106,8 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
         for _ in range(m.steps):
             run.train_step(tokens, targets)
 
-    start = load_average()
-    times = np.asarray(interleave({"step": block}, m.repeats, 1, device)["step"]) / m.steps
+    with watch_load() as loads:
+        times = np.asarray(interleave({"step": block}, m.repeats, 1, device)["step"]) / m.steps
     q25, med, q75 = quartiles(times)
     return {
         "model": name,
@@ -127,10 +120,8 @@ def _mfu_point(cfg, name, T, device, tmp) -> dict:
         "step_s_median": med,
         "step_s_iqr": q75 - q25,
         **spread(times, cfg.spread_blocks, "step_s"),
-        **loads(start),
+        **loads,
         "tokens_per_s": B * T / med,
         "flops_per_s": flops / med,
-        "device": device_name(device),
-        "dtype": "bf16 autocast" if device.type == "cuda" else "fp32",
-        "threads": torch.get_num_threads(),
+        **hardware(device, ("device", "dtype", "threads"), named=True),
     }

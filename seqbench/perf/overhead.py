@@ -34,16 +34,8 @@ import torch
 
 from seqbench.config import build_task
 from seqbench.perf.bare import autocast, bare_model, bare_step, make_opt, warmup_cosine
-from seqbench.perf.harness import (
-    harness,
-    interleave,
-    load_average,
-    loads,
-    quartiles,
-    spread,
-    stamp,
-    train_cfg,
-)
+from seqbench.perf.harness import harness, stamp, train_cfg
+from seqbench.timer import interleave, quartiles, spread, watch_load
 from seqbench.train import train
 
 GOAL = 0.95  # seqbench must reach >= 95% of the throughput of a bare loop of the same recipe
@@ -137,9 +129,9 @@ def _step_pair(cfg, name, device, tmp, T, B, steps, d_model=None) -> dict:
         for _ in range(steps):
             last["bare"], _ = bare_step(fwd, opt, sched, tokens, targets, clip, bare_autocast)
 
-    start = load_average()
-    times = interleave({"seqbench": sb_block, "bare": bare_block}, o.repeats, o.warmup, device)
-    extra = loads(start) | stamp(cfg, device)
+    with watch_load() as loads:
+        times = interleave({"seqbench": sb_block, "bare": bare_block}, o.repeats, o.warmup, device)
+    extra = loads | stamp(cfg, device)
     # both sides took the same steps on the same batch from the same weights: equal losses
     loss_diff = abs(float(last["seqbench"].detach()) - float(last["bare"].detach()))
     label = f"{name}_step" + (f"_tiny_d{d_model}" if d_model else "")
@@ -180,9 +172,11 @@ def _train_pair(cfg, name, device, tmp) -> dict:
             tokens, targets = task.batch("train", step, o.batch_size)
             bare_step(fwd, opt, sched, tokens.to(device), targets.to(device), clip, bare_autocast)
 
-    start = load_average()
-    times = interleave({"seqbench": sb_train, "bare": bare_train}, tl.repeats, tl.warmup, device)
-    extra = loads(start) | stamp(cfg, device)
+    with watch_load() as loads:
+        times = interleave(
+            {"seqbench": sb_train, "bare": bare_train}, tl.repeats, tl.warmup, device
+        )
+    extra = loads | stamp(cfg, device)
     k = cfg.spread_blocks
     return ratio_row(
         "train_loop", name, times, tl.steps, o.seq_len, o.batch_size, spread_blocks=k, **extra

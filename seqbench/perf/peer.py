@@ -28,8 +28,9 @@ from omegaconf import OmegaConf
 from seqbench.config import CONF_DIR, build_task
 from seqbench.perf.bare import autocast, bare_model, bare_step, make_opt
 from seqbench.perf.examples import DEFAULTS, Examples
-from seqbench.perf.harness import harness, interleave, load_average, loads, stamp, train_cfg
+from seqbench.perf.harness import harness, stamp, train_cfg
 from seqbench.perf.overhead import GOAL, PEER_GOAL, ratio_row
+from seqbench.timer import interleave, watch_load
 
 MODEL = {  # the example's sizes in seqbench's keys
     "lstm": {"d_model": 200, "d_embed": 200, "n_layers": 2, "dropout": DEFAULTS["dropout"]},
@@ -100,11 +101,10 @@ def _peer(cfg, name, device, tmp) -> list[dict]:
             example.step()
 
     sides = {"seqbench": seqbench_block, "careful": careful_block, "examples": examples_block}
-    start = load_average()
-    times = interleave(sides, p.repeats, p.warmup, device)
+    with watch_load() as loads:
+        times = interleave(sides, p.repeats, p.warmup, device)
     sb = np.asarray(times["seqbench"])
-    extra = {"loss_diff": None, "spread_blocks": cfg.spread_blocks, **loads(start)}
-    extra |= stamp(cfg, device)
+    extra = {"loss_diff": None, "spread_blocks": cfg.spread_blocks, **loads} | stamp(cfg, device)
     return [
         ratio_row(
             f"{name}_peer_{other}",

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from seqbench.perf.harness import quartiles
+from seqbench.timer import quartiles
 
 STARTUP_GOAL = 0.5  # CPU seconds beyond importing torch, for --help and a refused value
 STARTUP_COLUMNS = (

@@ -31,27 +31,3 @@ def ratio(a, b) -> float:
     if np.isnan(a) or np.isnan(b) or (a == 0 and b == 0):
         return float("nan")
     return a / b if b != 0 else float("inf")
-
-
-def common_values(df: pd.DataFrame, x: str, by: str) -> list:
-    """The values of ``x`` present for every group of ``by``, sorted."""
-    sets = [set(g[x].dropna()) for _, g in df.groupby(by)]
-    return sorted(set.intersection(*sets)) if sets else []
-
-
-def fmt(v, digits=3) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "n/a"
-    if isinstance(v, float) and np.isinf(v):
-        return "∞" if v > 0 else "-∞"
-    return f"{v:.{digits}g}"
-
-
-def length_ticks(ax, values) -> None:
-    """Label a log x-axis at the measured lengths (16, 32, ...), without minor-tick clutter."""
-    from matplotlib.ticker import NullFormatter
-
-    values = sorted({int(v) for v in values if np.isfinite(v)})
-    if values:
-        ax.set_xticks(values, [str(v) for v in values], fontsize=7)
-        ax.xaxis.set_minor_formatter(NullFormatter())

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from seqbench.report.plot import md_table
+from seqbench.report.hardware import short
+from seqbench.report.markdown import md_table
 from seqbench.report.verdict import Verdict
 
 LECTURE = {  # one line each: the lecture's claims in our words (figure titles quote these)
@@ -119,17 +120,6 @@ def _top_level_split(text: str, sep: str) -> list[str]:
     return [*parts, text[start:]]
 
 
-def short_hardware(stamp: str) -> str:
-    """'cpu, torch 2.13.0+cpu, fp32, 1 thread(s)' -> 'cpu, fp32, 1 thread': the versions are on
-    the page; a stamp repeated for two measurements is said once."""
-    said = []
-    for part in re.split(r"[;,]\s*", str(stamp or "")):
-        part = re.sub(r"^(training|decoding)\s+", "", part.strip()).replace("thread(s)", "thread")
-        if part and not part.startswith("torch") and part not in said:
-            said.append(part)
-    return ", ".join(said)
-
-
 def short_stability(text: str) -> str:
     """The stability column in a few words: 'stable', 'n/a: deterministic', or what flips
     it ('flips: drop seed 1, 2; half budget')."""
@@ -201,7 +191,7 @@ def _common(texts: list[str]) -> str:
 
 def _row(cid: str, words: str, e: Evidence, which: str = "") -> dict:
     v = e.verdict
-    where = ", ".join(dict.fromkeys(re.split(r",\s*", f"{e.budget}, {short_hardware(v.hardware)}")))
+    where = ", ".join(dict.fromkeys(re.split(r",\s*", f"{e.budget}, {short(v.hardware)}")))
     where = where.strip(", ") or "-"
     row = {
         "claim": cid,

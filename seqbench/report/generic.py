@@ -1,28 +1,11 @@
-"""Report parts that belong to no study: hardware, runs that did not complete, files that
+"""Report parts that belong to no study: runs that did not complete, files that
 could not be read, bench job times, and runs of studies without a module of their own."""
-
-import platform
-import time
 
 import pandas as pd
 
-from seqbench.report.claims import deciding, short_hardware
-from seqbench.report.plot import md_table
-
-
-def hardware(tables) -> str:
-    runs = tables["runs"]
-    seen = set()
-    if not runs.empty:
-        cols = [c for c in ("device", "cpu", "gpu", "threads", "torch", "cuda") if c in runs]
-        for _, r in runs[cols].drop_duplicates().iterrows():
-            seen.add(", ".join(f"{c}={r[c]}" for c in cols if str(r[c]) not in ("None", "nan")))
-    lines = [f"- runs: {s}" for s in sorted(seen)] or ["- runs: none"]
-    lines.append(
-        f"- report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-        f"{platform.node() or 'unknown host'} (python {platform.python_version()})"
-    )
-    return "\n".join(lines)
+from seqbench.report.claims import deciding
+from seqbench.report.hardware import machines_seen, short
+from seqbench.report.markdown import md_table
 
 
 def incomplete(tables) -> str:
@@ -77,30 +60,6 @@ def bench_jobs(tables) -> str:
         return ""
     jobs = tables["bench_jobs"].dropna(axis=1, how="all")  # a column no job filled says nothing
     return f"{summary}\n\n" + md_table(jobs, missing="no value recorded for this job")
-
-
-def machines_seen(tables) -> list[str]:
-    """Each distinct set-up the runs and measurements name: 'cpu (AMD EPYC), 1 thread, torch
-    2.13.0+cpu'; a table that does not name the processor counts as the one that does."""
-    named: dict[tuple, str] = {}
-    for df in tables.values():
-        if df is None or df.empty or "device" not in df:
-            continue
-        cols = [c for c in ("device", "cpu", "gpu", "device_name", "threads", "torch") if c in df]
-        for r in df[cols].drop_duplicates().itertuples(index=False):
-            r = {c: str(v) for c, v in zip(cols, r) if str(v) not in ("None", "nan", "")}
-            threads = r.get("threads", "").removesuffix(".0")
-            rest = (f", {threads} thread{'s' * (threads != '1')}" if threads else "") + (
-                f", torch {r['torch']}" if "torch" in r else ""
-            )
-            key = (r.get("device", "?"), rest)
-            name = r.get("gpu") or r.get("device_name") or r.get("cpu") or ""
-            if not named.get(key):  # unseen, or seen without the machine's name
-                named[key] = "" if name == key[0] else name
-    said = {(d, rest): f"{d}{f' ({n})' if n else ''}{rest}" for (d, rest), n in named.items()}
-    # a table that records fewer facts (no torch version) is one of the set-ups that do
-    fuller = {k for k in said for o in said if o != k and o[0] == k[0] and o[1].startswith(k[1])}
-    return [text for k, text in said.items() if k not in fuller]
 
 
 def opening(tables, runs_root) -> str:
@@ -299,7 +258,7 @@ def machines(here: pd.DataFrame, others: dict[str, pd.DataFrame]) -> str:
         row = {"claim": claim, "experiment": experiment}
         for name, df in stamped.items():
             hit = df[(df.claim == claim) & (df.experiment == experiment)]
-            row[f"{name}: hardware"] = short_hardware(hit.hardware.iloc[0]) if len(hit) else "-"
+            row[f"{name}: hardware"] = short(hit.hardware.iloc[0]) if len(hit) else "-"
             row[f"{name}: measured"] = deciding(hit.measured.iloc[0], 60) if len(hit) else "-"
             row[f"{name}: verdict"] = f"**{hit.verdict.iloc[0]}**" if len(hit) else "not run"
         rows.append(row)

@@ -1,4 +1,4 @@
-"""One look for every figure in results/: the style, the helpers that apply it, saving, tables.
+"""One look for every figure in results/: the style and the ``Figures`` that apply and save it.
 
 Every study section draws through a ``Figures`` object, so a figure reads without the text:
 
@@ -9,42 +9,36 @@ Every study section draws through a ``Figures`` object, so a figure reads withou
   its per-step loop; ``figs.marker(depth)`` one per number of layers; ``figs.style`` all
   three as plot keywords and ``series_label`` the words ('lstm (unrolled), 2 layers').
 - drawing: ``figs.line`` a series with its 95% interval as a band clipped to the metric's
-  range (``UNIT_RANGE`` for accuracy); ``figs.legend`` one legend outside the panels, or a
-  key (colour = model, line = path, marker = depth; ``key_entry`` names any other meaning
-  of a line style); ``figs.label_ends`` direct labels; ``figs.claim_title`` the claim under
-  test as title. Module functions for one axes:
-  ``reference`` (a chance level or threshold, drawn and labelled), ``log_axis`` (plain
-  ticks, at least two: never "6x10^0"), ``band``, ``clipped_yerr``, ``axis_label`` (units).
+  range (``axes.UNIT_RANGE`` for accuracy); ``figs.legend`` one legend outside the panels, or
+  a key (colour = model, line = path, marker = depth; ``axes.key_entry`` names any other
+  meaning of a line style); ``figs.label_ends`` direct labels; ``figs.claim_title`` the claim
+  under test as title. Helpers for one axes (reference lines, log axes, bands, error bars,
+  units) are ``seqbench.report.axes``.
 - ``figs.save(fig, name, decides="C5", hardware=hardware_note(rows))`` writes
   ``<out>/<name>.png`` and returns its markdown; ``decides`` marks the figures a verdict
-  reads (the contact sheet shows them; they get the claim as title); ``hardware`` puts where
-  and under what load a timing figure was measured under its title. Saving gives every
-  linear axis of whole-number data whole-number ticks (``integer_ticks``). ``on_save(fig,
-  name)`` sees each live figure before it is closed (tests/figure_checks.py checks its rules
-  there). ``log_axis(..., si=True)`` labels counts '20k', '3M'; ``dodge`` moves coinciding
-  series' markers apart on a log axis; ``figs.legend(..., into=ax)`` fills an empty panel.
+  reads (the contact sheet shows them; they get the claim as title); ``hardware``
+  (``seqbench.report.hardware``) puts where and under what load a timing figure was measured
+  under its title. Saving gives every linear axis of whole-number data whole-number ticks
+  (``axes.integer_ticks``). ``on_save(fig, name)`` sees each live figure before it is closed
+  (tests/figure_checks.py checks its rules there).
+- names: a study's figures are its own files, ``<study>.png`` or ``<study>_<what>.png``. The
+  report writer binds the figures to the study drawing them (``figs.of(study)``) and
+  ``save`` refuses any other name, so a new study cannot take another's file name.
 """
 
 import colorsys
 import math
-import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import LinearSegmentedColormap, to_rgba
 from matplotlib.lines import Line2D
-from matplotlib.ticker import (
-    AutoLocator,
-    FixedLocator,
-    FuncFormatter,
-    Locator,
-    MaxNLocator,
-    NullFormatter,
-)
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
+from seqbench.report.axes import band, integer_ticks
+from seqbench.report.claims import LECTURE
 
 PALETTES = {"recurrent": "Reds", "attention": "Blues", "scan": "Greens", "baseline": "Greys"}
 SPARE = ("Purples", "Oranges", "YlOrBr", "PuRd", "BuGn", "GnBu")  # families nobody listed
@@ -55,22 +49,27 @@ MARKERS = {1: "o", 2: "s", 3: "D", 4: "^", 6: "P", 8: "v"}
 SPARE_MARKERS = ("X", "*", "<", ">", "h", "p")
 # colour-blind-safe qualitative colours (Okabe & Ito 2008) for categories that are not models
 CATEGORY = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
-UNIT_RANGE = (0.0, 1.0)  # accuracy, probabilities: intervals are clipped to it
-BAND_ALPHA = 0.18
 
 
 class Figures:
-    def __init__(self, out, families: dict[str, str], on_save=None, claims=None):
+    def __init__(self, out, families: dict[str, str], on_save=None, claims=None, study=None):
         """``families``: model -> family for every model the report will draw; ``claims``:
-        claim id -> text for titles (default: the lecture's and every study's)."""
+        claim id -> text for titles (default: the lecture's; the report writer adds every
+        study's own); ``study``: whose figures these are (``of``)."""
         self.out = Path(out)
         self.written: list[str] = []
         self.deciding: dict[str, list[str]] = {}  # claim -> figures (png names) deciding it
         self.colors = palette(families)
-        self.on_save, self.claims = on_save, claims
+        self.on_save, self.claims, self.study = on_save, dict(claims or LECTURE), study
         self._styles, self._markers, self._categories = dict(LINESTYLES), dict(MARKERS), {}
         self._unlisted: list = []
         self._used: dict[str, list] = {"model": [], "impl": [], "depth": []}  # since last save
+
+    def of(self, study: str | None) -> "Figures":
+        """These figures, drawn by ``study`` from now on: each file it saves is named after it
+        (None: the report's own figures, any name)."""
+        self.study = study
+        return self
 
     # --- encodings ----------------------------------------------------------------------
     def color(self, model):
@@ -122,6 +121,13 @@ class Figures:
         """Save as out/name.png and return the markdown that shows it. ``hardware``: the note
         a timing figure carries under its title (``hardware_note``): a time means nothing
         without the machine and its load."""
+        try:
+            check_name(name, self.study)
+        except ValueError:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)  # refused: nothing written, nothing left open
+            raise
         decides = (decides,) if isinstance(decides, str) else tuple(decides)
         if decides and not fig.get_suptitle():
             self.claim_title(fig, *decides)
@@ -147,21 +153,11 @@ class Figures:
 
     def claim_title(self, fig, *claims, text=None):
         """A title that states the claim being tested: 'C5: <the claim>' (or ``text``)."""
-        said = text or "; ".join(self._claim_texts().get(c, "") for c in claims)
+        said = text or "; ".join(self.claims.get(c, "") for c in claims)
         head = ", ".join(claims)
         title = f"{head}: {said}" if head and said else head or said
         width = max(40, int(fig.get_figwidth() * 13))  # ~13 characters per inch at 10 pt
         fig.suptitle("\n".join(textwrap.wrap(title, width, break_on_hyphens=False)), fontsize=10)
-
-    def _claim_texts(self) -> dict:
-        if self.claims is None:
-            from seqbench import studies
-            from seqbench.report.claims import LECTURE
-
-            self.claims = dict(LECTURE)
-            for m in studies.all_studies():
-                self.claims |= getattr(m, "CLAIMS", {})
-        return self.claims
 
     # --- legends and labels -------------------------------------------------------------
     def legend(self, fig, key=False, title=None, extra=(), into=None, **kw):
@@ -237,6 +233,17 @@ class Figures:
                         bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.3})  # fmt: skip
 
 
+def check_name(name: str, study: str | None) -> None:
+    """A study's figure is ``<study>.png`` or ``<study>_<what>.png``: the results folder reads
+    by study, and two studies can never write one file. ValueError otherwise (the writer shows
+    it on that study's page, and the figure tests fail on it)."""
+    if study is not None and name != study and not name.startswith(f"{study}_"):
+        raise ValueError(
+            f"figure {name!r} of study {study!r}: a study's figures are named {study}.png or "
+            f"{study}_<what>.png"
+        )
+
+
 # --- helpers that need no Figures ------------------------------------------------------------
 def _spread(ends, gap, fontsize, ax) -> list[float]:
     """Heights (axes fractions) for end labels sorted by height: each at its line's end, moved
@@ -287,177 +294,10 @@ def _add_note(fig, note):
     fig.suptitle(f"{title}\n{note}" if title else note, fontsize=9 if not title else None)
 
 
-def hardware_note(rows, machines=None) -> str:
-    """'measured on cpu (AMD EPYC), 1 thread; load average not recorded': where a timing
-    figure's ``rows`` were measured, from their device/threads columns (the CPU's name from
-    ``machines``, the runs table, where the rows do not carry it) and any load column."""
-    places = []
-    for dev, g in rows.groupby(rows.get("device", pd.Series("?", rows.index)).astype(str)):
-        name = _first(g, "gpu", "device_name") if dev.startswith("cuda") else _first(g, "cpu")
-        if name is None and machines is not None and "cpu" in machines and "device" in machines:
-            name = _first(machines[machines.device.astype(str) == dev], "gpu" if
-                          dev.startswith("cuda") else "cpu")  # fmt: skip
-        threads = sorted({int(t) for t in g.get("threads", pd.Series()).dropna()})
-        where = dev + (f" ({name})" if name and name != dev else "")
-        if threads:
-            where += f", {'/'.join(map(str, threads))} thread{'s' * (threads[-1] > 1)}"
-        places.append(where)
-    loads = [c for c in rows if c.startswith("load")]
-    values = pd.to_numeric(rows[loads].stack(), errors="coerce").dropna() if loads else []
-    lo, hi = (f"{v:.2g}" for v in (values.min(), values.max())) if len(values) else ("", "")
-    load = f"load average {lo if lo == hi else f'{lo}-{hi}'}" if lo else "load average not recorded"
-    return f"measured on {'; '.join(places) or 'unrecorded hardware'}; {load}"
-
-
-def _first(df, *cols):
-    for c in cols:
-        if c in df:
-            vals = [str(v) for v in df[c].dropna().unique() if str(v) not in ("", "None")]
-            if vals:
-                return ", ".join(sorted(vals))
-    return None
-
-
-def integer_ticks(ax):
-    """Integer ticks on each linear axis whose plotted values are all whole numbers (steps,
-    distances, counts): a tick at 2.5 names a value that cannot occur."""
-    for which in ("x", "y"):
-        axis = getattr(ax, f"{which}axis")
-        if axis.get_scale() != "linear" or not isinstance(axis.get_major_locator(), AutoLocator):
-            continue
-        vals = [v for ln in ax.get_lines() if ln.get_transform() == ax.transData
-                for v in np.asarray(getattr(ln, f"get_{which}data")(), float)]  # fmt: skip
-        vals = np.asarray(vals, float)
-        vals = vals[np.isfinite(vals)]
-        if len(vals) and np.all(vals == np.round(vals)):
-            axis.set_major_locator(MaxNLocator(integer=True))
-
-
-def key_entry(label, ls="-", marker=None, color="0.35", **kw) -> tuple:
-    """A gray legend entry for what a line style or marker means when it is not an execution
-    path or a depth (a decoding mode, a fitted curve): (handle, label) for ``legend(extra=)``."""
-    return Line2D([], [], color=color, ls=ls, marker=marker or "", **kw), label
-
-
 def series_label(model, impl=None, depth=None) -> str:
     """'lstm (unrolled), 2 layers': no '(-)' for a model with one path, no '1 layers'."""
     text = str(model) + (f" ({impl})" if _plain_impl(impl) not in (None, "-") else "")
     return text + (f", {_layers(_depth(depth))}" if _depth(depth) is not None else "")
-
-
-def axis_label(what: str, unit: str | None = None) -> str:
-    """'sequence length T (tokens)'; no unit for a pure number (a share, a ratio)."""
-    return f"{what} ({unit})" if unit else what
-
-
-def band(ax, x, lo, hi, color, clip=None):
-    """A shaded interval, clipped to the metric's range (``clip``: (low, high) or None)."""
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    if clip is not None:
-        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-    return ax.fill_between(np.asarray(x, float), lo, hi, color=color, alpha=BAND_ALPHA, lw=0)
-
-
-def clipped_yerr(mean, lo, hi, clip=None) -> np.ndarray:
-    """[2, n] error-bar lengths for ax.errorbar / ax.bar from an interval, clipped to ``clip``
-    (a missing bound: no bar on that side)."""
-    mean, lo, hi = (np.asarray(v, float) for v in (mean, lo, hi))
-    if clip is not None:
-        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-    return np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(min=0))
-
-
-def reference(ax, value, label, axis="y", kind="chance"):
-    """A chance level (gray, dotted) or a threshold (dark, dashed), labelled on the line."""
-    style = {"chance": dict(color="0.45", ls=":"), "threshold": dict(color="0.15", ls="--")}
-    draw = ax.axhline if axis == "y" else ax.axvline
-    ln = draw(value, lw=0.9, label=label, zorder=1.5, **style[kind])
-    if axis == "y":
-        pos = dict(xy=(0.995, value), xycoords=("axes fraction", "data"), ha="right", va="bottom")
-    else:
-        pos = dict(xy=(value, 0.99), xycoords=("data", "axes fraction"), ha="right", va="top",
-                   rotation=90)  # fmt: skip
-    ax.annotate(label, xytext=(0, 1), textcoords="offset points", fontsize=7,
-                color=ln.get_color(), **pos)  # fmt: skip
-    return ln
-
-
-def log_axis(ax, which="x", ticks=None, si=False):
-    """A log axis with plain tick labels: at ``ticks`` (the measured values, thinned to at most
-    MAX_TICKS) or at 1-2-5 steps chosen so the view shows at least two; ``si``: large counts
-    as '20k', '3M', '1G' (a FLOP count reads as a size, not as '1e7')."""
-    getattr(ax, f"set_{which}scale")("log")
-    axis = getattr(ax, f"{which}axis")
-    if ticks is not None:
-        vals = sorted({float(v) for v in ticks if np.isfinite(v) and v > 0})
-        step = math.ceil(len(vals) / MAX_TICKS) if vals else 1
-        axis.set_major_locator(FixedLocator(vals[::step]))
-    else:
-        axis.set_major_locator(ReadableLogLocator())
-    axis.set_major_formatter(FuncFormatter(lambda v, _: si_number(v) if si else number(v)))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def si_number(v) -> str:
-    """'950', '20k', '1.5M', '3G', '1T': a count with an SI prefix from a thousand up."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{prefix}"
-    return number(v)
-
-
-def iqr_band(median, iqr) -> tuple:
-    """(lo, hi) of a band for a median and its inter-quartile range on a log axis: hi =
-    median + IQR/2 and lo its mirror on the log scale (median^2 / hi), so a spread wider than
-    twice the median (a busy machine) never runs the band down to zero and off the axis."""
-    median, iqr = np.asarray(median, float), np.asarray(iqr, float)
-    hi = median + iqr / 2
-    return median * median / hi, hi
-
-
-def dodge(x, i, n, step=1.05) -> np.ndarray:
-    """x of the i-th of n series that share their points, moved sideways by a few percent on a
-    log axis so coinciding markers stay visible (the captions say so)."""
-    return np.asarray(x, float) * step ** (i - (n - 1) / 2)
-
-
-MAX_TICKS = 8
-
-
-class ReadableLogLocator(Locator):
-    """Decades when the view spans several (every n-th past MAX_TICKS), else 1-3 or 1-2-5
-    steps, else the two ends: three labelled ticks where the steps give them (a line far
-    from the only two would be hard to read off), at least two, never one."""
-
-    def __call__(self):
-        return self.tick_values(*self.axis.get_view_interval())
-
-    def tick_values(self, vmin, vmax):
-        lo, hi = sorted((float(vmin), float(vmax)))
-        lo = max(lo, hi * 1e-100, 1e-300)  # influence reaches 1e-18: ticks all the way down
-        k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-        candidates = []
-        # the last: halves, so a view inside one decade (a loss from 1.3 to 3.1) gets three
-        for subs in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7), range(1, 10),
-                     (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):  # fmt: skip
-            ticks = [m * 10.0**k for k in range(k0, k1 + 1) for m in subs]
-            ticks = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
-            candidates.append(ticks[:: math.ceil(len(ticks) / MAX_TICKS)] if ticks else [])
-        for enough in (3, 2):
-            for ticks in candidates:
-                if len(ticks) >= enough:
-                    return ticks
-        return [float(f"{lo:.2g}"), float(f"{hi:.2g}")]
-
-
-def number(v) -> str:
-    """A tick label: '16', '0.05', '2048'; '3e11' for the very large or small."""
-    if v == 0 or not np.isfinite(v):
-        return "0" if v == 0 else ""
-    if 1e-3 <= abs(v) < 1e5:
-        return f"{v:.6g}"
-    k = math.floor(math.log10(abs(v)))
-    return f"{v / 10**k:.3g}e{k}"
 
 
 def palette(families: dict[str, str]) -> dict:
@@ -518,110 +358,3 @@ def _depth(depth):
 
 def _layers(d) -> str:
     return f"{d} layer{'' if d == 1 else 's'}"
-
-
-MISSING = "-"  # a cell with no value: a dash, explained under the table
-NOISE = 1e-12  # |x| below this fraction of its column's largest value is float noise: 0
-
-
-def md_table(df, floatfmt=None, missing="not measured, or does not apply to this row") -> str:
-    """A DataFrame as a GitHub markdown table that reads as numbers: integers as integers,
-    floats to 3 significant digits (``floatfmt`` to choose), a column ``x`` beside ``x_lo`` and
-    ``x_hi`` to the digits its interval's width supports, float noise (|x| < 1e-12 of its
-    column's largest) as 0, lists as 'a, b', and a missing value (nan, None) as a dash with a
-    footnote saying what a dash means (``missing``). No Python repr reaches the page."""
-    cols = [str(c) for c in df.columns]
-    scale = {c: _column_scale(df.iloc[:, i]) for i, c in enumerate(cols)}
-    rows, dashed = [], False
-    for row in df.itertuples(index=False):
-        values = dict(zip(cols, row))
-        out = []
-        for c, v in values.items():
-            text = cell(v, floatfmt, scale[c], _interval_of(c, values))
-            dashed |= text == MISSING and not (isinstance(v, str) and v == MISSING)
-            out.append(text.replace("|", "\\|").replace("\n", " "))
-        rows.append("| " + " | ".join(out) + " |")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *rows]
-    return "\n".join(lines) + (f"\n\nA cell {MISSING}: {missing}." if dashed and missing else "")
-
-
-def cell(v, floatfmt=None, scale=None, interval=None) -> str:
-    """One table cell (see ``md_table``); ``interval``: the (lo, hi) that sets its digits."""
-    if isinstance(v, list | tuple | np.ndarray | pd.Series):
-        return ", ".join(cell(x, floatfmt, scale) for x in v) or MISSING
-    if v is None or v is pd.NA or v is pd.NaT:
-        return MISSING
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return str(int(v))
-    if isinstance(v, float | np.floating):
-        return _float_cell(float(v), floatfmt, scale, interval)
-    text = str(v)
-    if text.strip() in ("", "nan", "NaN", "None", "<NA>"):  # missing; "none" is a value
-        return MISSING
-    return _interval_text(text)
-
-
-INTERVAL = re.compile(r"(-?\d+\.?\d*) \[(-?\d+\.?\d*), (-?\d+\.?\d*)\]")
-
-
-def _interval_text(text: str) -> str:
-    """'0.0211 [0.00176, 0.0928]' -> '0.021 [0.002, 0.093]': a formatted estimate cut to the
-    digits its interval's width supports (never more digits than it was written with)."""
-    m = INTERVAL.fullmatch(text.strip())
-    if not m:
-        return text
-    mean, lo, hi = m.groups()
-    dec = interval_decimals(float(lo), float(hi))
-    written = max(len(x.partition(".")[2]) for x in (mean, lo, hi))
-    if dec is None or dec >= written:
-        return text
-    return f"{float(mean):.{dec}f} [{float(lo):.{dec}f}, {float(hi):.{dec}f}]"
-
-
-def _float_cell(v: float, floatfmt, scale, interval) -> str:
-    if not math.isfinite(v):
-        return MISSING if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if v == 0 or abs(v) < NOISE * (scale or abs(v)):
-        return "0"
-    if v.is_integer() and abs(v) < 1e6:  # above, 2.29e6 like its non-integer neighbours
-        return str(int(v))
-    if interval is not None:
-        return f"{v:.{interval_decimals(*interval)}f}"
-    if 1e3 <= abs(v) < 1e6 and (not floatfmt or floatfmt.endswith("g")):
-        return f"{v:.0f}"  # 8196, not 8.2e+03 beside 516
-    if floatfmt:
-        return format(v, floatfmt)
-    if 1e-3 <= abs(v) < 1e3:
-        return f"{v:.3g}"
-    k = math.floor(math.log10(abs(v)))
-    return f"{v / 10**k:.3g}e{k}"
-
-
-def interval_decimals(lo, hi, most=6) -> int | None:
-    """Decimals that show an interval's width to two significant digits (width 0.06 -> 3
-    decimals: 0.930 [0.900, 0.960]; width 40 -> 0 decimals: 283 [175, 350])."""
-    width = abs(float(hi) - float(lo))
-    if not math.isfinite(width) or width == 0:
-        return None
-    return int(min(max(1 - math.floor(math.log10(width)), 0), most))
-
-
-def _interval_of(col: str, values: dict):
-    """(lo, hi) for ``col`` when the row has ``col_lo`` and ``col_hi`` (or it is one of them)
-    and the interval has a finite, non-zero width; else None."""
-    base = col.removesuffix("_lo").removesuffix("_hi")
-    lo, hi = values.get(f"{base}_lo"), values.get(f"{base}_hi")
-    try:
-        ok = interval_decimals(lo, hi) is not None
-    except (TypeError, ValueError):
-        return None
-    return (lo, hi) if ok else None
-
-
-def _column_scale(s: pd.Series) -> float | None:
-    """The largest finite |value| of a numeric column (for telling noise from data)."""
-    x = pd.to_numeric(s, errors="coerce")
-    x = x[np.isfinite(x)].abs() if len(x) else x
-    return float(x.max()) if len(x) and x.max() > 0 else None

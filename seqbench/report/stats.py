@@ -78,10 +78,19 @@ def difference(a, b, seed: int = 0) -> Estimate:
     return Estimate(mean, float(lo), float(hi), min(len(va), len(vb)))
 
 
-def fmt(e: Estimate, digits: int = 3) -> str:
-    """'0.93 [0.90, 0.96]' (with the interval when there is one)."""
-    if not np.isfinite(e.mean):
+def fmt(v, digits: int = 3) -> str:
+    """A number as the report's text writes it (the one formatter of sentences and verdicts;
+    tables go through ``markdown.md_table``): an Estimate as '0.93 [0.90, 0.96]' (with the
+    interval when there is one), a plain number to ``digits`` significant digits ('∞' for a
+    ratio over zero), 'n/a' for none."""
+    if isinstance(v, Estimate):
+        if not np.isfinite(v.mean):
+            return "n/a"
+        if not (np.isfinite(v.lo) and np.isfinite(v.hi)):
+            return f"{v.mean:.{digits}g}"
+        return f"{v.mean:.{digits}g} [{v.lo:.{digits}g}, {v.hi:.{digits}g}]"
+    if v is None or (isinstance(v, float) and np.isnan(v)):
         return "n/a"
-    if not (np.isfinite(e.lo) and np.isfinite(e.hi)):
-        return f"{e.mean:.{digits}g}"
-    return f"{e.mean:.{digits}g} [{e.lo:.{digits}g}, {e.hi:.{digits}g}]"
+    if isinstance(v, float) and np.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return f"{v:.{digits}g}"

@@ -3,14 +3,15 @@
     python -m seqbench.train model=lstm data=lag_recall data.distance=32 train.steps=300
     python -m seqbench.train -m model=rnn,lstm,gru,transformer seed=0,1
 
-``train(cfg) -> summary`` is a plain function (tests call it); ``main`` is a thin Hydra
-wrapper. One loop for every model: AdamW (or plain SGD, ``train.optimizer``) with linear
-warm-up and cosine decay, gradient clipping, periodic held-out evaluation, and optionally the
-lr divided by ``train.plateau_factor`` whenever an evaluation fails to beat the best; the data
-order is a function of the step alone. Failures are contained: a run ends ``complete``,
-``diverged``, ``oom``, ``interrupted`` or ``failed``, its files stay readable, and the
-function returns normally so a sweep goes on. A rerun skips complete runs and resumes the
-others from their checkpoint.
+``train(cfg) -> summary`` is a plain function (tests call it) that receives a validated
+config; ``python -m seqbench.train`` (train/__main__.py) belongs to the entry layer
+(seqbench.cli). One loop for every model: AdamW (or plain SGD, ``train.optimizer``) with
+linear warm-up and cosine decay, gradient clipping, periodic held-out evaluation, and
+optionally the lr divided by ``train.plateau_factor`` whenever an evaluation fails to beat
+the best; the data order is a function of the step alone. Failures are contained: a run
+ends ``complete``, ``diverged``, ``oom``, ``interrupted`` or ``failed``, its files stay
+readable, and the function returns normally so a sweep goes on. A rerun skips complete runs
+and resumes the others from their checkpoint.
 
 A run is ``diverged`` when its loss or gradient is not finite, or when a logged training loss
 is above DIVERGED_ABOVE x max(ln vocab, the loss of its first step): a model that does that
@@ -34,7 +35,6 @@ the whole stream (``val_stream_ppl``, ``test_stream_ppl``).
 import math
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,10 +45,11 @@ from tqdm import tqdm
 
 from seqbench import runs, store
 from seqbench.calibrate import calibrate
-from seqbench.config import _build_task, build_model, describe_model, validate
+from seqbench.config import _build_task, build_model, build_task, describe_model
 from seqbench.data.text import Text
 from seqbench.env import autocast, pick_device, set_deterministic, show_progress
 from seqbench.evaluate import held_out, stream_loss
+from seqbench.launch import stop_on_signals
 from seqbench.models import param_counts
 from seqbench.runs import Diverged, first_line
 from seqbench.step import carries_state, detach, make_optimizer, train_step
@@ -57,7 +58,6 @@ COLUMNS = (
     "step tokens_seen wall_s train_loss lr grad_norm tokens_per_s val_loss val_acc val_ppl"
 ).split()
 TIMING_COLUMNS = ("wall_s", "tokens_per_s")  # the only columns allowed to differ between reruns
-RUN_FILES = ("metrics.csv", "ckpt.pt", "model.pt", "position_loss.csv")
 DIVERGED_ABOVE = 2.0  # x max(ln vocab, first step's loss): a logged loss above it has diverged
 
 
@@ -67,15 +67,16 @@ class ForeignCheckpoint(ValueError):
 
 def train(cfg: DictConfig) -> dict:
     """Train one run (or skip it when complete, or resume it); returns its summary. With
-    ``train.lr_grid`` the learning rate is first calibrated (``calibrate``)."""
-    task = validate(cfg)  # raises ConfigError before anything is built or written
-    if task.stale():  # its corpus changed since this process built it: read it again
-        _build_task.cache_clear()
-        task = validate(cfg)
+    ``train.lr_grid`` the learning rate is first calibrated (``calibrate``). ``cfg`` is a
+    validated config (seqbench.cli.validate_job checks every job before it runs; a library
+    caller calls it first): the harness trusts it, and keeps only the guards that building
+    and recording need anyway (each node's keys as its class is built, a run directory that
+    stays inside out_dir)."""
+    task = _task(cfg)
     parts = [runs.model_part(cfg), runs.task_part(cfg)]
 
     def body(record):
-        calibration = calibrate(cfg)
+        calibration = calibrate(cfg, train)
         if calibration:
             record.fields["lr_calibration"] = calibration
         return Run(cfg, task, record, lr=calibration and calibration["chosen"]).execute()
@@ -85,6 +86,15 @@ def train(cfg: DictConfig) -> dict:
         return task.changed_since(recorded) if isinstance(recorded, dict) else None
 
     return runs.execute(cfg, "train", parts, body, resume=True, check=data_problem)
+
+
+def _task(cfg: DictConfig):
+    """The run's task, built once per process; read again when its corpus changed since."""
+    task = build_task(cfg.data)
+    if task.stale():
+        _build_task.cache_clear()
+        task = build_task(cfg.data)
+    return task
 
 
 def trained_model(cfg: DictConfig, device=None):
@@ -97,7 +107,7 @@ def trained_model(cfg: DictConfig, device=None):
             f"training run {Path(summary.get('run_dir', '?')).name} ended "
             f"{summary.get('status')}: {summary.get('error') or summary.get('reason')}"
         )
-    task = validate(cfg)
+    task = _task(cfg)
     device = pick_device(cfg.device) if device is None else device
     model = build_model(cfg.model, task.vocab_size, device)
     state = store.load_torch(Path(summary["run_dir"]) / "model.pt", map_location=device)
@@ -454,44 +464,18 @@ class Run:
         return values
 
     def signals(self):
-        return _StopOnSignal(self)
+        """SIGINT/SIGTERM (and SIGUSR2: what SLURM/submitit send before a time limit or on
+        preemption) ask the loop to stop at the next step boundary and checkpoint;
+        seqbench.launch.LaunchCallback hands SIGUSR2 back to submitit once ckpt.pt is written."""
+        self.started_loop = time.perf_counter()
+        return stop_on_signals(self.stop, (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2))
 
-
-class _StopOnSignal:
-    """SIGINT/SIGTERM ask the loop to stop at the next step boundary and checkpoint; a second
-    signal falls through to the default behaviour. (Only the main thread may set handlers.)"""
-
-    def __init__(self, run):
-        self.run, self.saved = run, {}
-
-    def __enter__(self):
-        self.run.started_loop = time.perf_counter()
-        if threading.current_thread() is threading.main_thread():
-            # SIGUSR2: what SLURM/submitit send before a time limit or on preemption;
-            # seqbench.launch.LaunchCallback hands it back to submitit once ckpt.pt is written
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
-                self.saved[sig] = signal.signal(sig, self.handle)
-
-    def handle(self, signum, frame):
-        self.run.stop_signal = f"received {signal.Signals(signum).name}"
-        for sig, old in self.saved.items():
-            signal.signal(sig, old)
-
-    def __exit__(self, *exc):
-        for sig, old in self.saved.items():
-            signal.signal(sig, old)
-        return False
+    def stop(self, signum):
+        self.stop_signal = f"received {signal.Signals(signum).name}"
 
 
 def _num(v):
     return float(v) if v not in (None, "") else None
-
-
-def main(argv=None) -> int:
-    """``python -m seqbench.train [overrides]``: one run, or a sweep with ``-m``."""
-    from seqbench import cli
-
-    return cli.main("train", argv)
 
 
 def job(cfg: DictConfig) -> dict:
@@ -508,12 +492,3 @@ def job(cfg: DictConfig) -> dict:
         # (SIGUSR2, a cluster's preemption notice, returns: seqbench.launch requeues the job)
         sys.exit(128 + (signal.SIGTERM if "SIGTERM" in reason else signal.SIGINT))
     return summary
-
-
-if __name__ == "__main__":
-    # Run the importable module, not __main__: the joblib and submitit launchers pickle the
-    # task function, and a function of __main__ is pickled by value with all it reaches
-    # (torch.backends is not picklable: "cannot pickle 'GenericModule' object").
-    from seqbench.train import main as _main
-
-    sys.exit(_main())
