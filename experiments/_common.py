@@ -7,6 +7,7 @@ underscore."""
 
 import pandas as pd
 
+from seqbench.data import TEST_SEQUENCES
 from seqbench.models import SIZES
 from seqbench.report.analysis import ratio, value_at
 from seqbench.report.stats import Estimate, fmt
@@ -123,6 +124,45 @@ def cpu_only(ok: pd.DataFrame, note: str) -> str:
     return note if set(ok.device.dropna()) <= {"cpu"} else ""
 
 
+# --- censored runs (issue 22): stopped at the cap while improving or at chance ---------------
+LONG_ENOUGH = 4  # a cap decides a failure when >= this x the steps the slowest solver needed
+CENSORING = (  # a rule's sentence ends with this, its Rule given long_enough=LONG_ENOUGH
+    "a run stopped at its step cap while its held-out loss still improved or while still at "
+    "chance is censored: its cell is undecided, never failed, unless the cap is >= "
+    "{long_enough}x the steps the slowest model that solved the cell (every seed at its "
+    "criterion) needed"
+)
+
+
+def censored(runs: pd.DataFrame) -> pd.Series:
+    """Per run: was it censored (evaluate.stop_reason, recorded or derived by report.collect)?
+    A table without the column (hand-made) has no censored run."""
+    if "censored" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs.censored.map(lambda v: v is True or v == 1 or str(v).lower() == "true")
+
+
+def long_enough(cap, slowest) -> bool:
+    """Does a cap decide a failure: >= LONG_ENOUGH x the steps the slowest model that solved
+    the cell needed (``slowest``: nan or None when no model solved it, and then it cannot)?"""
+    return slowest is not None and pd.notna(slowest) and cap >= LONG_ENOUGH * slowest
+
+
+def censored_note(label: str, cap, slowest) -> str:
+    """'lstm d=16: censored at 400 steps (< 4 x 175)', or '(no model solved the cell)'."""
+    why = (
+        f"< {LONG_ENOUGH} x {slowest:.0f}"
+        if slowest is not None and pd.notna(slowest)
+        else "no model solved the cell"
+    )
+    return f"{label}: censored at {int(cap)} steps ({why})"
+
+
+def censored_text(notes) -> str:
+    """'; censored, so undecided: <note>, <note>' for the measured column; '' without any."""
+    return f"; censored, so undecided: {', '.join(notes)}" if notes else ""
+
+
 # --- helpers the studies share: which rows, which families ---------------------------------
 def complete(df: pd.DataFrame | None, *studies: str) -> pd.DataFrame:
     """The complete rows of a table (of ``studies`` when named); empty when there are none."""
@@ -146,6 +186,60 @@ def in_family(df: pd.DataFrame, *families) -> list[str]:
     """The models of a table that belong to any of ``families``, sorted."""
     fam = family_of(df)
     return sorted(m for m, f in fam.items() if f in families)
+
+
+# --- every family counted or named (issue 22): a rule names the families it compares ---------
+def unnamed_families(df: pd.DataFrame, named) -> dict[str, list[str]]:
+    """family -> its models, for every family of the table that the rule does not name (a
+    user's ``ssm``, a ``conv``): the models the rule leaves out of its comparison."""
+    out: dict[str, list[str]] = {}
+    for model, family in sorted(family_of(df).items()):
+        if family not in named:
+            out.setdefault(family, []).append(model)
+    return out
+
+
+def as_family(df: pd.DataFrame, models, family: str, named) -> pd.DataFrame:
+    """The table with ``models`` standing as the ``family`` side of a rule in place of that
+    family's own models (the other named families kept, other unnamed families left out):
+    what the rule says of those models on that side."""
+    mine = df.model.isin(models)
+    out = df[mine | (df.family.isin(named) & (df.family != family))].copy()
+    out.loc[out.model.isin(models), "family"] = family
+    return out
+
+
+# the sides of a rule that compares attention with the recurrences: {label: family}
+ATTENTION_VS_RECURRENCE = {"attention": "attention", "a recurrence": "recurrent"}
+
+
+def _word(said) -> str:
+    """A verdict function's answer as one word: (verdict, measured) or a Verdict -> its
+    verdict; None (no data for the rule) -> 'no verdict'."""
+    if said is None:
+        return "no verdict"
+    if isinstance(said, tuple):
+        return said[0]
+    return getattr(said, "verdict", str(said))
+
+
+def unnamed_text(df: pd.DataFrame, named, sides: dict, judge) -> str:
+    """'; ssm (not compared by this rule: s4): as attention, supported; as a recurrence, not
+    supported' for each unnamed family of ``df``: its models and the verdict ``judge(table)``
+    gives with them standing as each side ({label: family}) of the rule in place of that
+    side's models (``as_family``), so a model the rule does not compare is named in the
+    measured column with what the rule would say of it, never silently dropped.
+    '' when every family of the table is named. ``judge`` may be the study's own verdict
+    function: the relabelled table has no unnamed family left, so it recurses once."""
+    lines = []
+    for family, models in unnamed_families(df, named).items():
+        said = [
+            f"as {label}, {_word(judge(as_family(df, models, side, named)))}"
+            for label, side in sides.items()
+        ]
+        lines.append(f"; {family} (not compared by this rule: {', '.join(models)}): "
+                     + "; ".join(said))  # fmt: skip
+    return "".join(lines)
 
 
 # --- timed rows: the machine, the spread, and whether timed groups agree ----------------------
@@ -196,3 +290,63 @@ def honest(verdict, measured, note) -> tuple[str, str]:
         return verdict, measured
     keep = verdict.startswith("not measured on ")
     return (verdict if keep else "inconclusive"), f"{measured}; {note}"
+
+
+# --- reported figures come from the test set (issue 22): seqbench.measure.test_set ----------
+TEST_TABLE = "test_set"  # the table of seqbench.measure.test_set's rows
+TEST_COLUMNS = ("test_acc", "test_loss", "test_correct", "test_scored", "test_sequences")
+TEST_WORDS = "on {n:,} test sequences the stopping rule never saw"
+TEST_RULE = TEST_WORDS.format(n=TEST_SEQUENCES)  # what a rule's sentence says of its figures
+
+
+def with_test(runs: pd.DataFrame, tables, *studies) -> pd.DataFrame:
+    """``runs`` with the test figures of each training run (TEST_COLUMNS, NaN where its test
+    set was not measured), joined by the training run's name from the complete test_set rows
+    (of ``studies``). Selection (the criterion, the lr grid) keeps reading val_acc/val_loss;
+    every figure a verdict reports reads these. Idempotent: figures a row already carries
+    (joined before) are kept, the rest filled from the table."""
+    if runs.empty:
+        return runs
+    test = complete(tables.get(TEST_TABLE), *studies)
+    if test.empty or "train_run" not in test:
+        test = pd.DataFrame(columns=["train_run", *TEST_COLUMNS])
+    by_run = test.drop_duplicates("train_run", keep="last").set_index("train_run")
+    # a figure scores the model state its run ended in: a row moved to another step (the
+    # stability column's half budget) has no test figure
+    same = pd.Series(True, runs.index)
+    if "step" in runs and "train_steps" in by_run:
+        scored = pd.to_numeric(runs.run.map(by_run.train_steps), errors="coerce")
+        same = scored.isna() | (scored == pd.to_numeric(runs.step, errors="coerce"))
+    joined = {}
+    for c in TEST_COLUMNS:
+        found = runs.run.map(by_run[c]) if c in by_run else pd.Series(float("nan"), runs.index)
+        found = found.where(same)
+        joined[c] = runs[c].fillna(found) if c in runs else found
+    return runs.assign(**{c: pd.to_numeric(v, errors="coerce") for c, v in joined.items()})
+
+
+def untested(runs: pd.DataFrame) -> str:
+    """'test set not measured for 5 of 36 runs (what=test_set)'; '' when every run has its
+    test figures."""
+    missing = int(runs.test_acc.isna().sum()) if "test_acc" in runs else len(runs)
+    if not missing:
+        return ""
+    return f"test set not measured for {missing} of {len(runs)} runs (what=test_set)"
+
+
+def needs_test(runs: pd.DataFrame, verdict: str, measured: str) -> tuple[str, str]:
+    """A verdict read on runs some of which lack their test figures is ``inconclusive``, the
+    measured column saying so first; else (verdict, measured) as they are."""
+    missing = untested(runs)
+    return ("inconclusive", f"{missing}; {measured}") if missing else (verdict, measured)
+
+
+def on_test_set(runs: pd.DataFrame) -> str:
+    """'on 1,024 test sequences the stopping rule never saw' (the fewest of ``runs``)."""
+    n = runs.test_sequences.min() if "test_sequences" in runs else float("nan")
+    if pd.notna(n):
+        return TEST_WORDS.format(n=int(n))
+    measured = "test_acc" in runs and runs.test_acc.notna().any()
+    return (
+        "on test sequences the stopping rule never saw" if measured else "(test set not measured)"
+    )

@@ -20,6 +20,7 @@ no pandas. Hydra's own page stays at --hydra-help.
 import re
 import shlex
 import textwrap
+from pathlib import Path
 
 from seqbench.config import CONF_DIR, group_options
 from seqbench.schema import TOP, TRAIN, Spec
@@ -72,8 +73,8 @@ def page(entry: str, composed, problem: str | None = None) -> str:
     for g in GROUPS[entry]:
         name = choices.get(g)
         if name and cfg is not None and g in cfg:
-            path = CONF_DIR / g / f"{name}.yaml"
-            lines += ["", f"{g}={name} ({path.relative_to(CONF_DIR.parent)}):"]
+            path = group_file(g, name)
+            lines += ["", f"{g}={name} ({shown(path)}):"]
             specs = {"train": TRAIN, "what": {}}.get(g) or _class_specs(cfg[g], g)
             lines += _keys(cfg[g], [path], f"{g}.", specs)
     lines += ["", "Examples (the smoke bench's job):"] + _examples(entry, jobs)
@@ -124,7 +125,26 @@ def _describe_files(folder) -> dict:
         from seqbench.studies import experiment_files
 
         return {name: first_sentence(path) for name, path in experiment_files().items()}
-    return {name: first_sentence(folder / f"{name}.yaml") for name in group_options(folder.name)}
+    return {
+        name: first_sentence(group_file(folder.name, name)) for name in group_options(folder.name)
+    }
+
+
+def group_file(group: str, name: str) -> Path:
+    """The YAML of one option: a user's model (SEQBENCH_PATH) where it lives, else conf/."""
+    if group == "model":
+        from seqbench.searchpath import model_files
+
+        return model_files().get(name, CONF_DIR / group / f"{name}.yaml")
+    return CONF_DIR / group / f"{name}.yaml"
+
+
+def shown(path: Path) -> str:
+    """conf/model/lstm.yaml for a shipped file, the full path for a user's."""
+    try:
+        return str(path.relative_to(CONF_DIR.parent))
+    except ValueError:
+        return str(path)
 
 
 def _bench_jobs() -> dict[str, list]:

@@ -48,3 +48,25 @@ def make_cfg(tmp_path):
         return compose_cfg([*TINY, f"out_dir={tmp_path / 'runs'}", *overrides])
 
     return make
+
+
+def measured_test_set(runs):
+    """The test_set table (seqbench.measure.test_set) of synthetic run rows that carry their
+    test figures (``test_acc``, optional ``test_loss``): one complete row per training run,
+    as collect() reads it, so a study's verdicts(tables) joins them back by run."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "run": "test-" + runs.run.astype(str),
+            "train_run": runs.run,
+            "study": runs.study,
+            "status": "complete",
+            "model": runs.model,
+            "seed": runs.seed,
+            "test_acc": runs.test_acc,
+            "test_loss": runs.test_loss if "test_loss" in runs else float("nan"),
+            "test_sequences": 1024,
+            "train_steps": runs.step if "step" in runs else float("nan"),
+        }
+    )

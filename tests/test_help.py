@@ -11,7 +11,7 @@ import pytest
 from seqbench import studies
 from seqbench.cli import help_page as page
 from seqbench.config import CONF_DIR, group_options
-from seqbench.help import first_sentence, yaml_notes
+from seqbench.help import first_sentence, group_file, shown, yaml_notes
 from seqbench.sets import members
 
 
@@ -68,8 +68,8 @@ def test_help_names_every_group_option_the_entry_takes(entry):
 def test_help_shows_every_key_of_the_chosen_files_with_its_line_and_value(model, data):
     text = page("train", [f"model={model}", f"data={data}", "seed=7"])
     for group, name in (("model", model), ("data", data), ("train", "default")):
-        path = CONF_DIR / group / f"{name}.yaml"
-        assert f"{group}={name} (conf/{group}/{name}.yaml):" in text
+        path = group_file(group, name)
+        assert f"{group}={name} ({shown(path)}):" in text  # conf/<group>/<name>.yaml if shipped
         for key, (_, note) in yaml_notes(path).items():
             if key.startswith("_"):
                 continue

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from seqbench.report import stability
-from seqbench.report.stats import difference, estimate, fmt
+from seqbench.report.stats import difference, estimate, fmt, t_cdf, t_quantile
 from seqbench.report.verdict import Verdict
 
 
@@ -26,9 +26,42 @@ def test_interval_matches_the_normal_approximation_for_many_values():
     assert e.hi == pytest.approx(x.mean() + half, abs=0.05)
 
 
-def test_three_seeds_give_an_interval_inside_their_range():
+def test_three_seeds_give_a_t_interval_wider_than_their_range():
+    """With 3 values the 95% interval is mean +- 4.30 s / sqrt(3): wider than [min, max],
+    which covers the mean only ~75% of the time (tests/test_coverage.py)."""
     e = estimate([0.2, 0.5, 0.9])
-    assert 0.2 <= e.lo < e.mean < e.hi <= 0.9 and fmt(e).startswith("0.533 [")
+    half = 4.302653 * np.std([0.2, 0.5, 0.9], ddof=1) / math.sqrt(3)
+    assert (e.lo, e.hi) == pytest.approx((0.5333333 - half, 0.5333333 + half))
+    assert e.lo < 0.2 and e.hi > 0.9 and fmt(e) == "0.533 [-0.339, 1.41]"
+
+
+@pytest.mark.parametrize(
+    "df, p, t",  # standard t tables (e.g. Abramowitz & Stegun 26.10), and closed forms
+    [(1, 0.975, 12.7062), (2, 0.975, 4.3027), (3, 0.975, 3.1824), (4, 0.975, 2.7764),
+     (9, 0.975, 2.2622), (30, 0.975, 2.0423), (120, 0.975, 1.9799), (1e7, 0.975, 1.9600),
+     (5, 0.995, 4.0321), (10, 0.9, 1.3722)],
+)  # fmt: skip
+def test_the_t_quantile_matches_the_tables(df, p, t):
+    assert t_quantile(p, df) == pytest.approx(t, abs=1e-4)
+
+
+def test_the_t_quantile_at_a_fractional_df_matches_its_closed_forms():
+    """Welch's df is fractional: check the CDF where it has a closed form (df=1: Cauchy;
+    df=2: t / sqrt(2 + t^2)) and that a fractional df lies between its neighbours."""
+    for t in (0.3, 1.0, 4.0):
+        assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+        assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+    assert t_quantile(0.975, 3) < t_quantile(0.975, 2.5) < t_quantile(0.975, 2)
+
+
+def test_welchs_difference_uses_the_welch_satterthwaite_df():
+    a, b = [1.0, 1.2, 1.4, 1.1], [0.0, 0.5, -0.5]
+    va, vb = np.var(a, ddof=1) / 4, np.var(b, ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 2)
+    d = difference(a, b)
+    half = t_quantile(0.975, df) * math.sqrt(va + vb)
+    assert (d.mean, d.lo, d.hi, d.n) == pytest.approx((1.175, 1.175 - half, 1.175 + half, 3))
+    assert 2 < df < 3  # the noisier small group dominates: fewer df than 4 + 3 - 2
 
 
 def test_a_difference_counts_only_when_its_interval_excludes_zero():

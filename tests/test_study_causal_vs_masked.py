@@ -4,12 +4,16 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import causal_vs_masked as cvm
 from seqbench.studies import study_jobs
+from tests import ngram_rows
 
 matplotlib.use("Agg")
 UNIGRAM = 3.0
+BIGRAM = 2.6  # the count bigram on the windows own_loss scores: the control
+T, WINDOWS = 64, 8 * 32  # prefix_eval's own_loss: what.eval_batches x what.batch_size windows
 
 
 def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 2),
@@ -31,14 +35,20 @@ def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 
                      "objective": obj, "steps": steps, "seed": seed, "prefix_len": p,
                      "prefix_loss": value + 0.1 / p, "prefix_acc": 0.3, "train_flops": flops,
                      "targets_per_pass": targets, "tokens_per_pass": 1024, "lr": 1e-2,
-                     "val_loss": own, "own_loss": own + spread * k, "unigram_xent": UNIGRAM}
+                     "val_loss": own, "own_loss": own + spread * k, "unigram_xent": UNIGRAM,
+                     "own_n": WINDOWS * T}
                     for p in prefixes
                 ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def _ngram(bigram=BIGRAM, windows=WINDOWS):
+    return ngram_rows.table("causal_vs_masked", {2: bigram, 3: 2.1}, T=T, eval_batches=8,
+                            batch_size=windows // 8)  # fmt: skip
+
+
 def _verdict(rows):
-    return cvm.verdict(cvm.seed_table(rows))
+    return cvm.verdicts_of({"objectives": rows, "ngram": _ngram()})
 
 
 @pytest.mark.parametrize(
@@ -66,9 +76,9 @@ def test_compute_not_matched_is_inconclusive():
 
 
 def test_a_masked_model_that_never_learned_its_own_task_fails_the_control():
-    stuck = cvm.RULE.learned * UNIGRAM + 0.05  # its own held-out loss above the bar
+    stuck = 2.98  # below the unigram (the old bar), above the count bigram: the plateau
     v, measured = _verdict(_objectives((2.4, 2.2), (3.0, 2.9), own_masked=stuck))
-    assert v == "inconclusive" and "control not met: masked" in measured
+    assert v == "inconclusive" and "control (count bigram) not met: masked" in measured
     assert "own held-out loss at the largest budget" in measured
 
 
@@ -88,7 +98,7 @@ def test_incomplete_rows_are_left_out():
     rows = _objectives((2.4, 2.2), (3.0, 2.9))
     rows.loc[(rows.objective == "masked") & (rows.steps == 200), "status"] = "failed"
     assert len(cvm.budget_table(cvm.seed_table(rows))) == 3  # the failed budget: causal only
-    (v,) = cvm.verdicts({"objectives": rows})
+    (v,) = cvm.verdicts({"objectives": rows, "ngram": _ngram()})
     assert v.claim == "C8" and v.verdict == "supported" and "200 steps" not in v.measured
     assert v.rule == cvm.RULE.text and f"{cvm.RULE.matched:.0%}" in v.rule
 
@@ -113,23 +123,26 @@ def test_seed_table_averages_prefixes_per_seed():
 
 
 def test_section_draws_the_figure(tmp_path):
-    tables = {"objectives": _objectives((2.4, 2.2, 2.0), (3.0, 2.9, 2.8))}
+    tables = {"objectives": _objectives((2.4, 2.2, 2.0), (3.0, 2.9, 2.8)), "ngram": _ngram()}
     figs = Figures(tmp_path, {"transformer": "attention"})
     md = cvm.section(tables, figs)
     assert (tmp_path / "causal_vs_masked.png").stat().st_size > 1000
     assert figs.deciding == {"C8": ["causal_vs_masked.png"]}
     assert "(causal_vs_masked.png)" in md and "own_loss" in md
     assert "encoder on 15% masked tokens" in md  # 154 / 1024 targets per pass, as measured
-    assert "| causal | 100 | 3 | 1e+11 | 2.43 [2.42, 2.44] |" in md  # with its interval
+    assert "| causal | 100 | 3 | 1e+11 | 2.43 [" in md  # with its interval
     empty = cvm.section({}, Figures(tmp_path, {}))
     assert "No completed prefix_eval" in empty
 
 
 def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
-        (job,) = study_jobs(cvm.__name__)[profile]
+        job, ngram = study_jobs(cvm.__name__)[profile]
         assert job.name == "causal_vs_masked" and job.module == "seqbench.measure"
         assert job.args[:3] == ["-m", "what=prefix_eval", "+experiment=causal_vs_masked"]
+        assert ngram.args[:3] == ["-m", "what=ngram", "+experiment=causal_vs_masked"]
+        # the n-gram scores the windows prefix_eval's own_loss scores
+        assert "what.batch_size=32" in ngram.args
 
 
 @pytest.mark.parametrize("budgets", [2, 3])
@@ -151,3 +164,13 @@ def test_the_figure_has_units_plain_flop_ticks_and_explains_its_bars(budgets, tm
         assert ticks == ["100", "200", "400"][:budgets]
         joined = {c.lines[0].get_linestyle() != "None" for c in ax.containers}
         assert joined == {budgets >= 3}  # two budgets are two points, not a trend
+
+
+def test_the_control_is_the_count_bigram_on_the_same_windows_or_inconclusive():
+    rows = _objectives((2.4, 2.2), (3.0, 2.9))
+    assert cvm.verdicts_of({"objectives": rows})[0] == "inconclusive"  # no ngram rows at all
+    v, measured = cvm.verdicts_of({"objectives": rows, "ngram": _ngram(windows=128)})
+    assert v == "inconclusive" and baselines.NOT_MEASURED in measured  # other windows
+    v, measured = cvm.verdicts_of({"objectives": rows, "ngram": _ngram(bigram=2.4)})
+    assert v == "inconclusive" and "not met: masked" in measured  # 2.5 is not below 2.4
+    assert "count bigram 2.40, trigram 2.10 nats" in measured

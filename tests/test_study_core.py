@@ -4,17 +4,22 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import core, study_jobs
+from tests import ngram_rows
 from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
 
 SEEDS = (0, 1, 2)
+BIGRAM = 2.7  # the count bigram's loss on the runs' held-out windows: the C1 bar
+LEVELS = {1: 3.0, 2: BIGRAM, 3: 2.3}
 
 
-def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2):
-    """Complete core text runs, one per (model, seed); losses: model -> loss or per-seed."""
+def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2, levels=LEVELS):
+    """Complete core text runs, one per (model, seed); losses: model -> loss or per-seed;
+    with the count n-grams' ``levels`` on their windows (None: not measured)."""
     rows = []
     for m, loss in losses.items():
         for i, s in enumerate(seeds):
@@ -22,9 +27,10 @@ def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2):
                 {"run": f"{m}{s}-{lr}", "study": "core", "status": "complete", "task": "text",
                  "model": m, "family": FAMILY[m], "seed": s, "lr": lr,
                  "val_loss": loss[i] if isinstance(loss, tuple) else loss + 0.01 * i,
-                 "val_acc": 0.5, "unigram_xent": unigram}
+                 "val_acc": 0.5, "unigram_xent": unigram, "train.steps": 200}
             )  # fmt: skip
-    return {"runs": pd.DataFrame(rows)}
+    ngram = ngram_rows.table("core", levels) if levels else pd.DataFrame()
+    return {"runs": pd.DataFrame(rows), "ngram": ngram}
 
 
 def _verdict(tables):
@@ -39,18 +45,19 @@ FOUR = {"rnn": 2.0, "lstm": 2.1, "gru": 2.2, "transformer": 1.9}
 def test_c1_supported_when_every_interval_is_below_the_bar():
     v = _verdict(_text_runs(FOUR))
     assert v.verdict == "supported"
-    assert "lstm 2.11 [2.1, 2.12]" in v.measured and "3 seeds" in v.measured
-    assert "bar 0.9 x unigram 3.00 = 2.70 nats" in v.measured
+    assert "lstm 2.11 [" in v.measured and "3 seeds" in v.measured  # the interval: stats
+    assert "count bigram 2.70, trigram 2.30 nats (same windows); bar: count bigram 2.70" in (
+        v.measured
+    )
 
 
 def test_c1_not_supported_when_a_model_interval_lies_above_the_bar():
-    bar = core.RULE.below * 3.0
-    v = _verdict(_text_runs(FOUR | {"lstm": bar + 0.2}))
+    v = _verdict(_text_runs(FOUR | {"lstm": BIGRAM + 0.2}))
     assert v.verdict == "not supported"
 
 
 def test_c1_inconclusive_when_an_interval_straddles_the_bar():
-    bar = core.RULE.below * 3.0  # one seed above, two below: the interval contains the bar
+    bar = BIGRAM  # one seed above, two below: the interval contains the bar
     v = _verdict(_text_runs(FOUR | {"lstm": (bar - 0.2, bar - 0.1, bar + 0.3)}))
     assert v.verdict == "inconclusive"
 
@@ -68,7 +75,8 @@ def test_c1_inconclusive_with_one_seed_or_too_few_models():
 
 def test_c1_verdict_survives_a_dropped_seed():
     runs = _text_runs(FOUR)["runs"]
-    assert _verdict({"runs": runs[runs.seed != 1]}).verdict == "supported"  # two seeds remain
+    fewer = _text_runs(FOUR)["ngram"]
+    assert _verdict({"runs": runs[runs.seed != 1], "ngram": fewer}).verdict == "supported"
 
 
 def test_c1_not_measured_without_complete_core_text_runs():
@@ -110,18 +118,23 @@ def test_lr_table_says_calibrated():
 
 def test_rule_sentence_is_made_from_its_thresholds():
     assert f"(>= {core.RULE.min_models})" in str(core.RULE)
-    assert f"{core.RULE.below} x the unigram" in str(core.RULE)
+    assert f"count {core.RULE.bar} fitted on the same training split" in str(core.RULE)
 
 
 def test_bench_jobs_per_profile():
     assert set(study_jobs(core.__name__)) == {"smoke", "cpu", "gpu"}
-    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(core.__name__).items()}
+    names = {p: [j.name for j in jobs if j.entry == "train"]
+             for p, jobs in study_jobs(core.__name__).items()}  # fmt: skip
     assert names["cpu"] == ["core_copy", "core_text"]  # lag_recall: the recall study's
     assert names["smoke"] == names["gpu"] == ["core_recall", "core_copy", "core_text"]
     for jobs in study_jobs(core.__name__).values():
         for j in jobs:
-            assert j.module == "seqbench.train" and f"+experiment={j.name}" in j.args
-    gpu = {j.name: j.args for j in study_jobs(core.__name__)["gpu"]}
+            if j.entry == "train":
+                assert f"+experiment={j.name}" in j.args
+        (ngram,) = [j for j in jobs if j.name == "core_ngram"]  # the C1 bar, every profile
+        assert ngram.entry == "measure" and "what=ngram" in ngram.args
+        assert "+experiment=core_text" in ngram.args and "seed=0" in ngram.args
+    gpu = {j.name: j.args for j in study_jobs(core.__name__)["gpu"] if j.entry == "train"}
     grid = "train.lr=1.0e-3,3.0e-3,1.0e-2"  # the GPU sweeps it in every cell
     assert "seed=0,1,2" in gpu["core_copy"] and all(grid in args for args in gpu.values())
     assert "train.lr_grid=null" in gpu["core_text"]  # swept in every cell instead
@@ -158,7 +171,7 @@ def test_section_draws_its_figures(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert f"({name}.png)" in md
     assert figs.deciding == {"C1": ["core_c1_text.png"]}
-    assert "| lagrecall d=8 | gru | 1.51 [1.5, 1.52] |" in md  # intervals in the table
+    assert "| lagrecall d=8 | gru | 1.51 [" in md  # intervals in the table
     assert "control (train.steps=10" in md  # the calibration, read from the runs
     params = md.split("\n\n")[1]  # the parameter table: every compared model, no baseline
     assert "transformer" in params and "bow" not in params
@@ -191,3 +204,24 @@ def test_section_without_curves_draws_no_curve_figure(tmp_path, curves):
         "core_c1_text.png",
         "core_final_accuracy.png",
     ]
+
+
+def test_c1_is_inconclusive_without_the_count_baselines_never_the_old_bar():
+    v = _verdict(_text_runs(FOUR, levels=None))  # every model far below 0.9 x unigram
+    assert v.verdict == "inconclusive" and baselines.NOT_MEASURED in v.measured
+
+
+def test_c1_bar_is_the_count_bigram_not_a_multiple_of_the_unigram():
+    # below 0.9 x unigram (2.7) but not below the bigram: the old bar passed it, the new fails
+    v = _verdict(_text_runs(FOUR | {"lstm": 2.45}, levels={1: 3.0, 2: 2.38, 3: 1.84}))
+    assert v.verdict == "not supported" and "bar: count bigram 2.38" in v.measured
+    assert _verdict(_text_runs(FOUR, levels={2: 2.38})).verdict == "supported"
+
+
+def test_c1_figure_draws_the_count_bigram_and_trigram(tmp_path):
+    seen = []
+    figs = Figures(tmp_path, FAMILY, on_save=lambda f, name: seen.append((name, f)))
+    core.section(_text_runs(FOUR) | {"curves": None}, figs)
+    (fig,) = [f for name, f in seen if name == "core_c1_text"]
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    assert "C1 bar: count bigram 2.70" in labels and "count trigram 2.30" in labels

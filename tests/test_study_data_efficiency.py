@@ -4,9 +4,11 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import data_efficiency as de
 from seqbench.studies import study_jobs
+from tests import ngram_rows
 
 matplotlib.use("Agg")
 
@@ -18,9 +20,10 @@ LSTM = (2.6, 2.3, 2.0)  # best held-out loss at each N
 HUNGRY = (2.9, 2.4, 1.8)  # above the LSTM at small N, below at large N: the gap shrinks
 SATED = (2.3, 2.2, 2.15)  # below the LSTM at small N, and the gap grows
 FAST, SLOW = 50, 250  # the step at which a curve first gets below tau
+COUNT = {1: UNIGRAM, 2: 2.7, 3: 2.5}  # the count n-grams at every N: bigram bar, trigram
 
 
-def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01):
+def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01, count=COUNT):
     """Runs at every N and seed (best loss per N from ``best``), with eval curves: at the
     unigram loss until, at the largest N, the step ``reach[model]`` (+ 10 per seed), from
     where they sit at the run's best loss; every curve ends at its best."""
@@ -42,7 +45,11 @@ def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01)
                     below = hit is not None and step >= hit + 10 * s
                     val = loss if below or step == STEPS else UNIGRAM
                     curves.append({"run": run, "model": m, "step": step, "val_loss": val})
-    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves)}
+    ngram = [
+        ngram_rows.table("data_efficiency", count, n_train=n, batch_size=BATCH) for n in NS if count
+    ]
+    ngram = pd.concat(ngram, ignore_index=True) if ngram else pd.DataFrame()
+    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves), "ngram": ngram}
 
 
 LSTM_SLOW = {"lstm": SLOW, "transformer": FAST}
@@ -74,26 +81,53 @@ def test_overlapping_gaps_are_inconclusive():
 
 
 def test_a_model_that_fails_its_control_makes_it_inconclusive():
-    stuck = (2.95, 2.95, 2.95)  # never below 0.9 x unigram = 2.7, even at the largest N
+    stuck = (2.95, 2.95, 2.95)  # never below the count bigram (2.7), even at the largest N
     v, measured = de.verdict(_tables({"transformer": HUNGRY, "lstm": LSTM, "rnn": stuck},
                                      LSTM_SLOW))  # fmt: skip
-    assert v == "inconclusive" and "control not met: rnn" in measured
+    assert v == "inconclusive" and "control (count bigram) not met: rnn" in measured
 
 
 def test_a_never_reached_threshold_counts_as_the_budget():
-    lstm = (2.6, 2.5, 2.45)  # above tau = 1.81 + frac (3 - 1.81) at the largest N
+    lstm = (2.6, 2.5, 2.45)  # above tau = 1.81 + frac (2.5 - 1.81) at the largest N
     tables = _tables({"transformer": HUNGRY, "lstm": lstm}, {"lstm": None, "transformer": FAST})
     runs = de.study_runs(tables)
-    s = de.steps_to(runs, tables["curves"], de.threshold(runs))
+    s = de.steps_to(runs, tables["curves"], de.threshold(runs, COUNT[3]))
     assert s[s.model == "lstm"].censored.all() and (s[s.model == "lstm"].steps == STEPS).all()
     assert not s[s.model == "transformer"].censored.any()
     assert de.verdict(tables)[0] == "supported"  # censored at the cap: still the slower one
 
 
-def test_tau_is_anchored_on_the_best_model_and_the_unigram():
+def test_tau_is_anchored_on_the_best_model_and_below_the_count_trigram():
     runs = de.study_runs(_tables({"transformer": HUNGRY, "lstm": LSTM}))
-    best = 1.8 + 0.01  # the Transformer's mean best at N=4000 (seeds add 0, 0.01, 0.02)
-    assert de.threshold(runs) == pytest.approx(best + de.RULE.frac * (UNIGRAM - best))
+    best, trigram = 1.8 + 0.01, COUNT[3]  # the Transformer's mean best at N=4000
+    assert de.threshold(runs, trigram) == pytest.approx(best + de.RULE.frac * (trigram - best))
+    assert de.threshold(runs, trigram) < trigram
+    assert de.threshold(runs, 1.7) is None  # no model below the trigram: no tau
+
+
+def test_part_b_without_a_model_below_the_trigram_is_inconclusive_and_says_so():
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={2: 2.7, 3: 1.5})
+    v, measured = de.verdict(tables)
+    assert v == "inconclusive" and "no model's best loss is below the count trigram" in measured
+
+
+def test_part_b_with_both_models_censored_is_undecided():
+    # only the gru gets below tau = 1.51 + frac (2.5 - 1.51); lstm and Transformer never do
+    best = {"transformer": (2.9, 2.4, 2.3), "lstm": (2.6, 2.5, 2.4), "gru": (2.5, 2.2, 1.5)}
+    v, measured = de.verdict(_tables(best, {"gru": FAST}))
+    assert v == "inconclusive" and "neither reaches tau: both censored" in measured
+
+
+def test_without_count_baselines_c7_is_inconclusive_never_the_old_bar():
+    v, measured = de.verdict(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={}))
+    assert v == "inconclusive" and baselines.NOT_MEASURED in measured
+
+
+def test_a_model_below_the_old_bar_but_above_the_bigram_fails_the_control():
+    above = (2.65, 2.62, 2.6)  # below 0.9 x unigram (2.7) but not below a bigram at 2.5
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM, "gru": above}, LSTM_SLOW,
+                     count={2: 2.5, 3: 2.3})  # fmt: skip
+    assert "control (count bigram) not met: gru" in de.verdict(tables)[1]
 
 
 def test_the_gap_is_to_the_best_recurrence_scans_included():
@@ -133,7 +167,7 @@ def test_no_verdict_without_both_kinds_or_two_pool_sizes():
 def test_verdicts_from_run_tables():
     (v,) = de.verdicts(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW))
     assert v.claim == "C7" and v.rule == de.RULE.text and v.verdict == "supported"
-    assert f"{de.RULE.frac} x (unigram - best)" in v.rule
+    assert f"{de.RULE.frac} x (trigram - best)" in v.rule
     assert "steps to tau=" in v.measured and "lstm - transformer" in v.measured
 
 
@@ -143,15 +177,18 @@ def test_section_draws_the_figure(tmp_path):
     assert (tmp_path / "data_efficiency.png").stat().st_size > 1000
     assert figs.deciding == {"C7": ["data_efficiency.png"]}
     assert "(data_efficiency.png)" in md and "Measured: gap transformer" in md
-    assert "| 40 | 2.61 [2.6, 2.62] |" in md  # the lstm at N=40, with its interval
+    assert "| 40 | 2.61 [" in md  # the lstm at N=40, with its interval
     empty = de.section({"runs": pd.DataFrame(), "curves": pd.DataFrame()}, Figures(tmp_path, {}))
     assert "No completed runs" in empty
 
 
 def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
-        (job,) = study_jobs(de.__name__)[profile]
+        job, ngram = study_jobs(de.__name__)[profile]
         assert job.name == "data_efficiency" and "+experiment=data_efficiency" in job.args
+        assert "what=ngram" in ngram.args and "+experiment=data_efficiency" in ngram.args
+        pools = [a for a in job.args if a.startswith("data.n_train=")]
+        assert pools == [a for a in ngram.args if a.startswith("data.n_train=")]  # same N
 
 
 def _figure(tables, tmp_path):
@@ -169,13 +206,15 @@ def test_the_figure_marks_the_tau_crossing_and_draws_no_trend_through_two_points
     tables = {
         "runs": tables["runs"][keep],
         "curves": tables["curves"][tables["curves"].run.isin(tables["runs"].run[keep])],
+        "ngram": tables["ngram"],
     }
     pools, steps = _figure(tables, tmp_path).axes
     for c in pools.containers:  # one series per model over N
         assert (c.lines[0].get_linestyle() == "None") == (len(ns) < 3)
     crossings = {c.get_label(): c.lines[0].get_xdata()[0] for c in steps.containers}
     runs = de.study_runs(tables)  # the steps part (b) reads: first evaluation below tau
-    read = de.steps_to(runs, tables["curves"], de.threshold(runs)).groupby("model").steps.mean()
+    tau = de.threshold(runs, COUNT[3])
+    read = de.steps_to(runs, tables["curves"], tau).groupby("model").steps.mean()
     assert crossings == {f"_{m} reaches tau": pytest.approx(v) for m, v in read.items()}
     assert read["lstm"] > SLOW and read["transformer"] < SLOW  # evaluated every 25 steps
     assert any(t.get_text().startswith("mean steps to tau") for t in steps.figure.legends[0].texts)

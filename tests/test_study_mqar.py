@@ -5,6 +5,7 @@ intervals, a cell no model solves), families not names, the section and the benc
 import matplotlib
 import pandas as pd
 import pytest
+from conftest import measured_test_set
 
 from seqbench.report.plot import Figures
 from seqbench.report.stability import annotate, half_budget, without_seed
@@ -42,6 +43,7 @@ def _runs(acc_of, models=("transformer", "gru", "lstm"), settings=(CONTROL, *CEL
                              if len(lrs) == 1 else None,
                              "train.lr_control.data.seq_len": 16,
                              "train.lr_control.data.num_kv_pairs": 2, "lr": lr, "val_acc": acc,
+                             "test_acc": acc,
                              "steps_to_criterion": 500 if acc >= 0.99 else None,
                              "criterion": "val_acc >= 0.99", "device": "cpu"}
                         )  # fmt: skip
@@ -144,7 +146,9 @@ def test_the_verdict_runs_on_the_perturbed_tables_of_the_stability_column():
           "step": step, "val_loss": 1.0, "val_acc": r.val_acc * step / CAP}
          for r in runs.itertuples() for step in range(100, CAP + 1, 100)]
     )  # fmt: skip
-    tables = {"runs": runs, "curves": curves}
+    runs = runs.assign(step=CAP)  # the test figures score the model at its last step
+    test_set = measured_test_set(runs)
+    tables = {"runs": runs.drop(columns="test_acc"), "curves": curves, "test_set": test_set}
     (v,) = study.verdicts(tables)
     assert v.verdict == "supported" and v.rule == study.RULE.text
     assert len(study.verdicts(without_seed(tables, 0))) == 1
@@ -171,15 +175,16 @@ def test_bench_jobs():
 
     names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
     assert names == {
-        "smoke": ["mqar"],
-        "cpu": ["mqar", "mqar_attention"],
-        "gpu": ["mqar", "mqar_attention"],
+        "smoke": ["mqar", "mqar_test"],
+        "cpu": ["mqar", "mqar_attention", "mqar_test", "mqar_attention_test"],
+        "gpu": ["mqar", "mqar_test", "mqar_attention", "mqar_attention_test"],
     }
     for jobs in study_jobs(study.__name__).values():
-        for job in jobs:
+        for job in (j for j in jobs if j.entry == "train"):
             assert job.module == "seqbench.train" and job.args[:2] == ["-m", "+experiment=mqar"]
     for profile in ("cpu", "gpu"):  # Zoology's attention: learned absolute positions
-        assert "model.pos=learned" in study_jobs(study.__name__)[profile][1].args
+        (att,) = [j for j in study_jobs(study.__name__)[profile] if j.name == "mqar_attention"]
+        assert "model.pos=learned" in att.args
     gpu = " ".join(expand_sets(study_jobs(study.__name__)["gpu"][0].args))  # model=@set
     assert "data.vocab_size=8192" in gpu and "data.n_train=100000" in gpu
     assert "mingru" in gpu and "train.lr_grid=null" not in gpu  # calibrated, as on the CPU

@@ -190,7 +190,7 @@ def test_verdicts_name_every_family_and_the_kaplan_comparison():
     assert by["scaling (transformer, attention; text, same tokens)"] == "supported"
     assert by["scaling (gru, recurrent; text, same tokens)"] == "inconclusive"
     lstm = next(v for v in out if v.experiment.startswith("scaling (lstm"))
-    assert "loss 2.6 [2.59, 2.61] at N=3000 -> 1.7 [1.69, 1.71] at N=100000 (33x)" in lstm.measured
+    assert "loss 2.6 [2.58, 2.62] at N=3000 -> 1.7 [1.68, 1.72] at N=100000 (33x)" in lstm.measured
     assert "training compute" in lstm.measured and "FLOPs" in lstm.measured
     assert {v.claim for v in out} == {"C10", "C10*"}
     assert sc.verdicts({"runs": pd.DataFrame(), "curves": pd.DataFrame()}) == []

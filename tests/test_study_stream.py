@@ -74,5 +74,7 @@ def test_section_table_and_figure(tmp_path):
 def test_bench_jobs_run_the_experiment():
     assert set(study_jobs(study.__name__)) == {"smoke", "cpu", "gpu"}
     for jobs in study_jobs(study.__name__).values():
-        (job,) = jobs
+        job, ngram = jobs  # training, then the count n-grams the figure draws
         assert job.module == "seqbench.train" and job.args[:2] == ["-m", "+experiment=stream"]
+        assert ngram.args[:3] == ["-m", "what=ngram", "+experiment=stream"]
+        assert "data.stream=false" in ngram.args  # one job: the stream row covers that arm

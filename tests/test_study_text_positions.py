@@ -4,9 +4,11 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import study_jobs
 from seqbench.studies import text_positions as tp
+from tests import ngram_rows
 from tests.conftest import FAMILY
 
 matplotlib.use("Agg")
@@ -14,10 +16,14 @@ matplotlib.use("Agg")
 KNEE = tp.RULE.knee
 
 
-def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), **cols):
+COUNT = {0: 0.0, 1: 0.01, 2: -0.01}  # the count trigram's late gain per held-out sample
+
+
+def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), count=COUNT, **cols):
     """Runs and position curves: loss(t) = 3 - k (t - knee)/T past the knee, flat before.
     slopes: model -> k, or a tuple with one k per seed. The late gain is then about
-    k (T - w - knee) / T with w = (T - knee) / 4."""
+    k (T - w - knee) / T with w = (T - knee) / 4. ``count``: the count trigram's late gain
+    per held-out sample (ngram rows of the study at T), None for none."""
     runs, pos = [], []
     for m, k in slopes.items():
         for i, s in enumerate(seeds):
@@ -28,7 +34,8 @@ def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), **cols):
                          "data.n_train": None, "val_loss": 2.0, "lr": 1e-2} | cols)  # fmt: skip
             pos += [{"run": run, "position": t, "count": 64,
                      "loss": 3 - slope * max(t - KNEE, 0) / T} for t in range(T)]  # fmt: skip
-    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos)}
+    ngram = ngram_rows.table(study, {3: 2.0}, gains=count, T=T) if count else pd.DataFrame()
+    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos), "ngram": ngram}
 
 
 def _join(*tables):
@@ -36,7 +43,7 @@ def _join(*tables):
 
 
 def _verdict(tables):
-    return tp.verdict(tp.run_gains(tables))
+    return tp.decide(tables)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +127,7 @@ def test_verdicts_from_tables_and_stability_inputs():
     assert v.verdict == "supported" and v.rule == tp.RULE.text
     runs = tables["runs"]  # leave one seed out: the rows of its runs go with it
     dropped = set(runs.run[runs.seed == 2])
-    fewer = {"runs": runs[runs.seed != 2],
+    fewer = {"runs": runs[runs.seed != 2], "ngram": tables["ngram"],
              "positions": tables["positions"][~tables["positions"].run.isin(dropped)]}  # fmt: skip
     assert tp.verdicts(fewer)[0].verdict == "supported"
     assert tp.verdicts({"runs": pd.DataFrame(), "positions": pd.DataFrame()}) == []
@@ -143,8 +150,9 @@ def test_section_draws_the_figure(tmp_path):
 
 def test_bench_trains_nothing_on_the_cpu():
     assert study_jobs(tp.__name__)["cpu"] == []  # the core text runs serve C5 there
-    (job,) = study_jobs(tp.__name__)["gpu"]
+    job, ngram = study_jobs(tp.__name__)["gpu"]
     assert job.name == "text_positions" and "+experiment=text_positions" in job.args
+    assert "what=ngram" in ngram.args and "+experiment=text_positions" in ngram.args
     assert any(a.startswith("train.lr=") and a.count(",") == 2 for a in job.args)  # swept
 
 
@@ -163,3 +171,34 @@ def test_the_figure_explains_the_sign_and_names_each_line(tmp_path):
     assert {"lstm", "mingru", "transformer"} <= named  # direct labels beside the lines
     (knee,) = [t for t in curves.texts if t.get_text() == "t = 100"]
     assert knee.get_rotation() == 0 and knee.get_va() == "top" and knee.xy[1] < 1
+
+
+# --- the count trigram's late gain and the text's sampling noise (issue 22) -----------------
+def test_without_count_baselines_the_verdict_is_inconclusive_and_says_so():
+    v, measured, _ = _verdict(_tables({"transformer": 1.0, "lstm": 0.2, "gru": 0.5}, count=None))
+    assert v == "inconclusive" and baselines.NOT_MEASURED in measured
+
+
+def test_a_difference_inside_the_texts_sampling_noise_does_not_count():
+    slopes = {"transformer": 0.3, "lstm": 0.1}  # late gains ~0.14 and ~0.05: 0.09 apart
+    assert _verdict(_tables(slopes))[0] == "supported"  # noise 0.01
+    noisy = {0: 0.0, 1: 0.12, 2: -0.05}  # the trigram's gain moves by 0.12 between samples
+    v, measured, _ = _verdict(_tables(slopes, count=noisy))
+    assert v == "inconclusive" and "noise +-0.120 over 3 held-out samples" in measured
+
+
+def test_a_late_gain_no_larger_than_the_trigrams_is_no_late_gain():
+    slopes = {"transformer": 1.0, "lstm": 0.2}  # transformer ~0.46 above the lstm's ~0.09
+    count = {0: 0.45, 1: 0.46, 2: 0.44}  # but the count trigram "gains" as much on these windows
+    v, measured, _ = _verdict(_tables(slopes, count=count))
+    assert v == "inconclusive" and "no late gain beyond the trigram's" in measured
+    assert "transformer - trigram" in measured
+
+
+def test_the_figure_draws_the_count_trigram_and_its_noise(tmp_path):
+    seen = []
+    tables = _tables({"transformer": 1.0, "lstm": 0.2})
+    tp.section(tables, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f)))
+    curves, gains = seen[0].axes
+    assert "count trigram" in [ln.get_label() for ln in curves.get_lines()]
+    assert any("count trigram" in p.get_label() for p in gains.patches)

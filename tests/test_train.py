@@ -159,6 +159,9 @@ def test_training_stops_at_the_criterion_and_records_the_step(make_cfg):
     censored = train(make_cfg(*common, "train.steps=20", "train.target=1.0"))  # not in 20 steps
     assert censored["steps_to_criterion"] is None and censored["step"] == 20
     assert censored["stopped_early"] is False
+    # why each stopped (evaluate.stop_reason): 20 steps at the cap cannot be called converged
+    assert reached["stop_reason"] == "criterion" and reached["censored"] is False
+    assert censored["stop_reason"] == "cap" and censored["censored"] is True
 
 
 def test_the_learning_rate_is_calibrated_on_the_control_setting_and_recorded(make_cfg):
@@ -243,3 +246,4 @@ def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(make_
     losses = [float(r["val_loss"]) for r in rows]
     assert s["step"] < 2000 and s["best_step"] == int(rows[losses.index(min(losses))]["step"])
     assert len(rows) - 1 - losses.index(min(losses)) == 3  # three evaluations past the best
+    assert s["stop_reason"] == "converged" and s["censored"] is False  # patience ran out

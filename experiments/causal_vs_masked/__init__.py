@@ -9,13 +9,15 @@ prefix); and each model's held-out loss on its own objective (``own_loss``: in d
 
 Verdict per budget on the difference masked - causal of the prefix loss (mean over prefix
 lengths per seed; 95% interval over seeds). Controls: the FLOPs of the two objectives match
-within RULE.matched, and at the largest budget each model's own held-out loss lies below
-RULE.learned x the unigram cross-entropy (a masked model that never learned its own task
-cannot tell the objectives apart).
+within RULE.matched, and at the largest budget each model's own held-out loss lies below the
+add-k count bigram's loss on the same held-out windows (``seqbench.measure.ngram``: a masked
+model that has not beaten counting one token of context has not left the unigram plateau,
+and cannot tell the objectives apart). Without the n-gram rows: inconclusive, said so.
 """
 
 import pandas as pd
 
+from seqbench.report import baselines
 from seqbench.report.axes import clipped_yerr, key_entry, log_axis, reference
 from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
@@ -32,10 +34,12 @@ RULE = Rule(
     "FLOPs matched within {matched:.0%}), not supported if it is higher at every budget, "
     "nuanced if lower at some and higher at others; inconclusive if an interval includes 0, "
     "the FLOPs differ more, or a model's own held-out loss at the largest budget is not below "
-    "{learned} x the unigram cross-entropy (the control)",
+    "the add-k count {learned}'s on the same held-out windows (the control; or it was not "
+    "measured)",
     matched=0.05,  # compute counts as equal when the FLOPs differ by less than this fraction
-    learned=1.0,  # the control: learned from context at all (a masked model learns slowly)
+    learned="bigram",  # the control: beats counting one token of context, on its own objective
 )
+BIGRAM = 2  # the order of RULE.learned
 OBJECTIVES = ("causal", "masked")
 
 
@@ -77,8 +81,19 @@ def budget_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict(per_seed: pd.DataFrame) -> tuple[str, str] | None:
-    """(verdict, measured) over the budgets both objectives measured; None without both."""
+def count_levels(tables) -> dict:
+    """order -> the count n-gram's loss on the windows ``own_loss`` scored: this study's
+    ngram rows whose windows x T equal the causal model's scored tokens (own_n); {} without."""
+    rows, ok = baselines.rows_for(tables, STUDY), complete(tables.get("objectives"))
+    if rows.empty or ok.empty or "own_n" not in ok:
+        return {}
+    scored = set(ok[ok.objective == "causal"].own_n.dropna().astype(int))
+    return baselines.levels(rows[(rows.windows * rows.seq_len).astype(int).isin(scored)])
+
+
+def verdict(per_seed: pd.DataFrame, levels: dict) -> tuple[str, str] | None:
+    """(verdict, measured) over the budgets both objectives measured, the control read
+    against the count models' ``levels``; None without both objectives."""
     if per_seed.empty or set(OBJECTIVES) - set(per_seed.objective):
         return None
     budgets = sorted(set.intersection(*(set(g.steps) for _, g in per_seed.groupby("objective"))))
@@ -102,17 +117,21 @@ def verdict(per_seed: pd.DataFrame) -> tuple[str, str] | None:
         f"{flops['causal'][budgets].max():.2e} FLOPs, matched within {flops_gap:.1%}); "
         f"supervised targets per pass causal/masked = {ratio:.1f}x"
     )
-    top = budgets[-1]
-    bar = RULE.learned * float(per_seed.unigram_xent.mean()) if "unigram_xent" in per_seed else None
+    top, bar = budgets[-1], levels.get(BIGRAM)
     own = {o: estimate(by[o, top].own_loss) for o in OBJECTIVES}
     measured += "; own held-out loss at the largest budget " + ", ".join(
         f"{o} {fmt(e)}" for o, e in own.items()
     )
+    measured += f"; {baselines.said(levels)}"
     if flops_gap > RULE.matched:
         return "inconclusive", measured + " (compute not matched)"
-    failed = [o for o, e in own.items() if bar is None or not e.below(bar)]
+    if bar is None:
+        return "inconclusive", measured
+    failed = [o for o, e in own.items() if not e.below(bar)]
     if failed:
-        return "inconclusive", measured + f"; control not met: {', '.join(failed)}"
+        return "inconclusive", measured + f"; control (count {RULE.learned}) not met: " + (
+            ", ".join(failed)
+        )
     signs = [d.sign for d in diffs.values()]
     if 0 in signs:
         return "inconclusive", measured
@@ -123,8 +142,13 @@ def verdict(per_seed: pd.DataFrame) -> tuple[str, str] | None:
     return "nuanced", measured
 
 
+def verdicts_of(tables) -> tuple[str, str] | None:
+    """``verdict`` of the tables' objectives rows and this study's n-gram rows."""
+    return verdict(seed_table(tables.get("objectives")), count_levels(tables))
+
+
 def verdicts(tables) -> list[Verdict]:
-    result = verdict(seed_table(tables.get("objectives")))
+    result = verdicts_of(tables)
     if result is None:
         return []
     v, measured = result
@@ -185,9 +209,11 @@ def _figure(tables, per_seed, figs) -> str:
     loss = "loss (nats/token)"
     _points(axes[0], figs, per_seed, "train_flops", "prefix_loss", f"next-word {loss}")
     _points(axes[1], figs, per_seed, "train_flops", "own_loss", f"own held-out {loss}")
-    if "unigram_xent" in per_seed:
-        bar = RULE.learned * float(per_seed.unigram_xent.mean())
-        reference(axes[1], bar, f"control: {RULE.learned} x unigram", kind="threshold")
+    levels = count_levels(tables)
+    if BIGRAM in levels:
+        reference(axes[1], levels[BIGRAM], f"control: count {RULE.learned} {levels[BIGRAM]:.2f}",
+                  kind="threshold")  # fmt: skip
+    baselines.draw(axes[1], levels, orders=(3,))  # the trigram beside the control
     rows = complete(tables["objectives"])
     largest = rows[rows.steps == rows.steps.max()]
     for obj, g in largest.groupby("objective"):

@@ -183,7 +183,7 @@ def section(tables, figs) -> str:
         "at every generated position k the truth scores the model's next-token distribution "
         "on the prefix it is on (KL) and the token it wrote (true log-likelihood), minus the "
         "same score on the true continuation at the same position (teacher-forced, what "
-        "training optimises). Mean over seeds with 95% bootstrap intervals; 0 = no drift. "
+        "training optimises). Mean over seeds with 95% t intervals; 0 = no drift. "
         "Shaded (top row): the first and last third of the continuation, the windows the "
         "verdicts average the KL gap over.",
         _figure(df, figs),

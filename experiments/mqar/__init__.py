@@ -10,11 +10,14 @@ learned absolute positions, as Zoology's. ``model.d_model`` sets every family's 
 parameter counts differ between families at the same width (the table lists them).
 
 Rule: the control (the setting with the fewest pairs, then the shortest) is a cell each model
-must solve (95% interval of accuracy over seeds at or above RULE.solved); a model that does
-not is left out. In every other (setting, width) cell the attention model is *ahead* of a
-recurrence when the 95% interval of their accuracy difference lies above 0, *level* when it
-lies within +-RULE.margin, *behind* below 0, *undecided* otherwise; a cell that no model
-solves did not converge within its cap and is undecided too.
+must solve (95% interval of test accuracy over seeds at or above RULE.solved; test
+sequences from seqbench.measure.test_set, never the criterion's validation batches); a
+model that does not is left out. In every other (setting, width) cell the attention model
+is *ahead* of a recurrence when the 95% interval of their accuracy difference lies above 0,
+*level* when it lies within +-RULE.margin, *behind* below 0, *undecided*
+otherwise; a cell that no model solves did not converge within its cap and is undecided too,
+and so is a comparison a censored model (stopped at its cap while improving or at chance, the
+cap short of 4x the slowest solver's steps) could still change (``unsettled``, ``settled``).
 The verdict reads the share of cells where attention is ahead of every recurrence, counting
 undecided cells both ways: inconclusive where the two ends disagree.
 """
@@ -27,15 +30,27 @@ from seqbench.report.markdown import md_table
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies._common import (
+    ATTENTION_VS_RECURRENCE,
+    CENSORING,
+    LONG_ENOUGH,
+    TEST_RULE,
     best_of_grid,
+    censored,
+    censored_note,
+    censored_text,
     complete,
     cpu_only,
     in_family,
     left_out,
+    long_enough,
     lr_sentence,
+    needs_test,
+    on_test_set,
     seeds_text,
     steps_text,
     study_of,
+    unnamed_text,
+    with_test,
 )
 
 TITLE = "Multi-query associative recall (C5, Zoology)"
@@ -43,18 +58,22 @@ ORDER = 32
 DECIDES = ("C5",)
 STUDY = study_of(__name__)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
+COMPARES = ATTENTION + RECURRENCES  # a model of any other family is named, not compared
 RULE = Rule(
+    "accuracy is read " + TEST_RULE + "; "
     "each model must solve the control cell (95% interval of accuracy over seeds >= "
     "{solved:.0%}) or is left out; in every other (setting, d_model) cell attention is ahead "
     "of a recurrence when the 95% interval of the accuracy difference lies above 0, level "
     "within +-{margin}; a cell no model solves (interval >= {solved:.0%}) did not converge "
     "within its cap (undecided); supported if attention is ahead of every recurrence in >= "
     "{supported:.0%} of the cells, not supported if in <= {refuted:.0%}, nuanced between; "
-    "inconclusive when undecided cells could move it across a bar, or a side has no model left",
+    "inconclusive when undecided cells could move it across a bar, or a side has no model "
+    "left; a comparison a censored model could still change is undecided: " + CENSORING,
     solved=0.9,
     margin=0.05,
     supported=0.8,
     refuted=0.2,
+    long_enough=LONG_ENOUGH,
 )
 
 
@@ -90,14 +109,17 @@ def cell_table(ok: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["setting", "seq_len", "kv", "d_model", "model", "family"]
     for key, g in ok.groupby(keys):
-        acc = estimate(g.val_acc.astype(float))
+        acc = estimate(
+            g.test_acc.astype(float), bounds=(0.0, 1.0)
+        )  # reported: never the stopping set
         steps = estimate(g.steps.fillna(g.cap))
         rows.append(
             dict(zip(keys, key))
             | {"acc": acc.mean, "acc_lo": acc.lo, "acc_hi": acc.hi, "steps": steps.mean,
                "steps_lo": steps.lo, "steps_hi": steps.hi, "seeds": int(g.seed.nunique()),
-               "reached": int(g.steps.notna().sum()),
-               "cap": int(g.cap.max()), "values": list(g.val_acc.astype(float)),
+               "reached": int(g.steps.notna().sum()), "censored": int(censored(g).sum()),
+               "slowest": float(g.steps.max()),
+               "cap": int(g.cap.max()), "values": list(g.test_acc.astype(float)),
                "params": g.params_non_embedding.iloc[0] if "params_non_embedding" in g else None,
                "chance": 1 / (float(g.vocab_size.iloc[0]) / 2) if "vocab_size" in g else None,
                "lr": ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique()))}
@@ -131,10 +153,36 @@ def compare(att_values, rec_values) -> str:
     return "ahead" if d.lo > 0 else "behind" if d.hi < 0 else "undecided"
 
 
+def unsettled(cells: pd.DataFrame) -> dict:
+    """(setting, d_model, model) -> why, for each cell with a censored seed (stopped at its
+    cap while improving or at chance) whose cap is not long enough (_common.long_enough,
+    against the slowest seed of the models that solved the same cell, every seed at the
+    criterion)."""
+    out = {}
+    for (s, w), cell in cells.groupby(["setting", "d_model"]):
+        slowest = max(
+            (c.slowest for c in cell.itertuples() if c.reached == c.seeds), default=np.nan
+        )  # the models that solved it: every seed at the criterion
+        for c in cell.itertuples():
+            if c.censored and not long_enough(c.cap, slowest):
+                out[(s, w, c.model)] = censored_note(f"{c.model} {s}, d_model {w}", c.cap, slowest)
+    return out
+
+
+def settled(pair: str, att_open: bool, rec_open: bool) -> str:
+    """A comparison a censored side could still change is undecided: attention ahead of a
+    recurrence that may catch up, or level with / behind a recurrence while it may pull
+    ahead itself."""
+    if (pair == "ahead" and rec_open) or (pair in ("level", "behind") and att_open):
+        return "undecided"
+    return pair
+
+
 def outcomes(cells: pd.DataFrame, attention, recurrences) -> dict:
     """(setting, d_model) -> ahead / not ahead / undecided, over the non-control cells."""
     out = {}
     control = control_setting(cells)
+    open_ = unsettled(cells)
     for (s, w), cell in cells[cells.setting != control].groupby(["setting", "d_model"]):
         by = cell.set_index("model")
         att = [m for m in attention if m in by.index]
@@ -144,7 +192,11 @@ def outcomes(cells: pd.DataFrame, attention, recurrences) -> dict:
         if not any(solved(c) for c in cell.itertuples()):
             out[(s, w)] = "undecided"  # no model converged within its cap
             continue
-        pairs = [compare(by.at[a, "values"], by.at[r, "values"]) for a in att for r in rec]
+        pairs = [
+            settled(compare(by.at[a, "values"], by.at[r, "values"]), (s, w, a) in open_,
+                    (s, w, r) in open_)
+            for a in att for r in rec
+        ]  # fmt: skip
         if all(p == "ahead" for p in pairs):
             out[(s, w)] = "ahead"
         elif any(p in ("level", "behind") for p in pairs):
@@ -171,7 +223,9 @@ def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
     att = [m for m in attention if passed[m]]
     rec = [m for m in recurrences if passed[m]]
     result = outcomes(cells, att, rec) if att and rec else {}
-    measured = _measured(cells, result, passed, control)
+    measured = _measured(cells, result, passed, control) + unnamed_text(
+        cells, COMPARES, ATTENTION_VS_RECURRENCE, verdict
+    )
     if not result:
         return "inconclusive", measured
     n = len(result)
@@ -196,17 +250,18 @@ def _measured(cells, result, passed, control) -> str:
     top = f"{top}, d_model {int(at.d_model.max())}"
     out = (
         f"attention ahead of every recurrence in {ahead}/{n} cells ({undecided} undecided); "
-        f"accuracy at {top}: {accs} ({seeds})"
+        f"test accuracy at {top}: {accs} ({seeds})"
     )
-    return out + left_out(passed, control)
+    notes = [v for (s, _, _), v in sorted(unsettled(cells).items()) if s != control]
+    return out + left_out(passed, control) + censored_text(notes)
 
 
 def verdicts(tables) -> list[Verdict]:
-    ok = mqar_runs(tables["runs"])
+    ok = with_test(mqar_runs(tables["runs"]), tables, STUDY)
     result = verdict(cell_table(ok)) if not ok.empty else None
     if result is None:
         return []
-    v, measured = result
+    v, measured = needs_test(ok, *result)
     return [Verdict("C5", f"{STUDY} (Zoology, accuracy vs d_model)", measured, RULE, v)]
 
 
@@ -272,13 +327,13 @@ def _figure(cells: pd.DataFrame, figs) -> str:
             ax.set_xlim(-0.5, len(settings) - 0.5)
             ax.set(xlabel="setting (T tokens, kv key-value pairs)",
                    title=f"one width measured: d_model {widths[0]}")  # fmt: skip
-        ax.set(ylabel="held-out accuracy", ylim=(0, 1.0))
+        ax.set(ylabel="test accuracy", ylim=(0, 1.0))
     figs.legend(fig)
     return figs.save(fig, "mqar_accuracy_vs_width", "C5")
 
 
 def section(tables, figs) -> str:
-    ok = mqar_runs(tables["runs"])
+    ok = with_test(mqar_runs(tables["runs"]), tables, STUDY)
     if ok.empty:
         return "_No completed runs of the MQAR study yet._"
     cells = cell_table(ok)
@@ -292,7 +347,7 @@ def section(tables, figs) -> str:
             "d_model": cells.d_model,
             "model": cells.model,
             "params": cells.params,
-            "accuracy": [
+            "test accuracy": [
                 fmt(Estimate(c.acc, c.acc_lo, c.acc_hi, c.seeds)) for c in cells.itertuples()
             ],  # fmt: skip
             "reached": [f"{c.reached}/{c.seeds}" for c in cells.itertuples()],
@@ -307,11 +362,12 @@ def section(tables, figs) -> str:
     return "\n\n".join(
         [
             _setup(ok),
-            "Held-out accuracy on the scored query positions (line: mean over seeds; band: 95% "
-            "bootstrap interval over seeds). Column `attention`: the attention model against "
+            f"Accuracy on the scored query positions, {on_test_set(ok)} (line: mean over "
+            "seeds; band: 95% "
+            "t interval over seeds). Column `attention`: the attention model against "
             "every recurrence in that cell (with every model that passed the control), "
             "`reached`: seeds at the criterion, `steps`: mean steps to it.",
-            _figure(cells, figs),
+            _figure(cells, figs) if cells.acc.notna().any() else "_No test accuracy to draw._",
             md_table(table),
         ]
     )

@@ -22,12 +22,27 @@ from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import job_setting
-from seqbench.studies._common import complete, in_family, study_of
+from seqbench.studies._common import (
+    ATTENTION_VS_RECURRENCE,
+    CENSORING,
+    LONG_ENOUGH,
+    TEST_RULE,
+    censored,
+    censored_note,
+    complete,
+    in_family,
+    long_enough,
+    needs_test,
+    study_of,
+    unnamed_text,
+    with_test,
+)
 
 TITLE = "Information path length: gradient influence vs distance (C5)"
 ORDER = 26
 DECIDES = ("C5",)
 STUDY = study_of(__name__)
+COMPARES = ("attention", "recurrent")  # scan and any other family: named, not compared
 RULE = Rule(
     "a model *fades* when its mean influence at d <= {near} over the influence far back "
     "(untrained: the farthest 1/{far} of distances at the longest T, the architecture; trained "
@@ -37,7 +52,10 @@ RULE = Rule(
     "attention is flat in both; nuanced if training removes a recurrent model's fading; not "
     "supported if a recurrent model is flat untrained or attention fades; inconclusive if an "
     "interval straddles {decay:g}x or a family has no trained model that reached its "
-    "criterion (those that did not are left out and named)",
+    "criterion (those that did not are left out and named); the trained models' task "
+    "accuracy is read " + TEST_RULE + ", inconclusive where it was not measured; a trained "
+    "model that missed its criterion is named censored, not failing, where " + CENSORING,
+    long_enough=LONG_ENOUGH,
     decay=10.0,
     near=4,
     far=4,
@@ -67,7 +85,25 @@ def influence_table(tables) -> pd.DataFrame:
     for c in ("steps_to_criterion", "criterion", "lr", "val_acc"):
         if c not in df:
             df[c] = np.nan
-    return df[df.d >= 1]  # d = 0 is the scored position itself
+    return with_censoring(df[df.d >= 1], tables)  # d = 0 is the scored position itself
+
+
+def with_censoring(df: pd.DataFrame, tables) -> pd.DataFrame:
+    """Each trained row with its training run's ``censored`` (stopped at its cap while
+    improving or at chance) and ``cap`` (train.steps), matched on (model, seed, T, distance)
+    among the study's complete training runs; untrained rows are never censored."""
+    keys = ["model", "seed", "T", "distance"]
+    train = complete(tables.get("runs"), STUDY)
+    if train.empty or not {"data.seq_len", "data.distance", "train.steps"} <= set(train):
+        return df.assign(censored=False, cap=np.nan)
+    train = train.assign(T=train["data.seq_len"].astype(float), cap=train["train.steps"],
+                         distance=train["data.distance"].astype(float),
+                         censored=censored(train))  # fmt: skip
+    train = train.drop_duplicates(keys, keep="last")[[*keys, "censored", "cap"]]
+    df = df.drop(columns=["censored", "cap"], errors="ignore")
+    df = df.assign(T=df["T"].astype(float), distance=df.distance.astype(float))
+    df = df.merge(train, on=keys, how="left")
+    return df.assign(censored=df.censored.eq(True) & df.trained)
 
 
 def _near(g) -> pd.DataFrame:
@@ -108,6 +144,7 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
                             and pd.notna(first.steps_to_criterion)),
             "criterion": first.criterion if trained else None,
             "steps_to_criterion": first.steps_to_criterion, "lr": first.lr,
+            "censored": bool(first.censored), "cap": first.cap,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -148,13 +185,22 @@ def reading(r: pd.DataFrame, trained: bool) -> dict:
 
 
 def unlearned(r: pd.DataFrame) -> dict:
-    """Trained models left out: model -> 'k/n' seeds that reached the criterion."""
+    """Trained models left out: model -> 'k/n' seeds that reached the criterion, and where a
+    seed that did not is censored with a cap too short to call it failing, ': censored at
+    <cap> steps (< 4 x <steps of the slowest model that learned the task>)'."""
     t = r[r.trained]
     if t.empty:
         return {}
     t = t[t["T"] == t["T"].max()]
-    return {m: f"{int(g.learned.sum())}/{len(g)}" for m, g in t.groupby("model")
-            if not g.learned.all()}  # fmt: skip
+    learned = t.groupby("model").learned.all()
+    slowest = t[t.model.map(learned)].steps_to_criterion.max()  # nan when none learned
+    out = {}
+    for m, g in t[~t.model.map(learned)].groupby("model"):
+        out[m] = f"{int(g.learned.sum())}/{len(g)}"
+        short = g[~g.learned & g.censored]
+        if len(short) and not long_enough(short.cap.max(), slowest):
+            out[m] = censored_note(out[m], short.cap.max(), slowest)
+    return out
 
 
 def _exp10(x: float) -> float:
@@ -196,7 +242,8 @@ def verdict(df: pd.DataFrame) -> tuple[str, str] | None:
         v = "supported"
     else:
         v = "nuanced"
-    return v, _measured(r, {**rec, **att}, {**rec_t, **att_t})
+    measured = _measured(r, {**rec, **att}, {**rec_t, **att_t})
+    return v, measured + unnamed_text(df, COMPARES, ATTENTION_VS_RECURRENCE, verdict)
 
 
 def _measured(r, base, trained) -> str:
@@ -228,12 +275,33 @@ def _measured(r, base, trained) -> str:
     return text + f" ({'/'.join(map(str, seeds))} seeds)"
 
 
+def trained_runs(tables) -> pd.DataFrame:
+    """The study's complete training runs (the trained models the influence rows read),
+    with their test accuracy (_common.with_test): the task accuracy this study reports."""
+    ok = complete(tables.get("runs"), STUDY)
+    return with_test(ok, tables, STUDY) if not ok.empty else ok
+
+
+def accuracy_on_test(trained: pd.DataFrame) -> str:
+    """'gru 0.98 [0.97, 0.99], ...': test accuracy per trained model ('' if none)."""
+    if trained.empty or trained.test_acc.isna().all():
+        return ""
+    return ", ".join(
+        f"{m} {fmt(estimate(g.test_acc, bounds=(0.0, 1.0)), 2)}"
+        for m, g in trained.groupby("model")
+    )
+
+
 def verdicts(tables) -> list[Verdict]:
     df = influence_table(tables)
     result = verdict(df) if not df.empty else None
     if result is None:
         return []
-    v, measured = result
+    trained = trained_runs(tables) if df.trained.any() else pd.DataFrame()
+    acc = accuracy_on_test(trained)
+    v, measured = result[0], result[1] + (f"; test accuracy, trained: {acc}" if acc else "")
+    if not trained.empty:
+        v, measured = needs_test(trained, v, measured)
     return [Verdict("C5", STUDY, measured, RULE, v)]
 
 
@@ -245,7 +313,7 @@ def section(tables, figs) -> str:
     parts = [
         "Gradient of the log-probability of the target at the scored position t with "
         "respect to the input embedding at t - d, norm averaged over a held-out batch; lines "
-        "are means over seeds, bands their 95% bootstrap interval (the dashed line: the "
+        "are means over seeds, bands their 95% t interval (the dashed line: the "
         "task's distance between the value and the query). Trained models were trained to "
         "the criterion with the learning rate calibrated once per model on the control "
         "distance (`train.lr_control`) and reused by every seed. CPU profile cut: only "
@@ -254,6 +322,7 @@ def section(tables, figs) -> str:
         f"T={GPU_CELL['seq_len']}, d={GPU_CELL['distance']}).",
         _figure(df, figs),
         md_table(_summary(r)),
+        _test_sentence(tables),
         _reading(r),
     ]
     return "\n\n".join(p for p in parts if p)
@@ -358,3 +427,14 @@ def _reading(r: pd.DataFrame) -> str:
         text.append("Did not reach the criterion in every seed: " + ", ".join(
             f"{m} ({k})" for m, k in sorted(failed.items())) + ".")  # fmt: skip
     return "**Reading.** " + " ".join(text) if text else ""
+
+
+def _test_sentence(tables) -> str:
+    """The trained models' task accuracy on the test set, or why it is not shown."""
+    trained = trained_runs(tables)
+    if trained.empty:
+        return ""
+    said = accuracy_on_test(trained)
+    if not said:
+        return "Task accuracy of the trained models: test set not measured (what=test_set)."
+    return f"Task accuracy of the trained models, {TEST_RULE}: {said}."

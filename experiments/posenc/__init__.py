@@ -12,7 +12,7 @@ states (Haviv et al. 2022).
 How much order a causal model without positions learns is the *order degree* on copy, per
 seed: (acc_none - chance) / (acc_best_PE - chance), chance = 1/(vocab - 1): 0 = no better
 than a bag of words could do, 1 = as good as with positional encodings. Accuracies, their
-difference and the degree carry 95% bootstrap intervals over seeds; the equivariance checks
+difference and the degree carry 95% t intervals over seeds; the equivariance checks
 are exact (the worst seed decides).
 """
 
@@ -24,13 +24,28 @@ from seqbench.report.markdown import md_table
 from seqbench.report.stats import Estimate, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import profile_settings
-from seqbench.studies._common import complete, study_of
+from seqbench.studies._common import (
+    CENSORING,
+    LONG_ENOUGH,
+    TEST_RULE,
+    censored,
+    censored_note,
+    censored_text,
+    complete,
+    long_enough,
+    needs_test,
+    on_test_set,
+    study_of,
+    untested,
+    with_test,
+)
 
 TITLE = "Positional encodings and order (C6)"
 ORDER = 40
 DECIDES = ("C6",)
 STUDY = study_of(__name__)
 RULE = Rule(
+    "accuracies are read " + TEST_RULE + "; "
     "inconclusive unless the best encoding's copy accuracy beats chance by >= {learned_copy} "
     "(lower end of its 95% interval); not supported if the bidirectional no-PE model is not "
     "equivariant (worst seed's error >= {equivariant:g}) or positions add nothing (best "
@@ -38,7 +53,9 @@ RULE = Rule(
     "supported if positions help (interval > 0) and the causal no-PE model learns no order "
     "(order degree interval <= {learns_order}); nuanced if it learns some (degree interval > "
     "{learns_order}, every seed's causal error > {broken:g}); inconclusive where an interval "
-    "straddles its threshold",
+    "straddles its threshold, or where the no-PE model's copy runs are censored and the "
+    "verdict says positions help (it may still learn more order); " + CENSORING,
+    long_enough=LONG_ENOUGH,
     equivariant=1e-5,  # max |f(Px) - P f(x)| below this: permutation-equivariant
     negligible=0.02,  # an accuracy gain within this of 0 at both ends: positions add nothing
     learns_order=0.1,  # order degree above this: the causal no-PE model learned order
@@ -73,7 +90,7 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for (task, pos), g in ok.groupby(["task", "pos"]):
-        e = estimate(g.val_acc)
+        e = estimate(g.test_acc, bounds=(0.0, 1.0))  # reported: never the stopping set
         steps = pd.to_numeric(g.steps_to_criterion, errors="coerce")
         rows.append({
             "task": task, "pos": pos, "acc": e.mean, "lo": e.lo, "hi": e.hi,
@@ -88,7 +105,7 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _copy(ok: pd.DataFrame) -> pd.DataFrame:
     """Copy accuracy, one row per seed, one column per encoding."""
     copy = ok[ok.task == "copy"]
-    return copy.pivot_table(index="seed", columns="pos", values="val_acc", aggfunc="mean")
+    return copy.pivot_table(index="seed", columns="pos", values="test_acc", aggfunc="mean")
 
 
 def copy_numbers(runs: pd.DataFrame) -> dict | None:
@@ -108,7 +125,7 @@ def copy_numbers(runs: pd.DataFrame) -> dict | None:
     return {
         "chance": chance,
         "best": best,
-        "acc": {p: estimate(by_seed[p]) for p in by_seed.columns},
+        "acc": {p: estimate(by_seed[p], bounds=(0.0, 1.0)) for p in by_seed.columns},
         "gain": difference(by_seed[best], by_seed["none"]),
         "degree": estimate((paired["none"] - chance) / (paired[best] - chance)),
     }
@@ -175,19 +192,47 @@ def verdict(runs: pd.DataFrame, checks: dict) -> tuple[str, str] | None:
         + (f"; position probe R^2 (trained causal no-PE) {fmt(probe, 2)}" if probe else "")
         + f" ({'/'.join(map(str, seeds))} seeds)"
     )
-    return decide(c, checks), measured
+    v, note = decide(c, checks), none_censored(runs)
+    if note and v in ("supported", "nuanced"):
+        v = "inconclusive"  # the gain from positions is an upper bound, the degree a lower one
+    return v, measured + censored_text([note] if note else [])
+
+
+def none_censored(runs: pd.DataFrame) -> str:
+    """Why the no-PE copy accuracy is only a lower bound (a seed stopped at its cap while
+    improving or at chance, a cap shorter than LONG_ENOUGH x the steps the slowest encoding
+    that solved copy needed); '' when it is not."""
+    ok = accuracy_runs(runs)
+    copy = ok[ok.task == "copy"] if not ok.empty else ok
+    none = copy[copy.pos == "none"] if not copy.empty else copy
+    if none.empty or not censored(none).any():
+        return ""
+    steps = pd.to_numeric(copy.steps_to_criterion, errors="coerce")
+    solved = [g.max() for p, g in steps.groupby(copy.pos) if p != "none" and g.notna().all()]
+    slowest = max(solved, default=np.nan)
+    cap = float(none["train.steps"].max())
+    return "" if long_enough(cap, slowest) else censored_note("none (copy)", cap, slowest)
+
+
+def tested_runs(tables) -> pd.DataFrame | None:
+    """The complete posenc runs with their test figures (_common.with_test)."""
+    runs = tables.get("runs")
+    return None if runs is None else with_test(complete(runs, STUDY), tables, STUDY)
 
 
 def verdicts(tables) -> list[Verdict]:
-    result = verdict(tables.get("runs"), order_checks(tables.get("order")))
-    if result is None:
+    runs = tested_runs(tables)
+    result = verdict(runs, order_checks(tables.get("order")))
+    copy = runs[runs.task == "copy"] if runs is not None and len(runs) else pd.DataFrame()
+    missing = untested(copy) if len(copy) else ""
+    if result is None and not missing:
         return []
-    v, measured = result
+    v, measured = needs_test(copy, *result) if result else ("inconclusive", missing)
     return [Verdict("C6", f"{STUDY} (copy, lag_recall) + order checks", measured, RULE, v)]
 
 
 def section(tables, figs) -> str:
-    runs = tables.get("runs")
+    runs = tested_runs(tables)
     acc = accuracy_table(runs) if runs is not None else pd.DataFrame()
     parts = _accuracy(acc, runs, figs) if not acc.empty else []
     order = complete(tables.get("order"))
@@ -261,7 +306,7 @@ def _accuracy(acc: pd.DataFrame, runs, figs) -> list[str]:
         ax.set(
             title=f"{TASK_WORDS.get(task, task)}, {'/'.join(map(str, seeds))} seeds",
             xlabel="positional encoding",
-            ylabel="held-out accuracy",
+            ylabel="test accuracy",
             ylim=(0, 1.05),
         )
     shown = acc.assign(
@@ -269,14 +314,14 @@ def _accuracy(acc: pd.DataFrame, runs, figs) -> list[str]:
         steps=acc.steps.map(lambda s: "" if pd.isna(s) else f"{s:g}"),
     ).drop(columns=["lo", "hi", "vocab_size"])
     parts = [
-        "Held-out accuracy of the same causal Transformer with each positional encoding "
-        "(mean and 95% bootstrap interval over seeds), trained to the criterion "
+        f"Accuracy {on_test_set(runs)} of the same causal Transformer with each positional "
+        "encoding (mean and 95% t interval over seeds), trained to the criterion "
         "(`reached`: seeds that reached it within the cap; `steps`: their median steps). "
         "The learning rate (`lr`) was calibrated once per encoding and task on the control "
         f"setting (`train.lr_control`) and reused by every seed. The CPU profile passes: "
         f"{CPU_CUT}.",
         figs.save(fig, "posenc_accuracy", decides=DECIDES),
-        md_table(shown.rename(columns={"acc": "accuracy [95% interval]"})),
+        md_table(shown.rename(columns={"acc": "test accuracy [95% interval]"})),
     ]
     c = copy_numbers(runs)
     if c is not None:

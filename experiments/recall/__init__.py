@@ -6,15 +6,17 @@ carry over d distractor tokens (chance 1 / n_keys). Every run trains until its h
 accuracy reaches the criterion (``train.target``, checked every ``train.eval_every`` steps) or
 its step cap, and records ``steps_to_criterion`` (censored at the cap).
 
-A cell (model, d) is *solved* when the 95% interval of its final accuracy over seeds lies at
-or above RULE.solved, *failed* when it lies below, *undecided* when it straddles the bar (some
-seeds hit the cap short of it). A model's *reach* is the longest d with every measured
-distance up to it solved. The control is the shortest distance: a model that does not solve
-it cannot speak to a distance effect and is left out. An undecided cell, or a model measured
-over fewer distances than the others, gives its reach a range [lo, hi]; the verdict is taken
-at both ends and is inconclusive where they differ. Learning rates: calibrated once per model
-on the control (CPU, ``train.lr_grid``), or swept in every cell with the best kept (GPU,
-``_common.best_of_grid``, Zoology's selection).
+A cell (model, d) is *solved* when the 95% interval of its test accuracy over seeds lies at or
+above RULE.solved, *failed* when it lies below, *undecided* when it straddles the bar (some
+seeds hit the cap short of it). A failed cell with a seed censored (stopped at its cap while
+improving or at chance: evaluate.stop_reason) is undecided too, unless the cap is >= 4x the
+steps the slowest model that solved that distance needed (``censor``). A model's *reach* is the
+longest d with every measured distance up to it solved. The control is the shortest distance: a
+model that does not solve it cannot speak to a distance effect and is left out. An undecided
+cell, or a model measured over fewer distances than the others, gives its reach a range [lo,
+hi]; the verdict is taken at both ends and is inconclusive where they differ. Learning rates:
+calibrated once per model on the control (CPU, ``train.lr_grid``), or swept in every cell with
+the best kept (GPU, ``_common.best_of_grid``, Zoology's selection).
 """
 
 import numpy as np
@@ -25,16 +27,28 @@ from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies._common import (
+    ATTENTION_VS_RECURRENCE,
+    CENSORING,
+    LONG_ENOUGH,
+    TEST_RULE,
     best_of_grid,
+    censored,
+    censored_note,
+    censored_text,
     complete,
     cpu_only,
     estimate_of,
     in_family,
     left_out,
+    long_enough,
     lr_sentence,
+    needs_test,
+    on_test_set,
     seeds_text,
     steps_text,
     study_of,
+    unnamed_text,
+    with_test,
 )
 
 TITLE = "Recall versus distance (C5)"
@@ -42,15 +56,19 @@ ORDER = 30
 DECIDES = ("C5",)
 STUDY = study_of(__name__)
 ATTENTION, RECURRENCES = ("attention",), ("recurrent", "scan")
+COMPARES = ATTENTION + RECURRENCES  # a model of any other family is named, not compared
 RULE = Rule(
-    "a distance is solved when the 95% interval of accuracy over seeds lies at or above "
+    "a distance is solved when the 95% interval of accuracy (" + TEST_RULE + ") over seeds "
+    "lies at or above "
     "{solved:.0%} (failed: below; undecided: across); reach = longest d with every measured d "
     "up to it solved; a model that does not solve the control (the shortest d) is left out; "
     "supported if the attention model's reach is >= {ratio}x every recurrent model's, not "
     "supported if some recurrent model reaches as far, nuanced between; inconclusive when an "
-    "undecided cell or an unmeasured distance could change that, or a side has no model left",
+    "undecided cell or an unmeasured distance could change that, or a side has no model left; "
+    + CENSORING,
     solved=0.9,
     ratio=4,
+    long_enough=LONG_ENOUGH,
 )
 
 
@@ -84,17 +102,35 @@ def cell_table(ok: pd.DataFrame) -> pd.DataFrame:
     Steps count a censored seed at its cap: a lower bound, flagged by ``reached < seeds``."""
     rows = []
     for (model, family, d), g in ok.groupby(["model", "family", "distance"]):
-        acc = estimate(g.val_acc.astype(float))
+        acc = estimate(
+            g.test_acc.astype(float), bounds=(0.0, 1.0)
+        )  # reported: never the stopping set
         steps = estimate(g.steps.fillna(g.cap))
         rows.append(
             {"model": model, "family": family, "distance": int(d), "acc": acc.mean,
              "acc_lo": acc.lo, "acc_hi": acc.hi, "steps": steps.mean, "steps_lo": steps.lo,
              "steps_hi": steps.hi, "seeds": int(g.seed.nunique()),
              "reached": int(g.steps.notna().sum()), "cap": int(g.cap.max()),
+             "censored": int(censored(g).sum()), "slowest": float(g.steps.max()),
              "lr": ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique())),
              "status": status(acc.lo, acc.hi)}
         )  # fmt: skip
-    return pd.DataFrame(rows)
+    return censor(pd.DataFrame(rows))
+
+
+def censor(cells: pd.DataFrame) -> pd.DataFrame:
+    """A failed cell with a censored seed (stopped at its cap while improving or at chance)
+    is undecided unless its cap is long enough (_common.long_enough: against the slowest
+    seed of the models that solved the same distance, every seed at the criterion); ``note``
+    says which and why."""
+    cells = cells.assign(note="")
+    for d, g in cells.groupby("distance"):
+        slowest = g[g.reached == g.seeds].slowest.max()  # nan when no model solved d
+        for i, c in g.iterrows():
+            if c.status == "failed" and c.censored and not long_enough(c.cap, slowest):
+                cells.loc[i, "status"] = "undecided"
+                cells.loc[i, "note"] = censored_note(f"{c.model} d={d}", c.cap, slowest)
+    return cells
 
 
 def reach(cells: pd.DataFrame) -> dict:
@@ -139,7 +175,9 @@ def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
     passed, r = controls(cells), reach(cells)
     att = [r[m] for m in attention if passed[m]]
     rec = [r[m] for m in recurrences if passed[m]]
-    measured = _measured(cells, r, passed)
+    measured = _measured(cells, r, passed) + unnamed_text(
+        cells, COMPARES, ATTENTION_VS_RECURRENCE, verdict
+    )
     if not att or not rec:
         return "inconclusive", measured
     # the ends of the reach ranges most and least favourable to the claim
@@ -160,19 +198,20 @@ def _measured(cells, r, passed) -> str:
     out = (
         f"reach (d solved at >= {RULE.solved:.0%}): "
         + ", ".join(f"{m} {_span(*v)}" for m, v in sorted(r.items()))
-        + f"; accuracy at d={longest}: {acc}; steps to the criterion at d={longest}: {steps}"
+        + f"; test accuracy at d={longest}: {acc}; steps to the criterion at d={longest}: {steps}"
         + f" ({seeds_text(cells)})"
     )
-    return out + left_out(passed, f"d={int(cells.distance.min())}")
+    notes = [n for n in cells.sort_values(["model", "distance"]).note if n]
+    return out + left_out(passed, f"d={int(cells.distance.min())}") + censored_text(notes)
 
 
 def verdicts(tables) -> list[Verdict]:
     """C5 on lag_recall: one verdict over every distance, or none before the runs exist."""
-    ok = recall_runs(tables["runs"])
+    ok = with_test(recall_runs(tables["runs"]), tables, STUDY)
     decided = None if ok.empty else verdict(cell_table(ok))
     if decided is None:
         return []
-    v, measured = decided
+    v, measured = needs_test(ok, *decided)
     return [Verdict("C5", f"{STUDY} (lag_recall vs distance)", measured, RULE, v)]
 
 
@@ -229,12 +268,13 @@ def _figure(cells: pd.DataFrame, figs) -> str:
     reference(axes[0], chance, f"chance 1/{int(round(1 / chance))}", kind="chance")
     axes[1].axhline(int(cells.cap.max()), color="0.15", ls="--", lw=0.9, zorder=1.5,
                     label=f"step cap ({int(cells.cap.max())} steps)")  # fmt: skip
-    axes[0].set(xlabel="distance d (tokens)", ylabel="held-out accuracy", ylim=(0, 1.0),
+    axes[0].set(xlabel="distance d (tokens)", ylabel="test accuracy", ylim=(0, 1.0),
                 title="final accuracy")  # fmt: skip
     axes[1].set(xlabel="distance d (tokens)", ylabel="steps to the criterion (steps)",
                 title="steps to the criterion")  # fmt: skip
     for ax in axes:
         log_axis(ax, "x", distances)
+        ax.set_xlim(min(distances) / 1.4, max(distances) * 1.4)  # drawn without test figures too
     log_axis(axes[1], "y")
     axes[1].margins(y=0.1)  # the cap line and its hollow markers clear of the frame
     censored = (
@@ -260,9 +300,10 @@ def _table(cells: pd.DataFrame) -> pd.DataFrame:
         {
             "d": cells.distance,
             "model": cells.model,
-            "accuracy": [fmt(estimate_of(c, "acc")) for c in cells.itertuples()],
+            "test accuracy": [fmt(estimate_of(c, "acc")) for c in cells.itertuples()],
             "steps to criterion": [steps_text(c) for c in cells.itertuples()],
             "reached": [f"{c.reached}/{c.seeds}" for c in cells.itertuples()],
+            "censored": [f"{c.censored}/{c.seeds}" for c in cells.itertuples()],
             "cell": cells.status,
             "lr": cells.lr,
         }
@@ -270,7 +311,7 @@ def _table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def section(tables, figs) -> str:
-    ok = recall_runs(tables["runs"])
+    ok = with_test(recall_runs(tables["runs"]), tables, STUDY)
     if ok.empty:
         return "_No completed runs of the recall study yet._"
     cells = cell_table(ok)
@@ -281,10 +322,11 @@ def section(tables, figs) -> str:
     return "\n\n".join(
         [
             _setup(ok),
-            "Left: held-out accuracy at the end of training against the distance d; right: "
+            f"Left: accuracy at the end of training {on_test_set(ok)} (the criterion read "
+            "the validation batches), against the distance d; right: "
             "steps to the criterion (a seed that stopped at the cap counts at the cap, so a "
             "ring around a point marks a lower bound). Lines: mean over seeds; bands: 95% "
-            "bootstrap interval over seeds.",
+            "t interval over seeds.",
             _figure(cells, figs),
             md_table(_table(cells)),
             "Reach (longest d with every distance up to it solved; a range where a cell is "

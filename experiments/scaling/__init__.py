@@ -23,12 +23,13 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
+from seqbench.report import baselines
 from seqbench.report.axes import axis_label, clipped_yerr, key_entry, log_axis, reference
 from seqbench.report.markdown import md_table
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import job_setting
-from seqbench.studies._common import best_of_grid, complete, in_family, study_of
+from seqbench.studies._common import best_of_grid, complete, in_family, study_of, unnamed_text
 
 TITLE = "Scale: loss against parameters and compute (C10)"
 ORDER = 90
@@ -58,6 +59,7 @@ KAPLAN_RULE = Rule(
     "if below 0, inconclusive if it contains 0",
     slow="lstm",
 )
+KAPLAN_COMPARES = ("attention", "recurrent")  # the LSTM's family; any other is named
 ALPHAS = np.geomspace(1e-3, 3.0, 300)  # the profile grid; refined around its best point
 RESAMPLES = 1000
 
@@ -242,7 +244,9 @@ def verdicts(tables) -> list[Verdict]:
                                RULE, v))  # fmt: skip
     k = kaplan(t)
     if k is not None:
-        out.append(Verdict("C10*", f"{STUDY} (alpha, attention vs lstm)", k[1], KAPLAN_RULE, k[0]))
+        said = unnamed_text(t, KAPLAN_COMPARES, {"attention": "attention"}, kaplan)
+        out.append(Verdict("C10*", f"{STUDY} (alpha, attention vs lstm)", k[1] + said,
+                           KAPLAN_RULE, k[0]))  # fmt: skip
     return out
 
 
@@ -251,7 +255,7 @@ def section(tables, figs) -> str:
     t = loss_table(tables["runs"])
     if t.empty:
         return "_No completed scaling runs._"
-    figure, rows = _figure(t, figs)
+    figure, rows = _figure(t, count_levels(tables), figs)
     parts = [
         f"Held-out loss (mean over seeds, 95% interval) of every model at each size, all "
         f"trained on the same {_tokens(tables['runs'])} tokens of character-level text; "
@@ -265,9 +269,18 @@ def section(tables, figs) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _figure(t: pd.DataFrame, figs) -> tuple[str, list]:
+def count_levels(tables) -> dict:
+    """order -> the count n-gram's loss on the held-out windows of this study's runs (its
+    ngram rows, seqbench.measure.ngram); {} without them or where the runs' windows differ."""
+    runs = complete(tables["runs"], STUDY)
+    settings = baselines.settings_of(runs) if not runs.empty else None
+    return baselines.levels(baselines.rows_for(tables, STUDY, **settings)) if settings else {}
+
+
+def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
     """Loss against N (points and the fitted law) and against compute, with the text's
-    unigram cross-entropy; the fitted exponents alpha with their 95% intervals (C10*)."""
+    unigram cross-entropy and the count bigram's and trigram's loss on the same held-out
+    windows; the fitted exponents alpha with their 95% intervals (C10*)."""
     fig, axes = figs.figure(ncols=3, width=4.0)
     rows = []
     for m, g in t.groupby("model"):
@@ -301,6 +314,7 @@ def _figure(t: pd.DataFrame, figs) -> tuple[str, list]:
         )
         if len(unigram):  # the best a model without context can do
             reference(ax, float(unigram.median()), f"unigram {unigram.median():.2f}")
+        baselines.draw(ax, levels)  # what counting one or two tokens of context reaches
     axes[0].set_title("against parameters (1 token = 1 character)", fontsize=10)
     axes[1].set_title("against training compute", fontsize=10)
     _alpha_panel(axes[2], t, rows, figs)

@@ -18,7 +18,7 @@ from seqbench.report.markdown import md_table
 from seqbench.report.plot import series_label
 from seqbench.report.stats import fmt
 from seqbench.report.verdict import Rule, Verdict
-from seqbench.studies._common import complete, in_family, study_of
+from seqbench.studies._common import complete, in_family, study_of, unnamed_text
 
 TITLE = "Parallel step count: span vs sequence length (C3, C4, C3*)"
 ORDER = 20
@@ -138,11 +138,26 @@ def _c4(fwd, lo, hi) -> Verdict | None:
     return Verdict("C4", STUDY, measured, C4_RULE, "supported" if ok else "not supported")
 
 
+# each rule reads one family; a model of any other family is named in every verdict, with
+# what that rule would say of it
+COMPARES = ("recurrent", "attention", "scan")
+
+
+def _named(v: Verdict | None, fwd, side: dict, judge) -> Verdict | None:
+    if v is not None:
+        v.measured += unnamed_text(fwd, COMPARES, side, judge)
+    return v
+
+
 def verdicts(tables) -> list[Verdict]:
     df = _table(tables)
     fwd = df[df["pass"] == "forward"]
     lo, hi, _ = _lo_hi(fwd)
-    found = [_c3(fwd, lo, hi), _c4(fwd, lo, hi)] if lo is not None else []
+    found = []
+    if lo is not None:
+        c3, c4 = (lambda t: _c3(t, lo, hi)), (lambda t: _c4(t, lo, hi))
+        found = [_named(c3(fwd), fwd, {"a recurrence": "recurrent"}, c3),
+                 _named(c4(fwd), fwd, {"attention": "attention"}, c4)]  # fmt: skip
     out = [v for v in found if v is not None] + [_scan_verdict(df)]
     for v in out:  # the report's leave-a-seed-out would drop every row of seed 0: not a check
         v.stability = DETERMINISTIC

@@ -22,6 +22,7 @@ mean anything.
 import numpy as np
 import pandas as pd
 
+from seqbench.report import baselines
 from seqbench.report.axes import axis_label, clipped_yerr, reference
 from seqbench.report.markdown import md_table
 from seqbench.report.stats import difference, estimate, fmt
@@ -128,13 +129,34 @@ def section(tables, figs) -> str:
     ]
     curves = tables.get("curves")
     if curves is not None and "val_loss" in curves and curves.run.isin(runs.run).any():
-        parts.append(_figure(runs, curves, figs))
+        parts.append(_figure(runs, curves, count_rows(tables, runs), figs))
     return "\n\n".join(parts)
 
 
-def _figure(runs, curves, figs) -> str:
+def count_rows(tables, runs) -> pd.DataFrame:
+    """This study's n-gram rows on its runs' held-out windows (seqbench.measure.ngram)."""
+    settings = baselines.settings_of(runs)
+    return baselines.rows_for(tables, STUDY, **settings) if settings else pd.DataFrame()
+
+
+def _count_levels(ax, rows, arms):
+    """Under each arm, the count bigram's and trigram's loss scored as that arm is (random
+    windows, or the whole held-out stream read as one sequence): gray segments, labelled."""
+    for j, scope in enumerate(("windows", "stream")[: len(arms)]):
+        for order, level in baselines.levels(rows, scope=scope).items():
+            if order < 2:
+                continue  # the unigram is drawn across, from the runs
+            name = baselines.order_name(order)
+            ax.hlines(level, j - 0.45, j + 0.45, color="0.45", ls="-." if order > 2 else ":",
+                      lw=1.0, label=f"_count {name}")  # fmt: skip
+            ax.annotate(f"count {name} {level:.2f}", (j - 0.45, level), xytext=(0, 1),
+                        textcoords="offset points", fontsize=6, color="0.35")  # fmt: skip
+
+
+def _figure(runs, curves, counts, figs) -> str:
     """(a) Each arm's final held-out loss, every seed a small dot and the mean with its 95%
-    interval, the unigram cross-entropy and the control bar; (b) random - stream with its
+    interval, the unigram cross-entropy, the control bar and the count bigram and trigram
+    scored as each arm is; (b) random - stream with its
     interval, the number the verdict reads, against 0. The arms are two evaluations, not a
     trend: categories, never joined by a line."""
     fig, (ax, dax) = figs.figure(ncols=2, width=4.2, height=3.8)
@@ -159,6 +181,7 @@ def _figure(runs, curves, figs) -> str:
         u = float(unigram.mean())
         reference(ax, u, f"unigram {u:.2f}", kind="chance")
         reference(ax, RULE.learned * u, f"control: {RULE.learned:g} x unigram", kind="threshold")
+    _count_levels(ax, counts, arms)
     ax.set_xticks(range(len(arms)), ["random windows", "stream, state carried"], fontsize=8)
     ax.set(xlim=(-0.6, len(arms) - 0.4), xlabel="training and evaluation protocol",
            ylabel=axis_label("final held-out loss", "nats/token"))  # fmt: skip

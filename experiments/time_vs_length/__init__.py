@@ -23,6 +23,7 @@ from seqbench.report.stats import fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import profile_settings
 from seqbench.studies._common import (
+    ATTENTION_VS_RECURRENCE,
     PARALLEL,
     TIMED,
     block_ratio,
@@ -33,6 +34,7 @@ from seqbench.studies._common import (
     median_iqr,
     not_parallel,
     study_of,
+    unnamed_text,
 )
 
 TITLE = "Wall-clock vs sequence length: forward and training step (C4)"
@@ -116,12 +118,24 @@ def _block_ranges(df, path, T, ratios) -> dict:
             for m, a in ratios}  # fmt: skip
 
 
+COMPARES = ("attention", "recurrent")  # the scan family and any other: named, not compared
+
+
 def verdicts(tables) -> list[Verdict]:
     df = _table(tables)
+    v = _c4(df)
+    if v is None:
+        return []
+    v.measured += unnamed_text(df, COMPARES, ATTENTION_VS_RECURRENCE, _c4)
+    return [v]
+
+
+def _c4(df) -> Verdict | None:
+    """C4 on the timed rows of the named families; None without a fused comparison."""
     comp = _compare(df) if not df.empty else {}
     fused_path, unrolled_path = PATHS["recurrent"]
     if fused_path not in comp:
-        return []
+        return None
     T, fused, rows = comp[fused_path]
     T_u, unrolled, _ = comp.get(unrolled_path, (None, {}, None))
     beats_fused = all(r > RULE.faster for r in fused.values())
@@ -145,7 +159,7 @@ def verdicts(tables) -> list[Verdict]:
     if not beats_fused and unrolled:
         deciding |= _block_ranges(df, unrolled_path, T_u, unrolled)
     verdict, measured = honest(verdict, measured, blocks_disagree(deciding, RULE.faster))
-    return [Verdict("C4", STUDY, measured, RULE, verdict, stamp(rows), TIMED)]
+    return Verdict("C4", STUDY, measured, RULE, verdict, stamp(rows), TIMED)
 
 
 def section(tables, figs) -> str:

@@ -3,7 +3,10 @@
 Corpora (seqbench/data/corpora.py): the offline standard-library corpus by default, any UTF-8
 file or a folder of train.txt / valid.txt / test.txt with ``data.path=``, a named corpus with
 ``data.corpus=`` (fetched once into a cache, sha256-checked). A single file's last
-``val_frac`` of tokens is held out; a folder's splits are its files.
+``val_frac`` of tokens is held out; a folder's splits are its files. A test split (scored by
+seqbench.measure.test_set, never selected on) exists only where the corpus has a test.txt: a
+single file has none, since cutting one from its tail would change the validation data of
+every existing run.
 
 Tokenizers:
     char        every character is a token, newlines included
@@ -170,6 +173,9 @@ class Text(Task):
         stoi = {w: i for i, w in enumerate(self.itos)}
         self.streams = {s: encode(t, stoi) for s, t in tokens.items()}
         self.has_splits = "all" not in texts  # a corpus folder: its own valid (and test) files
+        # a test split only where the corpus has one (test.txt): a single file's tail is the
+        # validation set, and cutting a test slice from it would change every existing run's
+        self.has_test = "test" in self.streams
         shortest = min(len(s) for s in self.streams.values())
         if shortest <= seq_len + 1:
             raise ValueError(

@@ -4,7 +4,9 @@ cannot be read makes one row of the ``unreadable`` table, with its reason.
 Training runs (``run.json`` + ``metrics.csv``) become
     runs        one row per run: study, model, family, task, status, every config key (dotted
                 column names: ``data.distance``, ``train.lr``), parameter counts, hyperparameters
-                as built (``hp_*``), final metrics, environment
+                as built (``hp_*``), final metrics, why it stopped (``stop_reason``,
+                ``censored``: evaluate.stop_reason, derived from metrics.csv for runs
+                recorded before the field existed), environment
     curves      one row per logged step of every run
     positions   held-out loss at each context position (final evaluation)
 Measurement runs (``run.json`` with ``"kind": "measure"`` and ``"table": NAME`` + ``rows.csv``)
@@ -27,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from seqbench import store
+from seqbench.evaluate import eval_history, stop_reason
 from seqbench.runs import distrust, short_name
 
 SUMMARY = (
@@ -45,6 +48,7 @@ SUMMARY = (
     "best_val_loss",
     "best_step",
 )
+STOPPED = ("stop_reason", "censored", "last_quarter_gain", "at_chance")  # evaluate.stop_reason
 ENV = ("device", "cpu", "gpu", "threads", "torch", "cuda")
 RUN_CSVS = ("metrics.csv", "position_loss.csv", "rows.csv")
 # the tables collect builds itself, each written to <results>/<name>.csv: no run may claim one
@@ -104,8 +108,8 @@ def collect(runs_root, reserved=()) -> dict[str, pd.DataFrame]:
                         rows[k] = v
                 measured.setdefault(record["table"], []).append(rows)
             continue
-        runs.append(_run_row(base, cfg, record))
         metrics, pos = files["metrics.csv"][0], files["position_loss.csv"][0]
+        runs.append(_run_row(base, cfg, record) | _stopped(status, cfg, record, metrics))
         if metrics is not None:
             keys = ("run", "study", "model", "family", "task")
             curves.append(metrics.assign(**{k: base[k] for k in keys}))
@@ -171,6 +175,22 @@ def _run_row(base, cfg, record) -> dict:
     env = _mapping(record.get("env"))
     row |= {k: env.get(k) for k in ENV}
     return row
+
+
+def _stopped(status, cfg, record, metrics) -> dict:
+    """Why a complete training run stopped (evaluate.stop_reason): as its summary recorded it,
+    or, for a run from before the field existed, derived by the same function from its
+    metrics.csv evaluations, its cap (train.steps), whether it reached its criterion and the
+    data it read. Nothing for a run that did not complete."""
+    summary = _mapping(record.get("summary"))
+    if "stop_reason" in summary:
+        return {k: summary.get(k) for k in STOPPED}
+    cap = cfg.get("train.steps")
+    if status != "complete" or metrics is None or not isinstance(cap, int):
+        return {k: None for k in STOPPED}
+    evals = eval_history(metrics.to_dict("records"))
+    reached = summary.get("steps_to_criterion") is not None
+    return stop_reason(evals, cap, reached, record.get("data"))
 
 
 def _mapping(v) -> dict:

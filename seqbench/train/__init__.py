@@ -11,7 +11,9 @@ optionally the lr divided by ``train.plateau_factor`` whenever an evaluation fai
 the best; the data order is a function of the step alone. Failures are contained: a run
 ends ``complete``, ``diverged``, ``oom``, ``interrupted`` or ``failed``, its files stay
 readable, and the function returns normally so a sweep goes on. A rerun skips complete runs
-and resumes the others from their checkpoint.
+and resumes the others from their checkpoint. A finished run records why it stopped
+(``stop_reason``: criterion, converged or cap, and ``censored``: seqbench.evaluate.stop_reason,
+the rule the report applies to runs recorded before the field); the loop never acts on it.
 
 A run is ``diverged`` when its loss or gradient is not finite, or when a logged training loss
 is above DIVERGED_ABOVE x max(ln vocab, the loss of its first step): a model that does that
@@ -48,7 +50,7 @@ from seqbench.calibrate import calibrate
 from seqbench.config import _build_task, build_model, build_task, describe_model
 from seqbench.data.text import Text
 from seqbench.env import autocast, pick_device, set_deterministic, show_progress
-from seqbench.evaluate import held_out, stream_loss
+from seqbench.evaluate import eval_history, held_out, stop_reason, stream_loss
 from seqbench.launch import stop_on_signals
 from seqbench.models import param_counts
 from seqbench.runs import Diverged, first_line
@@ -134,6 +136,7 @@ class Run:
         self.state = None  # what the last training window left (data.stream=true)
         self.start_loss = None  # the loss of the first step: the divergence limit scales with it
         self.final, self.last_stream_val = {}, None  # the whole-stream figures at the end
+        self.finished = False  # the loop ended by itself: criterion, early stopping or cap
         self.started_loop = time.perf_counter()
         record.summarize = self.summary_values
 
@@ -283,6 +286,7 @@ class Run:
         if self.stop_signal:
             self.save()
             return
+        self.finished = True
         # the trained weights, for generation and measurements on trained models
         store.save_torch(self.model.state_dict(), self.dir / "model.pt")
         if self.text and (self.stream or self.text.has_splits):
@@ -461,6 +465,10 @@ class Run:
                 "steps_to_criterion": int(float(hit["step"])) if hit else None,
                 "stopped_early": bool(hit) and int(float(hit["step"])) < self.t.steps,
             }
+        if self.finished:  # why it stopped: the rule the report applies to older runs too
+            reached = values.get("steps_to_criterion") is not None
+            data = self.record.fields.get("data")
+            values |= stop_reason(eval_history(evals), self.t.steps, reached, data)
         return values
 
     def signals(self):
