@@ -317,6 +317,19 @@ def check_out_dir(cfg) -> None:
 
 
 # --- composition and its errors --------------------------------------------------------------
+def experiments_named(overrides) -> set[str] | None:
+    """The experiment names a command line picks (``+experiment=a`` or ``a,b``), so only those
+    are registered with Hydra; None (all of them) where a sweep function picks them."""
+    names: set[str] = set()
+    for line in overrides:
+        key, _, value = str(line).partition("=")
+        if key.lstrip("+~") == "experiment":
+            if "(" in value or "*" in value:
+                return None
+            names |= {v.strip() for v in value.split(",")}
+    return names
+
+
 def compose_job(config_name: str, overrides, hydra=False):
     """One job's config, composed as Hydra will (``hydra``: with its hydra node); Hydra's and
     OmegaConf's errors become one line naming the key."""
@@ -324,7 +337,7 @@ def compose_job(config_name: str, overrides, hydra=False):
 
     from seqbench.studies import register_experiments
 
-    register_experiments()
+    register_experiments(experiments_named(overrides))
     with initialize_config_module("seqbench.conf", version_base=None):
         try:
             return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
@@ -408,7 +421,7 @@ def launch(config_name: str, target: str, argv) -> int:
     from seqbench.launch import LAUNCH_PID
     from seqbench.studies import register_experiments
 
-    register_experiments()
+    register_experiments(experiments_named(split_argv(argv)[0]))
     os.environ[LAUNCH_PID] = str(os.getpid())  # inherited by launcher workers (watchdog)
     sys.argv = [sys.argv[0], *argv]
     try:
