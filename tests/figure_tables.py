@@ -230,19 +230,9 @@ def synthetic_tables() -> dict[str, pd.DataFrame]:
 def test_set_table(runs: pd.DataFrame) -> pd.DataFrame:
     """seqbench.measure.test_set's rows for the synthetic runs: each complete run scored on its
     test sequences a little below its held-out accuracy (the stopping rule's optimism)."""
+    from conftest import measured_test_set
+
     ok = runs[runs.status == "complete"]
     acc = pd.to_numeric(ok.get("val_acc"), errors="coerce")
-    return pd.DataFrame(
-        {
-            "run": "test-" + ok.run.astype(str),
-            "train_run": ok.run,
-            "study": ok.study,
-            "status": "complete",
-            "model": ok.model,
-            "seed": ok.seed,
-            "test_acc": (acc - 0.01).clip(lower=0.0),
-            "test_loss": pd.to_numeric(ok.get("val_loss"), errors="coerce"),
-            "test_sequences": 1024,
-            "train_steps": ok.step if "step" in ok else float("nan"),
-        }
-    )
+    loss = pd.to_numeric(ok.get("val_loss"), errors="coerce")
+    return measured_test_set(ok.assign(test_acc=(acc - 0.01).clip(lower=0.0), test_loss=loss))

@@ -390,10 +390,15 @@ def test_every_constructor_argument_of_every_model_is_recorded_as_built():
 
     from hydra.utils import get_class
 
+    from seqbench.models import SequenceModel
+
     for name, node in model_configs().items():
         model = build_model(node, 11, "cpu")
         recorded = describe_model(model, node)["model_hparams"]
-        params = set(inspect.signature(get_class(node._target_)).parameters) - {"vocab_size"}
+        own = inspect.signature(get_class(node._target_)).parameters.values()
+        params = {p.name for p in own if p.kind is not p.VAR_KEYWORD} - {"vocab_size"}
+        if any(p.kind is p.VAR_KEYWORD for p in own):  # **shape: SequenceModel's size keys
+            params |= set(inspect.signature(SequenceModel).parameters)
         assert params <= set(recorded), (name, params - set(recorded))
 
 

@@ -89,16 +89,13 @@ class DiagSSM(SequenceModel):
     def __init__(
         self,
         vocab_size: int,
-        size: str = "xs",
-        d_model: int | None = None,
-        n_layers: int | None = None,
         impl: str = "scan",
+        **shape,  # size, d_model, n_layers: SequenceModel resolves the preset
     ):
-        super().__init__()
+        super().__init__(**{"size": "xs", **shape})
         if impl not in self.impls:
             raise ValueError(f"model.impl={impl!r} is not allowed: one of {list(self.impls)}")
-        hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
-        self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
+        self.impl = impl
         self.embed = nn.Embedding(vocab_size, self.d_model)
         self.blocks = nn.ModuleList(Block(self.d_model) for _ in range(self.n_layers))
         self.ln_f = nn.LayerNorm(self.d_model)

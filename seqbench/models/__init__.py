@@ -31,6 +31,20 @@ class SequenceModel(nn.Module):
     # checks every one against the model file's own, in values, state and gradients
     impls: tuple = ()
 
+    presets: dict = {}  # size -> {"d_model": ..., "n_layers": ...} (size_presets)
+
+    def __init__(
+        self, size: str | None = None, d_model: int | None = None, n_layers: int | None = None
+    ):
+        """Width and depth, one way for every model: a size preset (``presets``, chosen so
+        non-embedding parameters match the Transformer's within 10%) or ``d_model`` /
+        ``n_layers`` given outright. A model hands these keys on with ``**shape`` (the
+        validator reads them from here); ``size=None``: the model sets its own."""
+        super().__init__()
+        if size is not None:
+            hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
+            self.d_model, self.n_layers = hp["d_model"], hp["n_layers"]
+
     def hparams(self) -> dict:
         """Hyperparameters as built (size presets resolved); run.json records them beside
         the arguments the constructor received."""

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
+from seqbench.models import SequenceModel, dropout_layer, size_presets
 
 IMPLS = ("sequential", "scan")
 
@@ -140,18 +140,15 @@ class MinRNN(SequenceModel):
     def __init__(
         self,
         vocab_size: int,
-        size: str = "xs",
-        d_model: int | None = None,
-        n_layers: int | None = None,
         impl: str = "scan",
         dropout: float = 0.0,
         tie_weights: bool = False,
+        **shape,  # size, d_model, n_layers: SequenceModel
     ):
-        super().__init__()
+        super().__init__(**{"size": "xs", **shape})
         if impl not in IMPLS:
             raise ValueError(f"model.impl={impl!r} is not one of {list(IMPLS)}")
-        hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
-        self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
+        self.impl = impl
         self.embed = nn.Embedding(vocab_size, self.d_model)
         self.drop = dropout_layer(dropout)
         self.blocks = nn.ModuleList(

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
+from seqbench.models import SequenceModel, dropout_layer, size_presets
 
 
 class Recurrent(SequenceModel):
@@ -41,22 +41,19 @@ class Recurrent(SequenceModel):
     def __init__(
         self,
         vocab_size: int,
-        size: str = "xs",
-        d_model: int | None = None,
-        n_layers: int | None = None,
         d_embed: int | None = None,
         impl: str = "fused",
         dropout: float = 0.0,
         tie_weights: bool = False,
         forget_bias: float | None = None,
+        **shape,  # size, d_model, n_layers: SequenceModel
     ):
-        super().__init__()
+        super().__init__(**{"size": "xs", **shape})
         if impl not in self.impls:
             raise ValueError(f"model.impl={impl!r} is not allowed: one of ['fused', 'unrolled']")
         if not 0 <= dropout < 1:
             raise ValueError(f"model.dropout={dropout} is not allowed: 0 <= dropout < 1")
-        hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
-        self.d_model, self.n_layers, self.impl = hp["d_model"], hp["n_layers"], impl
+        self.impl = impl
         self.d_embed = d_embed or self.d_model
         if tie_weights and self.d_embed != self.d_model:
             raise ValueError(

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqbench.models import SequenceModel, dropout_layer, resolve_size, size_presets
+from seqbench.models import SequenceModel, dropout_layer, size_presets
 
 # 5xs .. xs span 30x in non-embedding parameters (the CPU range of the scaling study, C10);
 # s .. l extend it to ~950x on a GPU. Every other family's presets match these within 10%.
@@ -41,9 +41,6 @@ class Transformer(SequenceModel):
     def __init__(
         self,
         vocab_size: int,
-        size: str = "xs",
-        d_model: int | None = None,
-        n_layers: int | None = None,
         n_heads: int = 4,
         d_ff: int | None = None,
         pos: str = "sinusoidal",
@@ -51,10 +48,9 @@ class Transformer(SequenceModel):
         causal: bool = True,
         dropout: float = 0.0,
         tie_weights: bool = False,
+        **shape,  # size, d_model, n_layers: SequenceModel
     ):
-        super().__init__()
-        hp = resolve_size(size, self.presets, d_model=d_model, n_layers=n_layers)
-        self.d_model, self.n_layers = hp["d_model"], hp["n_layers"]
+        super().__init__(**{"size": "xs", **shape})
         if self.d_model % n_heads:
             raise ValueError(
                 f"model.n_heads={n_heads} is not allowed: it must divide "
