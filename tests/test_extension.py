@@ -226,8 +226,11 @@ def user(tmp_path_factory) -> Path:
 @pytest.fixture
 def on_path(user, monkeypatch):
     """SEQBENCH_PATH names the user's folder in this process (sys.path restored after)."""
+    before = [f for f in os.environ.get(searchpath.ENV, "").split(os.pathsep) if f]
     monkeypatch.setenv(searchpath.ENV, str(user))
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    # a suite run under SEQBENCH_PATH (another copy of this folder): only this one counts here
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in before])
+    monkeypatch.delitem(sys.modules, "diag_ssm", raising=False)
     return user
 
 
