@@ -33,6 +33,8 @@ def with_new_family(tables: dict) -> dict:
             rows["family"] = FAMILY
         if "run" in rows:
             rows["run"] = rows.run.map(lambda r: copied.get(r, f"{r}-{NEW}"))
+        if "train_run" in rows:  # a measurement of a trained run (test_set): its copy's
+            rows["train_run"] = rows.train_run.map(lambda r: copied.get(r, r))
         out[name] = pd.concat([df, rows], ignore_index=True)
     return out
 
