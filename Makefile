@@ -18,7 +18,7 @@ GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 \
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|cpu|gpu (experiments/*/profiles.yaml)  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over, old runs kept aside)  BUDGET_S=<s> (gpu-run)"
+	@echo "  variables: PROFILE=smoke|cpu|full|gpu (experiments/*/profiles.yaml)  RUNS=<run dir>  RESULTS=<report dir>  FRESH=1 (start over, old runs kept aside)  BUDGET_S=<s> (gpu-run)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

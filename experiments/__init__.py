@@ -20,7 +20,8 @@ and the module holds
     def section(tables, figs) -> str          markdown; figures through figs (report.plot),
                                               each saved as X.png or X_<what>.png
 
-profiles.yaml maps a profile (smoke, cpu, full, gpu) to its jobs, in order; a job is
+profiles.yaml maps a profile (smoke, cpu, full, gpu) to its jobs, in order (``full`` lists
+only what it adds to ``cpu``: its jobs are the cpu ones, then these); a job is
 
     - job: recall              the study's name, or <study>_<what>
       entry: train             train | measure | perf: python -m seqbench.<entry>
@@ -166,7 +167,18 @@ def read_profiles(path: Path, study: str) -> dict[str, list[Job]]:
         out[profile] = [
             _job(item, f"{where}: {profile}[{i}]", study, own) for i, item in enumerate(jobs or [])
         ]
-    return out
+    return extend_full(out)
+
+
+def extend_full(profiles: dict[str, list]) -> dict[str, list]:
+    """The full profile extends the cpu one: every cpu job (reused by content key when the
+    cpu profile ran into the same runs folder) and then the jobs listed under ``full`` (the
+    longer budgets, neighbouring rates and per-cell sweeps), a name listed in both once."""
+    if "cpu" not in profiles:
+        return profiles
+    cpu = profiles["cpu"]
+    extra = [j for j in profiles.get("full", []) if j.name not in {c.name for c in cpu}]
+    return profiles | {"full": [*cpu, *extra]}
 
 
 def _job(item, where: str, study: str, experiments: set) -> Job:

@@ -67,11 +67,19 @@ def commands_block(study: str) -> str:
         "SIGTERM and it keeps what it finished; lower ranks run first across studies)."
     )
     out = [textwrap.fill(intro, WIDTH)]
-    for profile, jobs in study_profiles(study).items():
-        if not jobs:
+    profiles = study_profiles(study)
+    for profile, jobs in profiles.items():
+        if profile == "full" and "cpu" in profiles:  # full extends cpu: only what it adds
+            jobs = jobs[len(profiles["cpu"]) :]
+            if not jobs:
+                out.append("\nProfile `full`: the `cpu` jobs; nothing more of this study.")
+                continue
+            out += ["\nProfile `full`: the `cpu` jobs, then:", "```"]
+        elif not jobs:
             out.append(f"\nProfile `{profile}`: nothing of this study runs.")
             continue
-        out += [f"\nProfile `{profile}`:", "```"]
+        else:
+            out += [f"\nProfile `{profile}`:", "```"]
         for job in jobs:
             out += [_job_note(job), *command_lines(job)]
         out.append("```")

@@ -222,7 +222,10 @@ def check_size(key: str, value) -> None:
 # --- the schemas -----------------------------------------------------------------------------
 TOP = {  # conf/config.yaml's own keys (model, data, train are their own nodes)
     "seed": Spec(
-        int, "model initialisation seed (the data stream has data.seed)", low=0, high=SEED_MAX
+        int,
+        "the replicate: model initialisation, and the data stream (data.seed follows it)",
+        low=0,
+        high=SEED_MAX,
     ),
     "device": Spec(str, "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"),
     "study": Spec(str, "groups runs in the report; experiments set it"),
@@ -247,7 +250,9 @@ TRAIN = {
     ),
     "betas": Spec(list, "AdamW betas", item=float, low=0, high=0.9999, length=2),
     "weight_decay": Spec(float, "AdamW decoupled weight decay", low=0),
-    "warmup": Spec(int, "linear warm-up steps, then cosine decay", low=0),
+    "warmup": Spec(
+        int, "linear warm-up steps, then cosine decay (constant with a criterion)", low=0
+    ),
     "min_lr_frac": Spec(float, "the cosine ends at lr * min_lr_frac", low=0, high=1),
     "grad_clip": Spec(
         float, "global gradient-norm clip; null disables it", positive=True, nullable=True
@@ -301,10 +306,25 @@ TRAIN = {
     "lr_grid": Spec(
         list,
         "learning rates to calibrate on first (one short run each on the control setting, "
-        "per model and task; the best held-out result wins); null: use train.lr",
+        "per model and task; the lowest held-out loss at the end wins, and a best rate at an edge "
+        "extends the grid x3 on that side, twice at most); null: use train.lr",
         item=float,
         positive=True,
         nullable=True,
+    ),
+    "budget": Spec(
+        int,
+        "the step cap as a multiple of train.steps (the full profile's longer runs: 4); "
+        "evaluations keep their interval, calibration runs stay at 1",
+        low=1,
+        high=64,
+    ),
+    "lr_step": Spec(
+        int,
+        "train at a neighbour of the calibrated lr: -1 the next smaller rate of the grid, +1 "
+        "the next larger (x3 per step beyond it); 0: the choice",
+        low=-4,
+        high=4,
     ),
     "lr_control": Spec(
         dict,

@@ -83,9 +83,11 @@ def skill(model, cell) -> float:
     return pos * width / (1 + (d / REACH.get(model, 4)) ** 2)
 
 
-def config(model, task) -> dict:
-    """The dotted config columns of a real run of this model and task (conf/ files)."""
+def config(model, task, seed=0) -> dict:
+    """The dotted config columns of a real run of this model, task and seed (conf/ files;
+    data.seed follows seed)."""
     nodes = OmegaConf.create({
+        "seed": seed,
         "model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
         "data": OmegaConf.load(CONF_DIR / "data" / f"{DATA_FILE[task]}.yaml"),
         "train": OmegaConf.load(CONF_DIR / "train" / "default.yaml"),
@@ -99,7 +101,7 @@ def run_row(study, task, model, cell, seed) -> dict:
     width = cell.get("model.d_model") or WIDTH[cell.get("model.size", "xs")]
     pool = 1 + math.log10(cell.get("data.n_train") or 1e4) / 8  # more data, lower loss
     loss = math.log(vocab) * (1 - 0.7 * acc) / pool / (1 + 0.1 * math.log2(width / 64))
-    row = config(model, task) | cell
+    row = config(model, task, seed) | cell
     return row | {
         "tokens_seen": STEPS * row["train.batch_size"] * row["data.seq_len"],
         "run": f"{study}-{model}-{task}-{zlib.crc32(repr((cell, seed)).encode()):08x}",

@@ -28,7 +28,10 @@ def test_recall_sweep_pairs_seq_len_with_distance(hydra_ctx):
 
 
 def test_masked_text_data_config_builds():
-    task = build_task(OmegaConf.load(CONF_DIR / "data" / "masked_text.yaml"))
+    root = OmegaConf.create(
+        {"seed": 0, "data": OmegaConf.load(CONF_DIR / "data" / "masked_text.yaml")}
+    )
+    task = build_task(root.data)  # data.seed follows the root's seed, as composed
     assert task.mask_rate == 0.15 and task.vocab_size == task.mask_id + 1
 
 

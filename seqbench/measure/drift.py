@@ -7,6 +7,8 @@ The model is trained on samples of a source whose true distribution p is known e
     teacher   the true continuation x_{<j}: what training saw
     greedy    x_{<P} then the model's own argmax tokens       (seqbench.generate, temperature 0)
     sampled   x_{<P} then the model's own samples             (temperature ``what.temperature``)
+    source    x_{<P} then the source's own samples: a second, independent true continuation
+              (the noise floor of the context distance below; its KL gap is ~0)
 
 and at every position j = P + k - 1 of the continuation (k = 1 .. new_tokens, the k-th
 generated token) with its prefix y_{<j} (true or the model's own) we score
@@ -20,10 +22,19 @@ generated token) with its prefix y_{<j} (true or the model's own) we score
                 of the true next token, whose mean is the source's entropy at j)
     entropy_true, nll_model   H(p(. | y_<j)) and -log q(y_j | y_<j)
 
-each averaged over the batch of prefixes (one row per decoding and k). The drift study takes
-the gap free - teacher at each k, over seeds. Generated sequences never run past the training
-length, so position j is one the model was trained at; a free sequence is scored by one
-forward pass over it (the same logits the cached decoding used: tests/test_generate.py).
+each averaged over the batch of prefixes (one row per decoding and k), and per decoding
+
+    context_tv  total variation between the source contexts (the last ``order`` tokens, what
+                the truth reads) after each continuation token, pooled over the batch and k,
+                and the same for the true continuation: how far the text leaves the source's
+                own contexts (teacher 0; source: the floor two independent samples of the
+                same size leave)
+
+The drift study takes the gap free - teacher at each k, over seeds. The model is trained by
+the harness, so ``train.budget`` multiplies its steps there (``train_steps`` records them).
+Generated sequences never run past the training length, so position j is one the model was
+trained at; a free sequence is scored by one forward pass over it (the same logits the cached
+decoding used: tests/test_generate.py).
 """
 
 from pathlib import Path
@@ -32,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from seqbench.config import ConfigError
+from seqbench.data import seeded
 from seqbench.env import pick_device
 from seqbench.generate import check_sampling, generate
 from seqbench.measure.common import (
@@ -46,10 +58,11 @@ from seqbench.measure.common import (
 from seqbench.train import trained_model
 
 DECODINGS = ("greedy", "sampled")
+REFERENCE = "source"  # the source continuing the same prefixes: the context distance's floor
 COLUMNS = (
     "model family impl d_model n_layers decoding k position kl kl_reverse nll_true"
-    " entropy_true nll_model n prefix_len temperature vocab_size entropy_rate val_loss lr"
-    " train_steps train_run"
+    " entropy_true nll_model context_tv n prefix_len temperature vocab_size entropy_rate"
+    " val_loss lr train_steps train.budget train.lr_step train_run"
 ).split()
 
 
@@ -61,10 +74,10 @@ def new_tokens(cfg) -> int:
 
 def check(cfg, task) -> None:
     w = cfg.what
-    if not hasattr(task, "conditional"):
+    if not (hasattr(task, "conditional") and hasattr(task, "contexts")):
         raise ConfigError(
             f"data._target_={cfg.data._target_!r} is not allowed: what=drift scores against "
-            "the exact distribution of a synthetic source (data=source)"
+            "the exact distribution and contexts of a synthetic source (data=source)"
         )
     for key in ("prefix_len", "batch_size"):
         positive_int(w, key)
@@ -103,6 +116,29 @@ def score(model, task, seq, prefix_len) -> dict:
     return {name: v.mean(0) for name, v in per.items()}  # [n]
 
 
+@torch.no_grad()
+def source_continuation(task, prefix, n, gen) -> torch.Tensor:
+    """prefix [B, P] -> the prefix then ``n`` tokens the source itself samples [B, P + n]: a
+    true continuation drawn independently of the held-out one (the noise floor)."""
+    seq = prefix.cpu()
+    for _ in range(n):
+        p = task.conditional(seq)[:, -1]  # [B, V] the truth after the last token
+        seq = torch.cat([seq, torch.multinomial(p, 1, generator=gen)], dim=1)  # [B, P + i + 1]
+    return seq
+
+
+def context_counts(task, seq, prefix_len) -> torch.Tensor:
+    """seq [B, L] -> how often each source context ends on a continuation token [C]: the
+    contexts the text visits, where the truth reads its next token."""
+    ctx = task.contexts(seq.cpu())[:, prefix_len:]  # [B, L - P]
+    return torch.bincount(ctx.flatten(), minlength=task.n_contexts)
+
+
+def total_variation(a, b) -> float:
+    """Total variation between two count vectors' distributions: 0 same, 1 disjoint."""
+    return 0.5 * float((a / a.sum() - b / b.sum()).abs().sum())
+
+
 def measure(cfg, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     model, summary = trained_model(training_config(cfg), device)
@@ -111,8 +147,9 @@ def measure(cfg, task, log) -> dict:
     tokens, targets = task.batch("val", 0, w.batch_size)  # held-out source samples
     truth = torch.cat([tokens[:, :1], targets], dim=1)[:, : P + n].to(device)  # [B, P + n]
     # after training (its own bar): generate each decoding, then score it and the truth
-    with progress(cfg, 2 * len(w.decodings) + 1, unit="pass") as bar:
-        runs = {"teacher": truth}
+    with progress(cfg, 2 * len(w.decodings) + 2, unit="pass") as bar:
+        gen = seeded("drift", REFERENCE, cfg.seed)  # the floor's draw varies with the replicate
+        runs = {"teacher": truth, REFERENCE: source_continuation(task, truth[:, :P], n, gen)}
         for decoding in w.decodings:
             temperature = 0.0 if decoding == "greedy" else w.temperature
             runs[decoding] = generate(
@@ -127,15 +164,20 @@ def measure(cfg, task, log) -> dict:
             "entropy_rate": task.entropy_rate,
             "val_loss": summary.get("val_loss"),
             "lr": summary.get("lr"),
-            "train_steps": summary.get("step"),
+            "train_steps": summary.get("step"),  # the steps actually run (x train.budget)
+            "train.budget": cfg.train.budget,  # the report reads one setting at a time
+            "train.lr_step": cfg.train.lr_step,
             "train_run": Path(summary["run_dir"]).name,
         }
+        true_contexts = context_counts(task, truth, P)
         out = {}
         for decoding, seq in runs.items():
-            scores = score(model, task, seq, P)
+            scores = score(model, task, seq.to(device), P)
+            tv = total_variation(context_counts(task, seq, P), true_contexts)
             for i in range(n):
-                row = {name: float(v[i]) for name, v in scores.items()}
+                row = {name: float(v[i]) for name, v in scores.items()} | {"context_tv": tv}
                 log(fixed | row | {"decoding": decoding, "k": i + 1, "position": P + i})
             out[f"{decoding}_kl"] = float(scores["kl"].mean())
+            out[f"{decoding}_context_tv"] = tv
             bar.update()
     return out

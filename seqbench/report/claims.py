@@ -122,26 +122,42 @@ def _top_level_split(text: str, sep: str) -> list[str]:
 
 def short_stability(text: str) -> str:
     """The stability column in a few words: 'stable', 'n/a: deterministic', or what flips
-    it ('flips: drop seed 1, 2; half budget')."""
+    it ('flips: drop seed 1, 2; half budget; smaller lr'); a verdict reported from the longer
+    budget names its 1x verdict first ('at 1x: inconclusive'), one that holds at 4x says so
+    (', holds at 4x')."""
     text = str(text or "").strip()
     if not text:
         return "-"
     if text.startswith("n/a"):
         inner = re.split(r"[:;,]| with ", text.partition("(")[2].rstrip(")"))[0].split()
         return "n/a: " + " ".join(inner[:4]) if inner else "n/a"
-    if text.startswith("stable"):
-        return "stable" + (", 1 seed" if "one seed" in text else "")
+    parts = [re.sub(r" \(one seed: [^)]*\)$", "", p.strip()) for p in text.split(";")]
+    holds = [f", {p}".removesuffix(" the budget") for p in parts if p.startswith("holds at")]
+    parts = [p for p in parts if not p.startswith("holds at")]
+    if parts[0] == "stable":
+        return "stable" + (", 1 seed" if "one seed" in text else "") + "".join(holds)
+    shorter = [f"at 1x: {p.split(': ', 1)[1]}" for p in parts if p.startswith("at 1x the budget:")]
     seeds = re.findall(r"without seed (\d+)", text)
-    other = [p.split(":")[0].strip() for p in text.split(";") if "without seed" not in p]
-    other = [o.replace("at half the budget", "half budget") for o in other]
-    said = ([f"drop seed {', '.join(seeds)}"] if seeds else []) + other
-    return "flips: " + "; ".join(said)
+    other = [
+        _few_words(p) for p in parts if not p.startswith(("without seed", "at 1x the budget:"))
+    ]
+    flips = ([f"drop seed {', '.join(seeds)}"] if seeds else []) + other
+    said = shorter + (["flips: " + "; ".join(flips)] if flips else [])
+    return "; ".join(said) + "".join(holds)
+
+
+def _few_words(flip: str) -> str:
+    """A flip's setting in the table's words: 'at the next smaller lr (at 1x the budget):
+    x' -> 'smaller lr', 'at half the budget: x' -> 'half budget', 'at 4x ...' -> '4x budget'."""
+    label = flip.split(":")[0].split(" (")[0].strip()
+    return re.sub(r"^at (the )?(next )?", "", label).replace(" the ", " ")
 
 
 def verdict_words(v: Verdict, most: int = 60) -> str:
-    """The verdict as the table shows it; a failure's message cut to ``most`` characters."""
+    """The verdict as the table shows it; a failure's message cut to ``most`` characters;
+    ``(preliminary)`` where no run at the longer budget confirms it."""
     words = v.verdict if len(v.verdict) <= most else v.verdict[: most - 1] + "…"
-    return f"**{words}**"
+    return f"**{words}**" + " (preliminary)" * v.preliminary
 
 
 def claims_table(verdicts, extra: dict[str, str] | None = None) -> str:
@@ -193,6 +209,8 @@ def _row(cid: str, words: str, e: Evidence, which: str = "") -> dict:
     v = e.verdict
     where = ", ".join(dict.fromkeys(re.split(r",\s*", f"{e.budget}, {short(v.hardware)}")))
     where = where.strip(", ") or "-"
+    if v.budget:  # which budget the verdict was read at: 1x, or 4x the steps named
+        where = f"{v.budget}: {where}" if where != "-" else v.budget
     row = {
         "claim": cid,
         "in plain words": words,
@@ -230,5 +248,9 @@ def legend() -> str:
         "(a control failed, a cell hit its cap, intervals overlap); **not measured**: no run "
         "measured it; **not measured on cpu**: a timing one CPU thread cannot decide (its "
         "figure is shown, marked so); **failed**: the study's code raised. Numbers are means "
-        "with 95% intervals over seeds in brackets; `…`: more on the study's page."
+        "with 95% intervals over seeds in brackets; `…`: more on the study's page. Budget "
+        "**1x** / **4x**: the verdict was read on runs of the steps named, or of four times "
+        "them (the full profile's longer runs; a verdict that differs there is reported from "
+        "them, its 1x verdict in the stability column); **(preliminary)**: the quick "
+        "profile's budget; `make bench PROFILE=full` trains the cells 4x longer."
     )

@@ -66,6 +66,22 @@ def flat(tree, prefix="") -> dict:
     return out
 
 
+def capped(cfg: dict) -> dict:
+    """A run's flat config with ``train.steps`` its step cap: the harness multiplies it by
+    ``train.budget`` (the full profile's 4x runs), and every reader of the cap reads this
+    column. The budget and ``train.lr_step`` stay columns (1 and 0 for runs from before)."""
+    if not isinstance(cfg.get("train.steps"), int):
+        return cfg
+    budget, step = cfg.get("train.budget"), cfg.get("train.lr_step")
+    budget = budget if isinstance(budget, int) and budget >= 1 else 1
+    step = step if isinstance(step, int) else 0
+    return cfg | {
+        "train.steps": cfg["train.steps"] * budget,
+        "train.budget": budget,
+        "train.lr_step": step,
+    }
+
+
 def collect(runs_root, reserved=()) -> dict[str, pd.DataFrame]:
     """``reserved``: names of the tables the caller writes beside these (the report's
     verdicts), which no measurement may take either."""
@@ -81,7 +97,7 @@ def collect(runs_root, reserved=()) -> dict[str, pd.DataFrame]:
         if record is None:
             unreadable.append({"run": d.name, "file": "run.json", "reason": reason})
             continue
-        cfg = flat(record["config"])
+        cfg = capped(flat(record["config"]))
         files = {name: _read_rows(d / name) for name in RUN_CSVS}
         problems = {name: problem for name, (_, problem) in files.items() if problem}
         unreadable += [{"run": d.name, "file": n, "reason": p} for n, p in problems.items()]

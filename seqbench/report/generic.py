@@ -237,7 +237,8 @@ def other_runs(tables, studies: set[str], figs) -> str:
 
 def verdict_rows(verdicts) -> pd.DataFrame:
     """The claims table as data (verdicts.csv), so another report can quote it."""
-    cols = ["claim", "experiment", "measured", "rule", "verdict", "hardware", "stability"]
+    cols = ["claim", "experiment", "measured", "rule", "verdict", "hardware", "stability",
+            "budget", "preliminary"]  # fmt: skip
     return pd.DataFrame([{c: getattr(v, c) for c in cols} for v in verdicts], columns=cols)
 
 

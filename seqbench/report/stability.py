@@ -1,20 +1,83 @@
-"""Is a verdict stable? Each study's verdicts are recomputed on perturbed tables:
+"""Is a verdict stable? Each study's verdicts are read on the runs of the experiment's own
+setting (``at``: train.budget 1, train.lr_step 0) and recomputed on perturbed tables:
 
-    without seed s        every row of seed s removed (runs, curves, positions, measurements)
-    at half the budget    each training run read at its last evaluation at or before half its
-                          step cap (from its curve): a criterion reached later counts as not
-                          reached, curves end there
+    without seed s          every row of seed s removed (runs, curves, positions, measurements)
+    at half the budget      each training run read at its last evaluation at or before half its
+                            step cap (from its curve): a criterion reached later counts as not
+                            reached, curves end there
+    at 4x the budget        the full profile's longer runs (``train.budget=4``) in its place
+    at the next smaller lr  the runs one grid position below the calibrated rate
+    at the next larger lr   (``train.lr_step=-1`` / ``1``), at 1x the budget
 
 and the claims table's stability column says ``stable`` or what flips the verdict ("without
-seed 1: inconclusive"). A perturbation that changes none of a study's rows does not apply
-to it; when none applies the column says so. Position-loss curves exist only for the final
-evaluation, so the half-budget check leaves them as they are.
+seed 1: inconclusive"). A perturbation that changes none of a study's rows, or a setting
+with no runs of the study (or of a study it READS), does not apply to it; when none applies
+the column says so. Position-loss curves exist only for the final evaluation, so the
+half-budget check leaves them as they are.
+
+A verdict that differs at 4x the budget was never a verdict: it is reported from the longer
+budget (its verdict and measured figures), the seeds and half budget are perturbed there, and
+the column names the 1x verdict ("at 1x the budget: inconclusive"). One that holds says so;
+one of a study with training runs but none at 4x is ``preliminary`` (the quick profile's
+budget).
 """
 
 import numpy as np
 import pandas as pd
 
+from seqbench.report.verdict import VERDICTS, Verdict
+
 METRICS = ("val_loss", "val_acc", "val_ppl")
+BUDGET, LR_STEP = "train.budget", "train.lr_step"  # run columns (NaN in older runs: 1 and 0)
+LONGER = 4  # the full profile's <study>_long jobs: train.budget=4
+NEIGHBOURS = ((-1, "at the next smaller lr"), (1, "at the next larger lr"))
+
+
+def setting(df: pd.DataFrame, column: str, default: float) -> pd.Series:
+    """A run column as numbers, ``default`` where the column or the value is missing (runs
+    from before the key existed trained at budget 1 and the calibrated rate)."""
+    if column not in df:
+        return pd.Series(float(default), index=df.index)
+    return pd.to_numeric(df[column], errors="coerce").fillna(default)
+
+
+def _is_at(df: pd.DataFrame, budget, lr_step) -> pd.Series:
+    return (setting(df, BUDGET, 1) == budget) & (setting(df, LR_STEP, 0) == lr_step)
+
+
+def at(tables: dict, budget=1, lr_step=0) -> dict:
+    """The tables of the runs trained at ``budget`` x the experiment's steps and ``lr_step``
+    grid positions from the calibrated rate: a table with its own budget or lr_step column
+    is filtered by it; any other keeps the rows whose run (or ``train_run``, the training run
+    a measurement scored) is kept, or is no training run at all (a measurement's own rows)."""
+    runs = tables.get("runs")
+    dropped = set()
+    if runs is not None and not runs.empty and "run" in runs:
+        dropped = set(runs.run[~_is_at(runs, budget, lr_step)])
+    out = {}
+    for name, df in tables.items():
+        if df is None or df.empty:
+            out[name] = df
+        elif BUDGET in df or LR_STEP in df:
+            out[name] = df[_is_at(df, budget, lr_step)]
+        else:
+            keep = pd.Series(True, index=df.index)
+            for column in ("run", "train_run"):
+                if column in df:
+                    keep &= ~df[column].isin(dropped)
+            out[name] = df[keep]
+    return out
+
+
+def has_runs(tables: dict, studies: set, budget=1, lr_step=0) -> bool:
+    """Are there complete training runs of these studies at this setting?"""
+    runs = tables.get("runs")
+    if runs is None or runs.empty or "study" not in runs:
+        return False
+    mine = runs.study.isin(studies) & _is_at(runs, budget, lr_step)
+    if "status" in runs:
+        mine &= runs.status == "complete"
+    return bool(mine.any())
 
 
 def without_seed(tables: dict, seed) -> dict:
@@ -40,7 +103,7 @@ def half_budget(tables: dict) -> dict:
     if runs is None or runs.empty or curves is None or curves.empty or "train.steps" not in runs:
         return tables
     runs = runs.copy()
-    half = (pd.to_numeric(runs["train.steps"], errors="coerce") // 2).to_dict()
+    half = (pd.to_numeric(runs["train.steps"], errors="coerce") // 2).to_dict()  # collect.capped
     keep, cut = [], []
     by_run = dict(tuple(curves.groupby("run")))
     for i, row in runs.iterrows():
@@ -103,34 +166,104 @@ def perturbations(tables: dict, seeds=()):
     yield "at half the budget", half_budget(tables)
 
 
+def recompute(module, tables: dict, verdicts: list) -> dict:
+    """(claim, experiment) -> the study's Verdict on ``tables``; a perturbation the verdict
+    code cannot take is a flip too ('failed (KeyError)' in place of each verdict)."""
+    try:
+        return {_key(v): v for v in module.verdicts(tables)}
+    except Exception as e:
+        return dict.fromkeys(map(_key, verdicts), f"failed ({type(e).__name__})")
+
+
+def _key(v: Verdict) -> tuple:
+    return v.claim, v.experiment
+
+
+def _word(found) -> str:
+    return found.verdict if isinstance(found, Verdict) else (found or "not measured")
+
+
+def _checks(module, tables: dict, reads: set, verdicts: list) -> tuple[list, int]:
+    """([(label, recomputed verdicts)] of the seed and half-budget perturbations that touch
+    these studies' rows, the number of seeds)."""
+    seeds = seeds_of(tables, reads)
+    done = [
+        (label, recompute(module, perturbed, verdicts))
+        for label, perturbed in perturbations(tables, seeds)
+        if _touches(tables, perturbed, reads)
+    ]
+    return done, len(seeds)
+
+
+def _adopt(v: Verdict, longer) -> bool:
+    """Does the longer budget's verdict replace ``v``? Where it decides something else; not
+    where its code failed or its runs do not measure the claim (nothing to report from)."""
+    return (
+        isinstance(longer, Verdict)
+        and longer.verdict in VERDICTS
+        and longer.verdict not in ("not measured", v.verdict)
+    )
+
+
 def annotate(module, study: str, tables: dict, verdicts: list) -> list:
-    """The verdicts with their stability column filled. A study whose verdicts read other
-    studies' runs names them in ``READS`` (optional), so their perturbations count."""
+    """The verdicts, computed on ``at(tables)``, with their budget (``1x`` / ``4x``),
+    ``preliminary`` and stability column filled; one that differs at 4x the budget is
+    replaced by the 4x one. ``tables``: every run, of every budget and lr step. A study
+    whose verdicts read other studies' runs names them in ``READS`` (optional), so their
+    runs and perturbations count."""
     if not verdicts:
         return verdicts
     reads = {study, *getattr(module, "READS", ())}
-    flips = {id(v): [] for v in verdicts}
-    applied = 0
-    seeds = seeds_of(tables, reads)
-    for label, perturbed in perturbations(tables, seeds):
-        if not _touches(tables, perturbed, reads):
-            continue
-        applied += 1
-        try:
-            again = {(v.claim, v.experiment): v.verdict for v in module.verdicts(perturbed)}
-        except Exception as e:  # a perturbation the verdict code cannot take is a flip too
-            again = {(v.claim, v.experiment): f"failed ({type(e).__name__})" for v in verdicts}
-        for v in verdicts:
-            new = again.get((v.claim, v.experiment), "not measured")
-            if new != v.verdict:
-                flips[id(v)].append(f"{label}: {new}")
+    longer = None  # the verdicts at 4x the budget, where the study has such runs
+    if has_runs(tables, reads, LONGER):
+        longer = recompute(module, at(tables, LONGER), verdicts)
+    shorter = _from_longer(verdicts, longer, has_runs(tables, reads))
+    neighbours = [  # at 1x the budget: the full profile trains lr neighbours at budget 1
+        (label, recompute(module, at(tables, 1, step), verdicts))
+        for step, label in NEIGHBOURS
+        if has_runs(tables, reads, 1, step)
+    ]
+    checks = {"1x": _checks(module, at(tables), reads, verdicts)}
+    if shorter:  # seeds and half the budget perturbed where those verdicts were read
+        checks[f"{LONGER}x"] = _checks(module, at(tables, LONGER), reads, verdicts)
     for v in verdicts:
         if v.stability:
             continue
-        if not applied:
-            v.stability = "n/a (no seeds or training budget behind it)"
+        done, seeds = checks[v.budget or "1x"]
+        beside = [(f"at {LONGER}x the budget", longer)] if longer is not None else []
+        if id(v) in shorter:  # reported from 4x: the lr neighbours are read at 1x
+            beside = [("at 1x the budget", {_key(v): shorter[id(v)]})]
+            beside += [(f"{label} (at 1x the budget)", a) for label, a in neighbours]
         else:
-            v.stability = "; ".join(flips[id(v)]) or "stable"
-            if len(seeds) < 2:
-                v.stability += " (one seed: none to leave out)"
+            beside += neighbours
+        flips = [f"{label}: {_word(a.get(_key(v)))}" for label, a in [*beside, *done]
+                 if _word(a.get(_key(v))) != v.verdict]  # fmt: skip
+        holds = (
+            longer is not None and id(v) not in shorter and _word(longer.get(_key(v))) == v.verdict
+        )
+        v.stability = _column(flips, bool(done or neighbours or beside), seeds, holds)
     return verdicts
+
+
+def _from_longer(verdicts: list, longer, trained: bool) -> dict:
+    """Each verdict's budget and ``preliminary`` mark; one that differs at 4x the budget takes
+    the 4x verdict and figures. Returns id(verdict) -> its 1x verdict, for those replaced."""
+    shorter = {}
+    for v in verdicts:
+        v.budget = "1x" if trained or longer is not None else ""
+        v.preliminary = trained and longer is None
+        new = (longer or {}).get(_key(v))
+        if _adopt(v, new):
+            shorter[id(v)] = v.verdict
+            v.verdict, v.measured, v.budget = new.verdict, new.measured, f"{LONGER}x"
+    return shorter
+
+
+def _column(flips: list, applied: bool, seeds: int, holds: bool) -> str:
+    """The stability text: what flips the verdict, or 'stable'; whether it holds at 4x."""
+    if not applied:
+        return "n/a (no seeds or training budget behind it)"
+    text = "; ".join(flips) or "stable"
+    if seeds < 2:
+        text += " (one seed: none to leave out)"
+    return text + (f"; holds at {LONGER}x the budget" if holds else "")

@@ -38,6 +38,8 @@ class Verdict:
     verdict: str  # one of VERDICTS
     hardware: str = ""  # where timing-based figures were measured
     stability: str = ""  # "stable", or what flips the verdict
+    budget: str = ""  # "1x" / "4x": the step budget of the runs it was read on ("": none)
+    preliminary: bool = False  # trained, but no run at 4x the budget confirms it
 
     def __post_init__(self):
         self.rule = str(self.rule)

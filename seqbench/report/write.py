@@ -66,17 +66,21 @@ def model_families(tables) -> dict:
 
 
 def study_parts(module, tables, figs):
-    """(verdicts, markdown) of one study, each contained. The figures the section marks with
-    ``decides`` go on the contact sheet; a section that marks none lends all its figures to
-    the claims the study decides."""
+    """(verdicts, markdown) of one study, each contained, read on the runs of the
+    experiment's own budget and rate (stability.at: 1x, lr step 0); stability.annotate reads
+    the 4x and lr-neighbour runs beside them, and reports a verdict that differs at 4x the
+    budget from the longer runs.
+    The figures the section marks with ``decides`` go on the contact sheet; a section that
+    marks none lends all its figures to the claims the study decides."""
     name = studies.study_name(module)
     before, marked = len(figs.written), {p for ps in figs.deciding.values() for p in ps}
+    own = stability.at(tables)
     try:
-        verdicts = stability.annotate(module, name, tables, list(module.verdicts(tables)))
+        verdicts = stability.annotate(module, name, tables, list(module.verdicts(own)))
     except Exception as e:
         verdicts = [Verdict(c, name, "-", "-", f"failed: {first_line(e)}") for c in module.DECIDES]
     try:
-        md = module.section(tables, figs.of(name))
+        md = module.section(own, figs.of(name))
     except OSError:  # a full disk is the report's fault, not the study's: nothing is written
         raise
     except Exception as e:
@@ -135,7 +139,7 @@ def build(runs_root: Path, results: Path, out: Path, compare, previous: dict) ->
         before = len(figs.written)
         v, md = study_parts(module, tables, figs)
         made_by |= dict.fromkeys(figs.written[before:], name)
-        spent = generic.budget(tables, name, *getattr(module, "READS", ()))
+        spent = generic.budget(stability.at(tables), name, *getattr(module, "READS", ()))
         evidence += [Evidence(x, name, spent) for x in v]
         if md or v:
             pages[page(name)] = study_page(module, v, md, extra)

@@ -6,9 +6,13 @@
 ``train(cfg) -> summary`` is a plain function (tests call it) that receives a validated
 config; ``python -m seqbench.train`` (train/__main__.py) belongs to the entry layer
 (seqbench.cli). One loop for every model: AdamW (or plain SGD, ``train.optimizer``) with
-linear warm-up and cosine decay, gradient clipping, periodic held-out evaluation, and
+linear warm-up and cosine decay (constant after the warm-up when a criterion may stop the
+run: a decay tied to the cap would hide a late breakout), gradient clipping, periodic held-out
+evaluation, and
 optionally the lr divided by ``train.plateau_factor`` whenever an evaluation fails to beat
-the best; the data order is a function of the step alone. Failures are contained: a run
+the best; the data order is a function of the step alone. ``train.budget`` multiplies the
+step cap (the full profile's 4x runs); ``train.lr_step`` trains at a neighbour of the
+calibrated rate (seqbench.calibrate). Failures are contained: a run
 ends ``complete``, ``diverged``, ``oom``, ``interrupted`` or ``failed``, its files stay
 readable, and the function returns normally so a sweep goes on. A rerun skips complete runs
 and resumes the others from their checkpoint. A finished run records why it stopped
@@ -81,7 +85,7 @@ def train(cfg: DictConfig) -> dict:
         calibration = calibrate(cfg, train)
         if calibration:
             record.fields["lr_calibration"] = calibration
-        return Run(cfg, task, record, lr=calibration and calibration["chosen"]).execute()
+        return Run(cfg, task, record, lr=calibration and calibration["used"]).execute()
 
     def data_problem(record):  # a stored run that read other data than this config reads now
         recorded = record.get("data")
@@ -128,6 +132,7 @@ class Run:
         self.t = SimpleNamespace(**OmegaConf.to_container(cfg.train, resolve=True))
         if lr is not None:  # calibrated on the control setting (train.lr_grid)
             self.t.lr = lr
+        scaled(self.t)  # train.budget: the step cap as a multiple of the experiment's
         self.device = record.device
         self.stop_signal = None
         self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
@@ -179,7 +184,7 @@ class Run:
     def initialise(self):
         """Model, optimiser and schedule at step 0: the same every time (seeded), so a run
         that starts over after a refused checkpoint is the run that never had one."""
-        torch.manual_seed(self.cfg.seed)  # model init; the data has its own data.seed
+        torch.manual_seed(self.cfg.seed)  # model init; the data follows data.seed (= seed)
         self.model = build_model(self.cfg.model, self.task.vocab_size, self.device)
         self.params = list(self.model.parameters())
         self.opt = make_optimizer(self.params, self.t, self.device)
@@ -213,6 +218,8 @@ class Run:
         """Linear warm-up to 1, then cosine down to min_lr_frac at the last step (warmup=0 and
         min_lr_frac=1: constant), times the plateau annealing so far."""
         warm, total, floor = self.t.warmup, self.t.steps, self.t.min_lr_frac
+        if self.t.criterion:  # constant after warm-up: a decay at the cap hides a late breakout
+            floor = 1.0
         if step < warm:
             return (step + 1) / warm * self.anneal
         progress = (step - warm) / max(1, total - warm)
@@ -480,6 +487,14 @@ class Run:
 
     def stop(self, signum):
         self.stop_signal = f"received {signal.Signals(signum).name}"
+
+
+def scaled(t) -> SimpleNamespace:
+    """``t`` (train settings) with steps multiplied by ``t.budget`` (1 in the experiments; the
+    full profile's longer runs say 4). Evaluations keep their interval, so steps to a criterion
+    are read at the same resolution at every budget; the warm-up and the lr are unchanged."""
+    t.steps *= getattr(t, "budget", 1) or 1
+    return t
 
 
 def _num(v):
