@@ -274,7 +274,7 @@ TABLE = [
         ("what=nope", "what"),
         ("what.table='bad name'", "what.table"),
         ("what=influence what.trained=[maybe]", "what.trained"),
-        ("what=influence what.split=test", "what.split"),
+        ("what=influence what.split=pool", "what.split"),
         ("what=influence what.train_study=../x", "what.train_study"),
         ("what=influence what.train_study=/abs", "what.train_study"),
         ("what=timing what.lengths=[]", "what.lengths"),

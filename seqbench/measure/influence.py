@@ -6,17 +6,25 @@ position if none is scored, predicting the last token) the influence of the inpu
 
     I(d) = || d log p(y_t | x_<=t) / d e_{t-d} ||_2         e_s = the embedding output at s
 
-averaged over a batch of held-out examples (each example contributes at the distances its
-t allows). Through a recurrence the signal from t - d crosses d state updates and may shrink
-geometrically (Bengio et al. 1994; Hochreiter 1991); through attention every earlier position
-is one step away (Vaswani et al. 2017, Table 1, "maximum path length"). Measured for the
-untrained model (architecture alone) and for the model trained on the task by
-``seqbench.train.train`` (reusing its run directory when it is complete): ``trained`` column;
-a trained row carries its training run's criterion, ``steps_to_criterion`` (empty when the
-criterion was not reached within the cap) and learning rate (calibrated when train.lr_grid).
-The embedding output is captured by a forward hook on ``model.embed`` (the naming
-convention of seqbench.models), so any model obeying the contract works.
+averaged over a batch of examples (each example contributes at the distances its t allows)
+drawn from ``what.split``: by default the task's *test* split (Task.test_examples), which no
+training batch, no criterion and no lr calibration ever read, so what the gradients show is
+not a property of the examples that stopped training. Through a recurrence the signal from
+t - d crosses d state updates and may shrink geometrically (Bengio et al. 1994; Hochreiter
+1991); through attention every earlier position is one step away (Vaswani et al. 2017,
+Table 1, "maximum path length"). Measured for the untrained model (architecture alone) and
+for the model trained on the task by ``seqbench.train.train`` (reusing its run directory
+when it is complete): ``trained`` column; a trained row carries its training run's name
+(``train_run``: the report joins its stop reason and test accuracy by it), criterion,
+``steps_to_criterion`` (empty when the criterion was not reached within the cap) and
+learning rate (calibrated when train.lr_grid). Every row carries the job's ``train.budget``
+and ``train.lr_step``, so the report keeps a longer budget's (or a neighbouring rate's)
+untrained rows apart from the experiment's own. The embedding output is captured by a
+forward hook on ``model.embed`` (the naming convention of seqbench.models), so any model
+obeying the contract works.
 """
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +45,10 @@ from seqbench.train import trained_model
 
 COLUMNS = (
     "model family impl d_model n_layers trained d grad_norm grad_norm_std examples T distance"
-    " val_acc train_steps lr criterion steps_to_criterion"
+    " val_acc train_steps lr criterion steps_to_criterion train_run split train.budget"
+    " train.lr_step"
 ).split()
+SPLITS = ("test", "val", "train")  # test: examples nothing that trained or chose the model saw
 
 
 def check(cfg, task) -> None:
@@ -51,7 +61,9 @@ def check(cfg, task) -> None:
         w.trained,
         "a non-empty list of booleans, e.g. [false, true]",
     )
-    need(w.split in ("train", "val"), "what.split", w.split, "train or val")
+    need(w.split in SPLITS, "what.split", w.split, ", ".join(SPLITS))
+    no_test = "val or train: this data has no test split (a corpus folder without test.txt)"
+    need(w.split != "test" or task.has_test, "what.split", w.split, no_test)
     check_train_study(w)
 
 
@@ -70,12 +82,13 @@ def measure(cfg, task, log) -> dict:
                     "lr": summary.get("lr"),
                     "criterion": summary.get("criterion"),
                     "steps_to_criterion": summary.get("steps_to_criterion"),
+                    "train_run": Path(summary["run_dir"]).name,
                 }
             else:
                 torch.manual_seed(cfg.seed)
                 model = build_model(cfg.model, task.vocab_size, device)
                 info = {"val_acc": None, "train_steps": 0}
-            tokens, targets = task.batch(w.split, 0, w.batch_size)
+            tokens, targets = examples(task, w.split, w.batch_size)  # [B, T] each
             norms, dist = influence(model, tokens.to(device), targets.to(device))
             T = tokens.size(1)
             for d in range(T):
@@ -92,12 +105,20 @@ def measure(cfg, task, log) -> dict:
                         "examples": sel.numel(),
                         "T": T,
                         "distance": cfg.data.get("distance"),
+                        "split": w.split,
+                        "train.budget": cfg.train.get("budget", 1),
+                        "train.lr_step": cfg.train.get("lr_step", 0),
                         **info,
                     }
                 )
             out[f"trained={trained}"] = info
             bar.update()
     return out
+
+
+def examples(task, split: str, n: int):
+    """(tokens, targets) [n, T]: the first ``n`` test sequences, or batch 0 of ``split``."""
+    return task.test_examples(n) if split == "test" else task.batch(split, 0, n)
 
 
 def influence(model, tokens, targets):
