@@ -105,11 +105,21 @@ def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
     if len(grid) and isinstance(grid.iloc[0], list | tuple):
         return (
             f" Learning rate: calibrated once per model on the control (one run per lr of "
-            f"{_rates(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the fastest to the "
-            f"criterion wins, else the lowest held-out loss) and reused by every cell and seed: "
-            f"{lrs}."
+            f"{_rates(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the lowest held-out "
+            f"loss at the end wins, and a best rate at an edge extends the grid x3 on that side, "
+            f"twice at most) and reused by every cell and seed: {lrs}.{_edges(ok)}"
         )
     return f" Learning rate: best of the swept grid per (model, {cell}): {lrs}."
+
+
+def _edges(ok: pd.DataFrame) -> str:
+    """' Still at an edge of the extended grid: lstm (1e-3/.../0.09).': the models whose
+    calibrated rate the grid could not bracket (collect's lr_at_edge), '' when none."""
+    if "lr_at_edge" not in ok:
+        return ""
+    edge = ok[ok.lr_at_edge.eq(True)].drop_duplicates("model")
+    named = ", ".join(f"{r.model} ({r.lr_grid_searched})" for r in edge.itertuples())
+    return f" Still at an edge of the extended grid: {named}." if named else ""
 
 
 def left_out(passed: dict, control: str) -> str:
@@ -132,6 +142,12 @@ CENSORING = (  # a rule's sentence ends with this, its Rule given long_enough=LO
     "{long_enough}x the steps the slowest model that solved the cell (every seed at its "
     "criterion) needed"
 )
+
+
+def step_cap(runs: pd.DataFrame) -> pd.Series:
+    """Per run: the step cap it trained under. The report's collect (``capped``) already
+    multiplies train.steps by train.budget, so a 4x run is read against its own cap here."""
+    return pd.to_numeric(runs["train.steps"], errors="coerce").astype(float)
 
 
 def censored(runs: pd.DataFrame) -> pd.Series:

@@ -140,3 +140,19 @@ def test_a_study_with_no_training_runs_is_neither_budgeted_nor_preliminary():
     tables = {"runs": pd.DataFrame(), "span": pd.DataFrame({"run": ["m"], "study": "toy"})}
     (v,) = stability.annotate(TOY, "toy", tables, [Verdict("C3", "toy", "m", "r", "supported")])
     assert (v.budget, v.preliminary) == ("", False) and v.stability.startswith("n/a")
+
+
+def test_a_full_profile_stopped_part_way_through_a_cell_is_not_read_at_4x():
+    """Two of three seeds at 4x: the cell is incomplete, so the 4x verdict (read on fewer
+    runs) is neither reported nor listed, and the verdict stays preliminary."""
+    tables = _tables((1, 0, 0.5), (4, 0, 0.95))
+    runs = tables["runs"]
+    tables["runs"] = runs[~((runs["train.budget"] == 4) & (runs.seed == 2))]
+    v = _annotated(tables)
+    assert (v.verdict, v.budget) == ("not supported", "1x") and v.preliminary
+    assert "4x" not in v.stability
+    # a cell the 4x job never trains (another task) does not hold the others back
+    other = tables["runs"].assign(task="other")
+    full = _tables((1, 0, 0.5), (4, 0, 0.95))
+    full["runs"] = pd.concat([full["runs"].assign(task="copy"), other[other["train.budget"] == 1]])
+    assert stability.has_runs(full, {"toy"}, 4) and not stability.has_runs(tables, {"toy"}, 4)

@@ -170,13 +170,115 @@ def test_section_draws_accuracy_and_lists_every_cell(tmp_path, widths):
     assert "No completed runs" in study.section({"runs": pd.DataFrame()}, None)
 
 
+# --- the full profile's T=64 cells (issue 22): read when present, the T=16 cells beside them ---
+SHORT, LONG = (16, 2), ((64, 4), (64, 8))  # the quick profile's cell; the full profile's
+ZOOLOGY = (1e-4, 4.64e-4, 2.15e-3, 1e-2)
+
+
+def _with_long(long_table, short_table, lrs=(2.15e-3,)):
+    """The quick profile's T=16 runs (the lr calibrated once) beside T=64 runs at ``lrs`` (a
+    per-cell sweep when several): accuracies per (model, setting) from the two tables."""
+    short = _runs(_acc(short_table), settings=(CONTROL, SHORT))
+    table = long_table if callable(long_table) else _acc(long_table)
+    return pd.concat([short, _runs(table, settings=LONG, lrs=lrs)], ignore_index=True)
+
+
+LEVEL_16 = {m: {SHORT: 0.99} for m in ("transformer", "gru", "lstm")}  # read, 2/3 or 1/3
+AHEAD_16 = {"transformer": {SHORT: 0.99}, "gru": {SHORT: 0.5}, "lstm": {SHORT: 0.5}}
+BOTH = {LONG[0]: 0.99, LONG[1]: 0.99}
+FAILS = {LONG[0]: 0.3, LONG[1]: 0.2}
+
+
+@pytest.mark.parametrize(
+    "long_table,short_table,expected",
+    [
+        ({"transformer": BOTH, "gru": FAILS, "lstm": FAILS}, LEVEL_16, "supported"),
+        ({"transformer": BOTH, "gru": {LONG[0]: 0.99, LONG[1]: 0.2}, "lstm": FAILS}, LEVEL_16,
+         "nuanced"),
+        ({"transformer": BOTH, "gru": BOTH, "lstm": BOTH}, AHEAD_16, "not supported"),
+        # T=64 with 8 pairs: no model solves it within its cap, so it cannot count either way
+        ({"transformer": {LONG[0]: 0.99, LONG[1]: 0.15}, "gru": FAILS, "lstm": FAILS}, AHEAD_16,
+         "inconclusive"),
+    ],
+)  # fmt: skip
+def test_the_t64_cells_decide_each_verdict(long_table, short_table, expected):
+    """Read on T=16 as well, each table would give another verdict (supported -> nuanced at
+    2/3 ahead, not supported -> nuanced at 1/3): the T=16 cells are shown, never read."""
+    v, measured = _verdict(_with_long(long_table, short_table))
+    assert v == expected, measured
+    assert "cells (" in measured and "of T=64, kv=4; T=64, kv=8;" in measured
+    assert "test accuracy at T=64, kv=8, d_model 64: gru" in measured
+    assert "shown, not read: attention " in measured and "at T=16, kv=2, d_model 64:" in measured
+
+
+def test_the_t16_control_line_is_shown_but_never_decides():
+    long_table = {"transformer": BOTH, "gru": FAILS, "lstm": FAILS}
+    ahead, level = (_verdict(_with_long(long_table, t)) for t in (AHEAD_16, LEVEL_16))
+    assert ahead[0] == level[0] == "supported"
+    assert "shown, not read: attention ahead at T=16, kv=2" in ahead[1]
+    assert "shown, not read: attention not ahead at T=16, kv=2" in level[1]
+    cells = study.cell_table(study.mqar_runs(_with_long(long_table, LEVEL_16)))
+    assert study.deciding(cells) == ["T=64, kv=4", "T=64, kv=8"]
+    assert study.control_setting(cells) == "T=16, kv=1"  # still each model's gate
+    # the quick profile (no T >= 64): its one short cell decides, as before
+    quick = study.cell_table(study.mqar_runs(_runs(_acc(LEVEL_16), settings=(CONTROL, SHORT))))
+    assert study.deciding(quick) == ["T=16, kv=2"] and study.verdict(quick)[0] == "not supported"
+
+
+def _swept(m, setting, w, s, lr):
+    """Zoology's finding at T=64: the Transformer solves each cell at one rate only (4.64e-4
+    with 4 pairs, 2.15e-3 with 8), the recurrences do best at the top rate and stay short."""
+    if m == "transformer":
+        best = 4.64e-4 if setting == LONG[0] else 2.15e-3
+        return 0.99 + 0.002 * s if lr == best else 0.27
+    return (0.3 if lr == 1e-2 else 0.2) + 0.005 * s
+
+
+def test_the_best_rate_of_the_grid_is_kept_per_model_and_cell():
+    runs = _with_long(_swept, LEVEL_16, lrs=ZOOLOGY)
+    ok = study.mqar_runs(runs)
+    kept = ok[ok.seq_len == 64].groupby(["model", "setting"]).lr.unique()
+    assert list(kept["transformer", "T=64, kv=4"]) == [4.64e-4]
+    assert list(kept["transformer", "T=64, kv=8"]) == [2.15e-3]
+    assert {float(v[0]) for k, v in kept.items() if k[0] != "transformer"} == {1e-2}
+    assert len(ok[ok.seq_len == 64]) == 3 * 2 * 3  # one rate per (model, cell), three seeds
+    cells = study.cell_table(ok).set_index(["model", "setting"])
+    assert cells.at[("transformer", "T=64, kv=4"), "lr"] == "0.000464 (best of 4)"
+    assert cells.at[("gru", "T=64, kv=8"), "lr"] == "0.01 (best of 4, top edge)"
+    assert cells.at[("gru", "T=16, kv=2"), "lr"] == "0.00215"  # calibrated: no grid here
+    v, measured = study.verdict(study.cell_table(ok))
+    assert (
+        v == "supported"
+        and "transformer 0.99" in measured
+        and "at lr 0.00215 (best of 4)" in measured
+    )
+    # one shared rate for every cell (the top of the grid) leaves attention at 0.27 too:
+    # no model solves a T=64 cell, so nothing is decided
+    shared = runs[(runs.lr == 1e-2) | (runs["data.seq_len"] == 16)]
+    assert _verdict(shared)[0] == "inconclusive"
+
+
+def test_the_section_says_how_each_setting_chose_its_rate(tmp_path):
+    runs = _with_long(_swept, LEVEL_16, lrs=ZOOLOGY)
+    md = study.section({"runs": runs}, Figures(tmp_path, FAMILIES))
+    assert "Learning rate at T=16, kv=1 and T=16, kv=2: calibrated once per model" in md
+    assert "Learning rate at T=64, kv=4 and T=64, kv=8: best of the swept grid" in md
+    assert "the full CPU profile" in md and "| T=16, kv=2 | 64 | gru |" in md
+    assert "(shown, not read) |" in md and "| 0.01 (best of 4, top edge) |" in md
+    quick = study.section({"runs": _runs(_acc(LEVEL_16), settings=(CONTROL, SHORT))},
+                          Figures(tmp_path, FAMILIES))  # fmt: skip
+    assert "the quick CPU profile" in quick and "shown, not read" not in quick
+
+
 def test_bench_jobs():
     from tests.conftest import compose_cfg
 
     names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
+    cpu = ["mqar", "mqar_attention", "mqar_test", "mqar_attention_test"]
     assert names == {
         "smoke": ["mqar", "mqar_test"],
-        "cpu": ["mqar", "mqar_attention", "mqar_test", "mqar_attention_test"],
+        "cpu": cpu,
+        "full": [*cpu, *(n.replace("mqar", "mqar_long") for n in cpu)],
         "gpu": ["mqar", "mqar_test", "mqar_attention", "mqar_attention_test"],
     }
     for jobs in study_jobs(study.__name__).values():
@@ -196,6 +298,21 @@ def test_bench_jobs():
     assert cfg.train.criterion == "val_acc" and cfg.train.target == 0.99
     assert cfg.model.n_layers in (None, 2) and cfg.data.n_train
     assert "seed: 0,1,2" in experiment_files()["mqar"].read_text()
+
+
+def test_the_full_profile_sweeps_zoologys_grid_in_the_t64_cells():
+    jobs = study_jobs(study.__name__)
+    full = {j.name: j for j in jobs["full"]}
+    for job in jobs["cpu"]:  # the cpu runs, found again by content key
+        assert full[job.name].args == job.args and full[job.name].rank == job.rank
+    for name in ("mqar_long", "mqar_long_attention", "mqar_long_test", "mqar_long_attention_test"):
+        job, args = full[name], " ".join(full[name].args)
+        assert job.rank == 40 and "train.lr_grid=null" in job.args  # swept, not calibrated
+        rates = next(a for a in job.args if a.startswith("train.lr="))
+        assert [float(v) for v in rates.split("=")[1].split(",")] == list(ZOOLOGY)[1:]
+        assert "{seq_len:64,num_kv_pairs:4},{seq_len:64,num_kv_pairs:8}" in args
+        assert ("what=test_set" in job.args) == name.endswith("_test")
+        assert ("model.pos=learned" in job.args) == ("attention" in name)
 
 
 @pytest.mark.parametrize("widths", [(64,), (64, 128)])

@@ -189,11 +189,55 @@ def test_section_draws_both_panels_and_the_table(tmp_path):
     assert "No completed runs" in study.section({"runs": pd.DataFrame()}, None)
 
 
+def _stuck(m, d, s, lr):
+    """The reviewer's recall table: the GRU at chance at d=16 until its cap (censored), the
+    RNN failing from d=16 on (settled), the Transformer solving every distance (its slowest
+    seed at d=16 needs 175 steps)."""
+    return 0.07 if (m, d) == ("gru", 16) or (m == "rnn" and d >= 16) else 0.98
+
+
+@pytest.mark.parametrize("budget,expected", [(1, "undecided"), (4, "failed")])
+def test_a_4x_run_is_censored_against_its_own_cap(budget, expected):
+    """A 4x run's cap (collect reads train.steps x train.budget) is 1,600 steps, >= 4 x the
+    175 the slowest solver needed, so a GRU still at chance there failed; at 1x (cap 400 <
+    700) it is censored, so undecided, and so is the verdict."""
+    runs = _runs(_stuck).assign(**{"train.budget": budget, "train.steps": CAP * budget})
+    runs["censored"] = (runs.model == "gru") & (runs["data.distance"] == 16)
+    runs.loc[
+        (runs.model == "transformer") & (runs["data.distance"] == 16), "steps_to_criterion"
+    ] = [125, 150, 175]
+    cells = study.cell_table(study.recall_runs(runs)).set_index(["model", "distance"])
+    assert cells.at[("gru", 16), "cap"] == CAP * budget
+    assert cells.at[("gru", 16), "status"] == expected
+    v, measured = _verdict(runs)
+    if budget == 1:  # gru reach 4-256 against the Transformer's 256: either way
+        assert v == "inconclusive" and "gru d=16: censored at 400 steps (< 4 x 175)" in measured
+    else:
+        assert v == "supported" and "censored" not in measured  # reach 256 against 4
+    # the cap the report's collect makes of a run's config: train.steps x train.budget
+    from seqbench.report.collect import capped
+
+    assert capped({"train.steps": CAP, "train.budget": budget})["train.steps"] == CAP * budget
+    assert capped({"train.steps": CAP})["train.steps"] == CAP  # older runs: budget 1
+
+
 def test_bench_jobs_cover_the_control_to_long_distances_with_three_seeds():
     from tests.conftest import compose_cfg
 
-    names = {p: [j.name for j in jobs] for p, jobs in study_jobs(study.__name__).items()}
-    assert names == {p: ["recall", "recall_test"] for p in ("smoke", "cpu", "gpu")}
+    jobs = study_jobs(study.__name__)
+    names = {p: [j.name for j in js] for p, js in jobs.items()}
+    assert names == {p: ["recall", "recall_test"] for p in ("smoke", "cpu", "gpu")} | {
+        "full": ["recall", "recall_test", "recall_long", "recall_long_test"]
+    }  # fmt: skip
+    full = {j.name: j for j in jobs["full"]}
+    for cpu in jobs["cpu"]:  # the cpu runs, found again by content key
+        assert full[cpu.name].args == cpu.args
+    for name, rank, extra in (("recall_long", 40, "train.budget=4"),):
+        train, test = full[name], full[f"{name}_test"]
+        assert train.rank == test.rank == rank and extra in train.args and extra in test.args
+        assert train.entry == "train" and test.entry == "measure" and "what=test_set" in test.args
+        # every distance the verdict reads: the experiment's sweep, every seed
+        assert not [a for a in train.args if a.startswith(("hydra.sweeper", "seed="))]
     cfg = compose_cfg(["+experiment=recall"])
     assert cfg.train.criterion == "val_acc" and cfg.train.lr_control["data.distance"] == 4
     assert len(cfg.train.lr_grid) >= 3

@@ -4,22 +4,28 @@ Zoology's generator and protocol (``seqbench.data.synthetic.MQAR``): P key-value
 each key queried once, the answer never fed back, random filler; a fixed pool of training
 examples (``data.n_train``); 2 layers; training stops at 99% held-out accuracy (the criterion)
 or the step cap; the learning rate from Zoology's grid (4 values log-spaced 1e-4 .. 1e-2),
-calibrated once per model on the control cell (CPU) or swept in every cell with the best kept
-per (model, cell) (GPU, ``_common.best_of_grid``, Zoology's selection). The attention model has
-learned absolute positions, as Zoology's. ``model.d_model`` sets every family's width, so
-parameter counts differ between families at the same width (the table lists them).
+calibrated once per model on a short cell (the CPU profile's T=16 cells) or swept in every cell
+with the best held-out result kept per (model, cell) (the full profile's T=64 cells and the
+GPU's: ``_common.best_of_grid``, Zoology's selection; at T=64 a rate that suits one family
+leaves another far behind). The attention model has learned absolute positions, as Zoology's.
+``model.d_model`` sets every family's width, so parameter counts differ between families at
+the same width (the table lists them).
 
-Rule: the control (the setting with the fewest pairs, then the shortest) is a cell each model
-must solve (95% interval of test accuracy over seeds at or above RULE.solved; test
-sequences from seqbench.measure.test_set, never the criterion's validation batches); a
-model that does not is left out. In every other (setting, width) cell the attention model
-is *ahead* of a recurrence when the 95% interval of their accuracy difference lies above 0,
-*level* when it lies within +-RULE.margin, *behind* below 0, *undecided*
-otherwise; a cell that no model solves did not converge within its cap and is undecided too,
-and so is a comparison a censored model (stopped at its cap while improving or at chance, the
-cap short of 4x the slowest solver's steps) could still change (``unsettled``, ``settled``).
-The verdict reads the share of cells where attention is ahead of every recurrence, counting
-undecided cells both ways: inconclusive where the two ends disagree.
+Rule: the verdict reads the settings at T >= RULE.long when any was run (issue 22: at T=16
+with 2 pairs every recurrence sits on the "which of two values" plateau); the shorter ones
+stay in the measured column as a control line, shown but never deciding; without a long
+setting (the quick CPU profile) it reads every setting but the control. The control (the
+setting with the fewest pairs, then the shortest) is a cell each model must solve (95%
+interval of test accuracy over seeds at or above RULE.solved; test sequences from
+seqbench.measure.test_set, never the criterion's validation batches); a model that does not
+is left out. In every cell the verdict reads, the attention model is *ahead* of a recurrence
+when the 95% interval of their accuracy difference lies above 0, *level* when it lies within
++-RULE.margin, *behind* below 0, *undecided* otherwise; a cell that no model solves did not
+converge within its cap and is undecided too, and so is a comparison a censored model (stopped
+at its cap while improving or at chance, the cap short of 4x the slowest solver's steps) could
+still change (``unsettled``, ``settled``). The verdict reads the share of those cells where
+attention is ahead of every recurrence, counting undecided cells both ways: inconclusive where
+the two ends disagree.
 """
 
 import numpy as np
@@ -47,6 +53,7 @@ from seqbench.studies._common import (
     needs_test,
     on_test_set,
     seeds_text,
+    step_cap,
     steps_text,
     study_of,
     unnamed_text,
@@ -62,10 +69,12 @@ COMPARES = ATTENTION + RECURRENCES  # a model of any other family is named, not 
 RULE = Rule(
     "accuracy is read " + TEST_RULE + "; "
     "each model must solve the control cell (95% interval of accuracy over seeds >= "
-    "{solved:.0%}) or is left out; in every other (setting, d_model) cell attention is ahead "
-    "of a recurrence when the 95% interval of the accuracy difference lies above 0, level "
-    "within +-{margin}; a cell no model solves (interval >= {solved:.0%}) did not converge "
-    "within its cap (undecided); supported if attention is ahead of every recurrence in >= "
+    "{solved:.0%}) or is left out; the verdict reads the settings with T >= {long} where any "
+    "was run (the shorter ones are shown, not read), else every setting but the control; in "
+    "each (setting, d_model) cell it reads, attention is ahead of a recurrence when the 95% "
+    "interval of the accuracy difference lies above 0, level within +-{margin}; a cell no "
+    "model solves (interval >= {solved:.0%}) did not converge within its cap (undecided); "
+    "supported if attention is ahead of every recurrence in >= "
     "{supported:.0%} of the cells, not supported if in <= {refuted:.0%}, nuanced between; "
     "inconclusive when undecided cells could move it across a bar, or a side has no model "
     "left; a comparison a censored model could still change is undecided: " + CENSORING,
@@ -73,22 +82,24 @@ RULE = Rule(
     margin=0.05,
     supported=0.8,
     refuted=0.2,
+    long=64,
     long_enough=LONG_ENOUGH,
 )
 
 
 # --- the table: one row per (setting, d_model, model) --------------------------------------
 def mqar_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete MQAR runs with their setting and width; of a swept lr grid only the best lr
-    per (model, setting, width): most seeds at the criterion, then fewest steps, then the
-    highest accuracy."""
+    """Complete MQAR runs with their setting, width and step cap; of a swept lr grid only the
+    best lr per (model, setting, width), read on the held-out batches (most seeds at the
+    criterion, then fewest steps, then the highest accuracy), with the grid it came from
+    (``grid_n``, ``grid_lo``, ``grid_hi``: a best rate at an edge is flagged)."""
     ok = complete(runs, STUDY)
     if ok.empty:
         return ok
     ok = ok[ok.task == "mqar"]
     # the width as built; the override where a run did not record its hparams
     width = ok.hp_d_model if "hp_d_model" in ok else ok["model.d_model"]
-    cap = ok["train.steps"].astype(float)
+    cap = step_cap(ok)
     steps = pd.to_numeric(ok.steps_to_criterion, errors="coerce")
     score = steps.where(steps.notna(), cap * (2 - ok.val_acc.astype(float)))
     T, P = ok["data.seq_len"].astype(int), ok["data.num_kv_pairs"].astype(int)
@@ -101,6 +112,11 @@ def mqar_runs(runs: pd.DataFrame) -> pd.DataFrame:
         steps=steps,
         score=score,
     )
+    swept = ok.groupby(["model", "setting", "d_model"]).lr
+    ok = ok.assign(
+        grid_n=swept.transform("nunique"), grid_lo=swept.transform("min"),
+        grid_hi=swept.transform("max"),
+    )  # fmt: skip
     return best_of_grid(ok, ["setting", "d_model"], metric="score")
 
 
@@ -122,9 +138,23 @@ def cell_table(ok: pd.DataFrame) -> pd.DataFrame:
                "cap": int(g.cap.max()), "values": list(g.test_acc.astype(float)),
                "params": g.params_non_embedding.iloc[0] if "params_non_embedding" in g else None,
                "chance": 1 / (float(g.vocab_size.iloc[0]) / 2) if "vocab_size" in g else None,
-               "lr": ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique()))}
+               "lr": lr_text(g)}
         )  # fmt: skip
     return pd.DataFrame(rows).sort_values(["kv", "seq_len", "d_model", "model"])
+
+
+def lr_text(g: pd.DataFrame) -> str:
+    """The rate a cell's runs trained at; of a swept grid '0.01 (best of 4, top edge)': a best
+    rate at an edge of its grid may have a better one outside it."""
+    rates = ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique()))
+    n = int(g.grid_n.max()) if "grid_n" in g and g.grid_n.notna().any() else 1
+    if n < 2:
+        return rates
+    edge = (
+        ", top edge" if g.lr.max() >= g.grid_hi.max()
+        else ", bottom edge" if g.lr.min() <= g.grid_lo.min() else ""
+    )  # fmt: skip
+    return f"{rates} (best of {n}{edge})"
 
 
 def control_setting(cells: pd.DataFrame) -> str:
@@ -214,16 +244,27 @@ def decide(share: float) -> str:
     return "nuanced"
 
 
+def deciding(cells: pd.DataFrame) -> list[str]:
+    """The settings the verdict reads, easiest first: those at T >= RULE.long when any was run
+    (the shorter ones stay beside them as a control line), else every setting but the control
+    (the quick CPU profile's short cell)."""
+    rest = cells[cells.setting != control_setting(cells)]
+    long = rest[rest.seq_len >= RULE.long]
+    return list(dict.fromkeys((long if len(long) else rest).sort_values(["kv", "seq_len"]).setting))
+
+
 def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
     """(verdict, measured); None without an attention model and a recurrence (no data)."""
     attention, recurrences = in_family(cells, *ATTENTION), in_family(cells, *RECURRENCES)
     if not attention or not recurrences:
         return None
-    control, passed = control_setting(cells), passing(cells)
+    passed = passing(cells)
     att = [m for m in attention if passed[m]]
     rec = [m for m in recurrences if passed[m]]
-    result = outcomes(cells, att, rec) if att and rec else {}
-    measured = _measured(cells, result, passed, control) + unnamed_text(
+    found = outcomes(cells, att, rec) if att and rec else {}
+    reads = deciding(cells)
+    result = {k: v for k, v in found.items() if k[0] in reads}
+    measured = _measured(cells, found, passed) + unnamed_text(
         cells, COMPARES, ATTENTION_VS_RECURRENCE, verdict
     )
     if not result:
@@ -235,24 +276,35 @@ def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
     return (best if best == worst else "inconclusive"), measured
 
 
-def _measured(cells, result, passed, control) -> str:
-    n, seeds = len(result), seeds_text(cells)
+def _accuracies(cells: pd.DataFrame, setting: str) -> str:
+    """'T=64, kv=4, d_model 64: gru 0.27 [0.25, 0.29] at lr 0.01 (best of 4), ...': each
+    model's test accuracy in a setting at its widest width (the recurrences' best chance)."""
+    at = cells[cells.setting == setting]
+    at = at[at.d_model == at.d_model.max()]
+    accs = ", ".join(
+        f"{c.model} {fmt(Estimate(c.acc, c.acc_lo, c.acc_hi, c.seeds))} at lr {c.lr}"
+        for c in at.itertuples()
+    )
+    return f"{setting}, d_model {int(at.d_model.max())}: {accs}"
+
+
+def _measured(cells, found, passed) -> str:
+    """The outcome over the cells the verdict reads, the accuracies in the hardest of them,
+    and the shorter settings as a control line (shown, not read)."""
+    control, reads = control_setting(cells), deciding(cells)
+    result = {k: v for k, v in found.items() if k[0] in reads}
     ahead = sum(v == "ahead" for v in result.values())
     undecided = sum(v == "undecided" for v in result.values())
-    hardest = cells[cells.setting != control]
-    hardest = hardest if len(hardest) else cells
-    top = hardest.sort_values(["kv", "seq_len"]).setting.iloc[-1]
-    at = hardest[hardest.setting == top]
-    at = at[at.d_model == at.d_model.max()]  # where the recurrences have their best chance
-    accs = ", ".join(
-        f"{c.model} {fmt(Estimate(c.acc, c.acc_lo, c.acc_hi, c.seeds))}" for c in at.itertuples()
-    )
-    top = f"{top}, d_model {int(at.d_model.max())}"
     out = (
-        f"attention ahead of every recurrence in {ahead}/{n} cells ({undecided} undecided); "
-        f"test accuracy at {top}: {accs} ({seeds})"
+        f"attention ahead of every recurrence in {ahead}/{len(result)} cells ({undecided} "
+        f"undecided) of {'; '.join(reads) or control}; test accuracy at "
+        f"{_accuracies(cells, reads[-1] if reads else control)} ({seeds_text(cells)})"
     )
-    notes = [v for (s, _, _), v in sorted(unsettled(cells).items()) if s != control]
+    shorter = [s for s in dict.fromkeys(cells.setting) if s not in reads and s != control]
+    for s in shorter:  # the T=16 cells beside the long ones: a control line, never deciding
+        said = sorted({v for (k, _), v in found.items() if k == s}) or ["not compared"]
+        out += f"; shown, not read: attention {'/'.join(said)} at {_accuracies(cells, s)}"
+    notes = [v for (s, _, _), v in sorted(unsettled(cells).items()) if s in reads]
     return out + left_out(passed, control) + censored_text(notes)
 
 
@@ -266,29 +318,50 @@ def verdicts(tables) -> list[Verdict]:
 
 
 # --- the section ---------------------------------------------------------------------------
-CPU_CUT = (  # what the CPU profile leaves out, said where every run was on the CPU
-    " This is the CPU profile: Zoology's vocabulary of 8,192 (its output layer costs "
-    "5-10x the rest of these models on one core), its 100k-example pool, its settings "
-    "from (64, 4) up and the scan models are the GPU profile's (the width 128 and the lr "
-    "sweep in every cell are the full protocol's); the CPU keeps the control, one small "
-    "setting at one width, and three seeds."
+CPU_CUT = (  # what a CPU profile leaves out, said where every run was on the CPU
+    " This is {which}: Zoology's vocabulary of 8,192 (its output layer costs 5-10x the rest "
+    "of these models on one core), its 100k-example pool, {settings} the width 128 and the "
+    "scan models are the GPU profile's; {kept}."
 )
+QUICK = {  # the quick profile, and the full one with the long cells (T >= RULE.long)
+    False: {"which": "the quick CPU profile", "settings": "its settings from (64, 4) up,",
+            "kept": "the full CPU profile adds T=64 with 4 and 8 pairs, the lr swept per cell"},
+    True: {"which": "the full CPU profile", "settings": "its settings from (128, 8) up,",
+           "kept": "the T=64 cells run at vocabulary 64 with the lr swept per cell"},
+}  # fmt: skip
+
+
+def _lr_text(ok: pd.DataFrame) -> str:
+    """How the rate was chosen, said of the settings it applies to: calibrated once per model
+    (``train.lr_grid``: the T=16 cells) or the best of a grid swept per cell (the T=64 ones)."""
+    ok = ok.sort_values(["kv", "seq_len"])  # the settings named easiest first
+    grid = ok["train.lr_grid"] if "train.lr_grid" in ok else pd.Series(None, index=ok.index)
+    calibrated = grid.map(lambda g: isinstance(g, list | tuple)).astype(bool)
+    parts = [p for p in (ok[calibrated], ok[~calibrated]) if len(p)]
+    if len(parts) == 1:
+        return lr_sentence(ok, "cell")
+    return "".join(
+        f" Learning rate at {' and '.join(dict.fromkeys(p.setting))}:"
+        + lr_sentence(p, "cell").removeprefix(" Learning rate:")
+        for p in parts
+    )
 
 
 def _setup(ok: pd.DataFrame) -> str:
-    """What was run, read from the runs (and what the CPU profile cuts)."""
+    """What was run, read from the runs (and what the CPU profiles cut)."""
     first = ok.iloc[0]
     pool = first.get("data.n_train")
     pool = f"a fixed pool of {int(pool):,} training examples" if pd.notna(pool) else "fresh data"
     text = (
         f"Runs: vocabulary {int(first.vocab_size)}, {pool}, settings "
-        + ", ".join(dict.fromkeys(ok.sort_values(["kv", "seq_len"]).setting))
-        + f", d_model {', '.join(str(w) for w in sorted(ok.d_model.unique()))}, "
+        + "; ".join(dict.fromkeys(ok.sort_values(["kv", "seq_len"]).setting))
+        + f"; d_model {', '.join(str(w) for w in sorted(ok.d_model.unique()))}, "
         f"{seeds_text(cell_table(ok))} per cell, batch {int(first['train.batch_size'])}, "
         f"trained to {first.criterion} (checked every {int(first['train.eval_every'])} steps) "
         f"or the cap of {int(ok.cap.max())} steps."
     )
-    return text + lr_sentence(ok, "cell") + cpu_only(ok, CPU_CUT)
+    cut = CPU_CUT.format(**QUICK[bool((ok.seq_len >= RULE.long).any())])
+    return text + _lr_text(ok) + cpu_only(ok, cut)
 
 
 def _figure(cells: pd.DataFrame, figs) -> str:
@@ -332,6 +405,27 @@ def _figure(cells: pd.DataFrame, figs) -> str:
     return figs.save(fig, "mqar_accuracy_vs_width", "C5")
 
 
+def _caption(ok: pd.DataFrame, cells: pd.DataFrame) -> str:
+    """What the figure and the table show (``shown, not read`` only where it occurs)."""
+    mixed = (cells.seq_len < RULE.long).any() and (cells.seq_len >= RULE.long).any()
+    shown = f"; `shown, not read`: shorter than T={RULE.long}, beside longer settings"
+    return (
+        f"Accuracy on the scored query positions, {on_test_set(ok)} (line: mean over seeds; "
+        "band: 95% t interval over seeds). Column `attention`: the attention model against "
+        "every recurrence in that cell (with every model that passed the control"
+        f"{shown if mixed else ''}), `reached`: seeds at the criterion, `steps`: mean steps "
+        "to it, `lr`: the rate (of a grid swept per cell, the best on the held-out batches)."
+    )
+
+
+def _outcome(c, control: str, reads: list, found: dict) -> str:
+    """A cell_table row's entry in the column `attention`."""
+    if c.setting == control:
+        return "control"
+    said = found.get((c.setting, c.d_model), "-")
+    return said if c.setting in reads else f"{said} (shown, not read)"
+
+
 def section(tables, figs) -> str:
     ok = with_test(mqar_runs(tables["runs"]), tables, STUDY)
     if ok.empty:
@@ -340,7 +434,7 @@ def section(tables, figs) -> str:
     passed = passing(cells)
     attention = [m for m in in_family(cells, *ATTENTION) if passed[m]]
     found = outcomes(cells, attention, [m for m in in_family(cells, *RECURRENCES) if passed[m]])
-    control = control_setting(cells)
+    control, reads = control_setting(cells), deciding(cells)
     table = pd.DataFrame(
         {
             "setting": cells.setting,
@@ -353,20 +447,13 @@ def section(tables, figs) -> str:
             "reached": [f"{c.reached}/{c.seeds}" for c in cells.itertuples()],
             "steps": [steps_text(c) for c in cells.itertuples()],
             "lr": cells.lr,
-            "attention": [
-                "control" if c.setting == control else found.get((c.setting, c.d_model), "-")
-                for c in cells.itertuples()
-            ],
+            "attention": [_outcome(c, control, reads, found) for c in cells.itertuples()],
         }
     )
     return "\n\n".join(
         [
             _setup(ok),
-            f"Accuracy on the scored query positions, {on_test_set(ok)} (line: mean over "
-            "seeds; band: 95% "
-            "t interval over seeds). Column `attention`: the attention model against "
-            "every recurrence in that cell (with every model that passed the control), "
-            "`reached`: seeds at the criterion, `steps`: mean steps to it.",
+            _caption(ok, cells),
             _figure(cells, figs) if cells.acc.notna().any() else "_No test accuracy to draw._",
             md_table(table),
         ]

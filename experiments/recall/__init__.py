@@ -45,6 +45,7 @@ from seqbench.studies._common import (
     needs_test,
     on_test_set,
     seeds_text,
+    step_cap,
     steps_text,
     study_of,
     unnamed_text,
@@ -74,13 +75,14 @@ RULE = Rule(
 
 # --- the table: one row per (model, distance) ---------------------------------------------
 def recall_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete recall runs with their distance and step cap; of a swept lr grid only the
-    best lr per (model, distance): most seeds at the criterion, then fewest steps."""
+    """Complete recall runs with their distance and step cap (``step_cap``: a 4x run is
+    censored against its own cap); of a swept lr grid only the best lr per (model,
+    distance): most seeds at the criterion, then fewest steps."""
     ok = complete(runs, STUDY)
     if ok.empty:
         return ok
     ok = ok[ok.task == "lagrecall"]
-    cap = ok["train.steps"].astype(float)
+    cap = step_cap(ok)
     steps = pd.to_numeric(ok.steps_to_criterion, errors="coerce")
     # censored runs rank after every run that reached the criterion, by their accuracy
     score = steps.where(steps.notna(), cap * (2 - ok.val_acc.astype(float)))

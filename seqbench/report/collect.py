@@ -190,6 +190,10 @@ def _run_row(base, cfg, record) -> dict:
     row |= {k: summary.get(k) for k in SUMMARY}
     env = _mapping(record.get("env"))
     row |= {k: env.get(k) for k in ENV}
+    calibration = _mapping(record.get("lr_calibration"))  # the grid as extended, an edge
+    grid = calibration.get("grid")
+    row["lr_grid_searched"] = "/".join(f"{v:g}" for v in grid) if isinstance(grid, list) else None
+    row["lr_at_edge"] = calibration.get("at_edge")
     return row
 
 

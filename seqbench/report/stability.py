@@ -42,7 +42,17 @@ def setting(df: pd.DataFrame, column: str, default: float) -> pd.Series:
 
 
 def _is_at(df: pd.DataFrame, budget, lr_step) -> pd.Series:
-    return (setting(df, BUDGET, 1) == budget) & (setting(df, LR_STEP, 0) == lr_step)
+    """``budget`` None: every budget (a study that reads them together, ``own``)."""
+    same = setting(df, BUDGET, 1) == budget if budget is not None else True
+    return same & (setting(df, LR_STEP, 0) == lr_step)
+
+
+def own(module, tables: dict) -> dict:
+    """The tables a study's verdicts and section read: ``at`` its experiment's own budget,
+    or every budget at once where the study declares ``BUDGETS = "all"`` (a reading across
+    budgets, as the scaling study's loss-versus-compute envelope: its 4x runs are part of
+    the verdict, not a check beside it)."""
+    return at(tables, None if getattr(module, "BUDGETS", None) == "all" else 1)
 
 
 def at(tables: dict, budget=1, lr_step=0) -> dict:
@@ -70,14 +80,36 @@ def at(tables: dict, budget=1, lr_step=0) -> dict:
 
 
 def has_runs(tables: dict, studies: set, budget=1, lr_step=0) -> bool:
-    """Are there complete training runs of these studies at this setting?"""
+    """Are there complete training runs of these studies at this setting, and (away from the
+    experiment's own setting) does every cell they train hold all the replicates and models
+    the experiment's setting holds? A full profile stopped part-way through a job leaves a
+    cell with fewer runs, and a verdict read on it would be an artefact of where it stopped."""
     runs = tables.get("runs")
     if runs is None or runs.empty or "study" not in runs:
         return False
-    mine = runs.study.isin(studies) & _is_at(runs, budget, lr_step)
-    if "status" in runs:
-        mine &= runs.status == "complete"
-    return bool(mine.any())
+    mine = runs[runs.study.isin(studies)]
+    if "status" in mine:
+        mine = mine[mine.status == "complete"]
+    there = mine[_is_at(mine, budget, lr_step)]
+    if there.empty or (budget, lr_step) == (1, 0):
+        return not there.empty
+    return _covers(there, mine[_is_at(mine, 1, 0)])
+
+
+def _covers(there: pd.DataFrame, base: pd.DataFrame) -> bool:
+    """Does ``there`` hold a twin of every run of ``base`` in the cells ``there`` trains? A
+    cell: the task and its data settings (the seed aside); a twin: the same cell, model
+    settings, model and seed. ``there`` and ``base`` are rows of one runs table."""
+    cell = [c for c in base if c == "task" or c.startswith("data.") and c != "data.seed"]
+    twin = [*cell, *(c for c in base if c in ("model", "seed") or c.startswith("model."))]
+
+    def keys(df: pd.DataFrame, cols: list) -> pd.Series:
+        return pd.Series(list(map(tuple, df[cols].astype(str).to_numpy())), index=df.index)
+
+    if base.empty:
+        return True
+    base = base[keys(base, cell).isin(set(keys(there, cell)))]
+    return set(keys(base, twin)) <= set(keys(there, twin))
 
 
 def without_seed(tables: dict, seed) -> dict:
@@ -214,22 +246,26 @@ def annotate(module, study: str, tables: dict, verdicts: list) -> list:
     if not verdicts:
         return verdicts
     reads = {study, *getattr(module, "READS", ())}
+    whole = getattr(module, "BUDGETS", None) == "all"  # its verdicts read every budget
     longer = None  # the verdicts at 4x the budget, where the study has such runs
-    if has_runs(tables, reads, LONGER):
+    if has_runs(tables, reads, LONGER) and not whole:
         longer = recompute(module, at(tables, LONGER), verdicts)
     shorter = _from_longer(verdicts, longer, has_runs(tables, reads))
+    if whole and has_runs(tables, reads, LONGER):  # read on both budgets: not preliminary
+        for v in verdicts:
+            v.budget, v.preliminary = f"1x+{LONGER}x", False
     neighbours = [  # at 1x the budget: the full profile trains lr neighbours at budget 1
         (label, recompute(module, at(tables, 1, step), verdicts))
         for step, label in NEIGHBOURS
         if has_runs(tables, reads, 1, step)
     ]
-    checks = {"1x": _checks(module, at(tables), reads, verdicts)}
+    checks = {"1x": _checks(module, own(module, tables), reads, verdicts)}
     if shorter:  # seeds and half the budget perturbed where those verdicts were read
         checks[f"{LONGER}x"] = _checks(module, at(tables, LONGER), reads, verdicts)
     for v in verdicts:
         if v.stability:
             continue
-        done, seeds = checks[v.budget or "1x"]
+        done, seeds = checks.get(v.budget) or checks["1x"]  # "1x+4x": read on both
         beside = [(f"at {LONGER}x the budget", longer)] if longer is not None else []
         if id(v) in shorter:  # reported from 4x: the lr neighbours are read at 1x
             beside = [("at 1x the budget", {_key(v): shorter[id(v)]})]
