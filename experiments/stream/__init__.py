@@ -12,11 +12,16 @@ so tokens, the studies' AdamW recipe), seeds 0-2:
     stream   data.stream=true: trained on the stream, state carried; the held-out loss over
              the whole validation stream, state carried
 
-Each arm is evaluated the way it was trained, so the comparison is between protocols: does
-the carried state (context beyond the window, and windows read in order rather than
-shuffled) buy a lower held-out loss at equal tokens? Control: each arm must end below
+The harness evaluates each arm the way it was trained, so those two figures differ in two
+things at once (issue 22). The verdicts read seqbench.measure.protocols instead: every
+trained model scored under BOTH protocols on the same held-out split (random windows of it,
+fresh state; the whole of it, state carried), both arms of a seed on the same windows. One
+verdict per protocol: does training on the stream (context beyond the window, windows in
+order) buy a lower held-out loss at equal tokens, however the model is then read? Paired by
+seed (same initialisation, same held-out windows). Control: each arm must end below
 RULE.learned x the unigram cross-entropy, or it has not learned enough for the comparison to
-mean anything.
+mean anything. The rule names the recurrent family (the claim's); a model of any other family
+gets its own line in the measured column.
 """
 
 import numpy as np
@@ -25,7 +30,7 @@ import pandas as pd
 from seqbench.report import baselines
 from seqbench.report.axes import axis_label, clipped_yerr, reference
 from seqbench.report.markdown import md_table
-from seqbench.report.stats import difference, estimate, fmt
+from seqbench.report.stats import estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies._common import complete, study_of
 
@@ -39,42 +44,69 @@ CLAIMS = {
     "equal tokens"
 }
 RULE = Rule(
-    "supported if the 95% interval over seeds of (random - stream) held-out loss lies above "
-    "0, not supported if below 0, inconclusive if it contains 0, if an arm has fewer than "
-    "{min_seeds} seeds, or if an arm ends above {learned} x the unigram cross-entropy",
+    "read under each protocol (random held-out windows, fresh state; the whole held-out "
+    "stream, state carried), both arms of a seed scored on the same held-out text: supported "
+    "if the 95% interval over seeds of the per-seed (random - stream) loss lies above 0, not "
+    "supported if below 0, inconclusive if it contains 0, if fewer than {min_seeds} seeds "
+    "have both arms, or if an arm ends above {learned} x the unigram cross-entropy; read for "
+    "each {family} model (they agree, else nuanced; inconclusive if any is), every other "
+    "family named apart",
     min_seeds=2,
     learned=0.9,
+    family="recurrent",
 )
-ARMS = {False: "random", True: "stream"}
+ARMS = {False: "random", True: "stream"}  # data.stream -> the arm
+TABLE = "protocols"  # seqbench.measure.protocols's rows: every model scored both ways
+PROTOCOLS = {"windows": "random windows", "stream": "the whole stream"}  # protocol -> words
+STATE = {"windows": "fresh state", "stream": "state carried"}
+MEASURE = f"python -m seqbench.measure -m what={TABLE} +experiment={STUDY}"
 
 
-def arm_runs(tables) -> pd.DataFrame:
-    """The study's complete runs, with an ``arm`` column (random / stream)."""
+# --- the verdict: both arms under one protocol at a time --------------------------------------
+def protocol_rows(tables) -> pd.DataFrame:
+    """The study's complete what=protocols rows whose training run is complete, one per
+    (training run, protocol), each with its run's unigram cross-entropy (the control)."""
+    rows = complete(tables.get(TABLE), STUDY)
     runs = complete(tables.get("runs"), STUDY)
-    if runs.empty or "data.stream" not in runs:
+    if rows.empty or runs.empty or "train_run" not in rows:
         return pd.DataFrame()
-    streamed = runs["data.stream"].map(lambda v: str(v).lower() == "true")
-    return runs.assign(arm=streamed.map(ARMS))
+    rows = rows[rows.train_run.isin(runs.run)].drop_duplicates(["train_run", "protocol"],
+                                                               keep="last")  # fmt: skip
+    by_run = runs.drop_duplicates("run", keep="last").set_index("run")
+    if "step" in by_run and "train_steps" in rows:  # a score is of the state the run ended in:
+        step = pd.to_numeric(rows.train_run.map(by_run.step), errors="coerce")  # a run read
+        scored = pd.to_numeric(rows.train_steps, errors="coerce")  # at half its budget has none
+        rows = rows[step.isna() | scored.isna() | (step == scored)]
+    unigram = by_run.get("unigram_xent", pd.Series(dtype=float))
+    return rows.assign(
+        unigram_xent=pd.to_numeric(rows.train_run.map(unigram), errors="coerce"),
+        loss=pd.to_numeric(rows.loss, errors="coerce"),
+        state_carried=rows.state_carried.map(lambda v: str(v).lower() == "true"),
+    )
 
 
-def compare(runs: pd.DataFrame) -> list[dict]:
-    """Per model: each arm's held-out loss (mean, interval, seeds) and random - stream."""
+def compare(rows: pd.DataFrame) -> list[dict]:
+    """Per model, its rows under ONE protocol: each arm's loss (mean, interval) and the
+    per-seed random - stream difference (the arms of a seed share its held-out windows and
+    its initialisation, so the pair removes both from the comparison)."""
     out = []
-    if runs.empty:
-        return out
-    for model, g in runs.groupby("model"):
-        arms = {a: g[g.arm == a] for a in ARMS.values()}
-        if any(a.empty for a in arms.values()):
+    for model, g in rows.groupby("model"):
+        by_seed = g.pivot_table(index="seed", columns="arm", values="loss", aggfunc="mean")
+        if not set(ARMS.values()) <= set(by_seed.columns):
             continue
-        loss = {a: r.val_loss.astype(float) for a, r in arms.items()}
-        unigram = float(g.unigram_xent.astype(float).mean())
+        paired = by_seed.dropna()
+        loss = {a: by_seed[a].dropna() for a in ARMS.values()}
+        unigram = float(g.unigram_xent.mean())
         out.append(
             {
                 "model": model,
+                "family": str(g.family.iloc[0]),
                 "random": estimate(loss["random"]),
                 "stream": estimate(loss["stream"]),
-                "diff": difference(loss["random"], loss["stream"]),
-                "seeds": min(len(v) for v in loss.values()),
+                "diff": estimate(paired["random"] - paired["stream"]),
+                "seeds": len(paired),
+                "tokens": int(pd.to_numeric(g.tokens).min()),
+                "fresh": not g.state_carried.all(),
                 "unigram": unigram,
                 "learned": all(v.max() < RULE.learned * unigram for v in loss.values()),
             }
@@ -88,49 +120,102 @@ def decide(c: dict) -> str:
     return {1: "supported", -1: "not supported", 0: "inconclusive"}[c["diff"].sign]
 
 
+def combined(found: list[dict]) -> str:
+    """The claim's verdict from its family's models: theirs when they agree, inconclusive
+    when any is, nuanced when supported and not supported mix; not measured without one."""
+    said = {decide(c) for c in found if c["family"] == RULE.family}
+    if not said:
+        return "not measured"
+    if "inconclusive" in said:
+        return "inconclusive"
+    return said.pop() if len(said) == 1 else "nuanced"
+
+
+def _line(c: dict, protocol: str) -> str:
+    fresh = c["fresh"] and protocol == "stream"
+    fresh = ", each window read fresh (its state grows)" if fresh else ""
+    return (
+        f"{c['model']}: random {fmt(c['random'])}, stream {fmt(c['stream'])} nats; random - "
+        f"stream {fmt(c['diff'])} ({c['seeds']} seeds, {c['tokens']:,} held-out tokens"
+        f"{fresh}; unigram {c['unigram']:.2f})"
+    )
+
+
 def verdicts(tables) -> list[Verdict]:
-    out = []
-    for c in compare(arm_runs(tables)):
-        measured = (
-            f"{c['model']}: held-out loss random {fmt(c['random'])}, stream {fmt(c['stream'])} "
-            f"nats; random - stream {fmt(c['diff'])} ({c['seeds']} seeds; unigram "
-            f"cross-entropy {c['unigram']:.2f})"
-        )
-        out.append(Verdict("C1*", "stream vs random windows", measured, RULE, decide(c)))
+    rows, out = protocol_rows(tables), []
+    for protocol, words in PROTOCOLS.items():
+        found = compare(rows[rows.protocol == protocol]) if not rows.empty else []
+        if not found:
+            continue
+        mine = [_line(c, protocol) for c in found if c["family"] == RULE.family]
+        others = [
+            f"{c['family']} (not compared by this rule): {_line(c, protocol)}: {decide(c)}"
+            for c in found
+            if c["family"] != RULE.family
+        ]
+        experiment = f"stream vs random windows (scored on {words})"
+        out.append(Verdict("C1*", experiment, "; ".join(mine + others), RULE, combined(found)))
     return out
+
+
+# --- the section ------------------------------------------------------------------------------
+def arm_runs(tables) -> pd.DataFrame:
+    """The study's complete runs, with an ``arm`` column (random / stream)."""
+    runs = complete(tables.get("runs"), STUDY)
+    if runs.empty or "data.stream" not in runs:
+        return pd.DataFrame()
+    streamed = runs["data.stream"].map(lambda v: str(v).lower() == "true")
+    return runs.assign(arm=streamed.map(ARMS))
 
 
 def section(tables, figs) -> str:
     runs = arm_runs(tables)
     if runs.empty:
         return "_No stream runs yet (`python -m seqbench.train -m +experiment=stream`)._"
-    rows = [
-        {
-            "model": c["model"],
-            "random_val_loss": fmt(c["random"]),
-            "stream_val_loss": fmt(c["stream"]),
-            "random_minus_stream": fmt(c["diff"]),
-            "random_val_ppl": f"{np.exp(c['random'].mean):.3g}",
-            "stream_val_ppl": f"{np.exp(c['stream'].mean):.3g}",
-            "seeds": c["seeds"],
-            "verdict": decide(c),
-        }
-        for c in compare(runs)
-    ]
     tokens = runs["train.steps"].astype(float) * runs["train.batch_size"].astype(float)
     tokens *= runs["data.seq_len"].astype(float)
+    rows = protocol_rows(tables)
+    scored = [] if rows.empty else [
+        (p, c) for p in PROTOCOLS for c in compare(rows[rows.protocol == p])
+    ]  # fmt: skip
     parts = [
-        "Held-out loss (nats) at the final evaluation, mean [95% interval] over seeds; each arm "
-        "is evaluated as it was trained (random: random held-out windows, fresh state; stream: "
-        "the whole validation stream, state carried). Both arms saw "
+        "Held-out loss (nats), mean [95% interval] over seeds, of every trained model scored "
+        "under both protocols on the same held-out split (what=protocols): random windows, "
+        "fresh state, and the whole held-out stream, state carried. Both arms saw "
         f"{', '.join(f'{int(t):,}' for t in sorted(set(tokens)))} training tokens. "
         f"Rule: {RULE}.",
-        md_table(pd.DataFrame(rows)) if rows else "_One arm has no complete run yet._",
+        md_table(pd.DataFrame([_scored_row(p, c) for p, c in scored]))
+        if scored
+        else f"_Not scored under both protocols yet (`{MEASURE}`, swept as the training)._",
+        "As trained (each arm evaluated by the harness as it was trained; no verdict reads "
+        "this table, since its two columns come from two protocols):",
+        md_table(pd.DataFrame(_as_trained(runs))),
     ]
-    curves = tables.get("curves")
-    if curves is not None and "val_loss" in curves and curves.run.isin(runs.run).any():
-        parts.append(_figure(runs, curves, count_rows(tables, runs), figs))
+    if scored:
+        parts.append(_figure(scored, rows, count_rows(tables, runs), figs))
     return "\n\n".join(parts)
+
+
+def _scored_row(protocol: str, c: dict) -> dict:
+    return {
+        "scored on": f"{PROTOCOLS[protocol]}, {STATE[protocol]}",
+        "model": c["model"],
+        "random_arm": fmt(c["random"]),
+        "stream_arm": fmt(c["stream"]),
+        "random_minus_stream": fmt(c["diff"]),
+        "seeds": c["seeds"],
+        "held_out_tokens": c["tokens"],
+        "verdict": decide(c),
+    }
+
+
+def _as_trained(runs: pd.DataFrame) -> list[dict]:
+    out = []
+    for model, g in runs.groupby("model"):
+        loss = {a: g[g.arm == a].val_loss.astype(float) for a in ARMS.values()}
+        out.append({"model": model} | {f"{a}_val_loss": fmt(estimate(v)) for a, v in loss.items()}
+                   | {"seeds": min(len(v) for v in loss.values())})  # fmt: skip
+    return out
 
 
 def count_rows(tables, runs) -> pd.DataFrame:
@@ -139,73 +224,85 @@ def count_rows(tables, runs) -> pd.DataFrame:
     return baselines.rows_for(tables, STUDY, **settings) if settings else pd.DataFrame()
 
 
-def _count_levels(ax, rows, arms):
-    """Under each arm, the count bigram's and trigram's loss scored as that arm is (random
-    windows, or the whole held-out stream read as one sequence): gray segments, labelled."""
-    for j, scope in enumerate(("windows", "stream")[: len(arms)]):
-        for order, level in baselines.levels(rows, scope=scope).items():
+def _count_levels(ax, rows, spans):
+    """Under each protocol, the count bigram's and trigram's loss scored that way (random
+    windows, or the whole held-out stream read as one sequence): gray segments over that
+    protocol's span of the axis (``spans``: protocol -> (x0, x1)), labelled."""
+    for protocol, (x0, x1) in spans.items():
+        for order, level in baselines.levels(rows, scope=protocol).items():
             if order < 2:
                 continue  # the unigram is drawn across, from the runs
             name = baselines.order_name(order)
-            ax.hlines(level, j - 0.45, j + 0.45, color="0.45", ls="-." if order > 2 else ":",
-                      lw=1.0, label=f"_count {name}")  # fmt: skip
-            ax.annotate(f"count {name} {level:.2f}", (j - 0.45, level), xytext=(0, 1),
+            ax.hlines(level, x0, x1, color="0.45", ls="-." if order > 2 else ":", lw=1.0,
+                      label=f"_count {name}")  # fmt: skip
+            ax.annotate(f"count {name} {level:.2f}", (x0, level), xytext=(0, 1),
                         textcoords="offset points", fontsize=6, color="0.35")  # fmt: skip
 
 
-def _figure(runs, curves, counts, figs) -> str:
-    """(a) Each arm's final held-out loss, every seed a small dot and the mean with its 95%
-    interval, the unigram cross-entropy, the control bar and the count bigram and trigram
-    scored as each arm is; (b) random - stream with its
-    interval, the number the verdict reads, against 0. The arms are two evaluations, not a
-    trend: categories, never joined by a line."""
-    fig, (ax, dax) = figs.figure(ncols=2, width=4.2, height=3.8)
-    arms, models = list(ARMS.values()), sorted(runs.model.unique())
-    w = 0.5 / max(1, len(models))
-    for i, m in enumerate(models):
-        x0 = i * w - 0.25 + w / 2
-        for j, a in enumerate(arms):
-            loss = runs[(runs.model == m) & (runs.arm == a)].val_loss.astype(float)
-            if loss.empty:
-                continue
-            e = estimate(loss)
-            ax.plot(np.full(len(loss), j + x0 + 0.08), loss, ls="", marker=".", ms=3,
-                    color=figs.color(m), alpha=0.5, label=m)  # fmt: skip
-            ax.errorbar([j + x0], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]),
-                        fmt="o", capsize=4, color=figs.color(m), label=m)  # fmt: skip
-            if j == len(arms) - 1:  # the model named beside its last dot
-                ax.annotate(m, (j + x0, e.mean), xytext=(10, 0), textcoords="offset points",
-                            color=figs.color(m), fontsize=7, va="center")  # fmt: skip
-    unigram = pd.to_numeric(runs.unigram_xent, errors="coerce").dropna()
-    if len(unigram):
-        u = float(unigram.mean())
+MARKERS = {"random": "o", "stream": "s"}  # the arm that trained the model
+GAP = 2.6  # x distance between the protocols' groups of two arms
+
+
+def _figure(scored, rows, counts, figs) -> str:
+    """(a) Under each protocol (a group), each arm's held-out loss (every seed a small dot, the
+    mean with its 95% interval), the unigram cross-entropy, the control bar and the count
+    bigram and trigram scored the same way; (b) per protocol, random - stream with its
+    interval, the number each verdict reads, against 0. Protocols and arms are categories,
+    never joined by a line."""
+    fig, (ax, dax) = figs.figure(ncols=2, width=4.4, height=3.8)
+    models = sorted({c["model"] for _, c in scored})
+    w = 0.4 / len(models)  # models side by side within an arm
+    ticks = {}
+    for j, protocol in enumerate(PROTOCOLS):
+        for k, arm in enumerate(ARMS.values()):
+            ticks[j * GAP + k] = f"{arm} arm"
+            for i, m in enumerate(models):
+                x = j * GAP + k + (i - (len(models) - 1) / 2) * w
+                g = rows[(rows.protocol == protocol) & (rows.model == m) & (rows.arm == arm)]
+                if g.empty:
+                    continue
+                e, name = estimate(g.loss), f"{arm} arm"  # named by its tick
+                ax.plot(np.full(len(g), x + 0.1), g.loss, ls="", marker=MARKERS[arm], ms=2,
+                        color=figs.color(m), alpha=0.5, label=name)  # fmt: skip
+                ax.errorbar([x], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]), capsize=4,
+                            fmt=MARKERS[arm], color=figs.color(m), label=name)  # fmt: skip
+        ax.text(j * GAP + 0.5, 1.01, f"scored on {PROTOCOLS[protocol]}\n({STATE[protocol]})",
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=7)  # fmt: skip
+    u = float(rows.unigram_xent.mean())
+    if np.isfinite(u):
         reference(ax, u, f"unigram {u:.2f}", kind="chance")
         reference(ax, RULE.learned * u, f"control: {RULE.learned:g} x unigram", kind="threshold")
-    _count_levels(ax, counts, arms)
-    ax.set_xticks(range(len(arms)), ["random windows", "stream, state carried"], fontsize=8)
-    ax.set(xlim=(-0.6, len(arms) - 0.4), xlabel="training and evaluation protocol",
-           ylabel=axis_label("final held-out loss", "nats/token"))  # fmt: skip
-    ax.set_title("(a) each arm at equal tokens", fontsize=9)
+    _count_levels(ax, counts, {p: (j * GAP - 0.45, j * GAP + 1.45) for j, p in
+                               enumerate(PROTOCOLS)})  # fmt: skip
+    ax.set_xticks(list(ticks), list(ticks.values()), fontsize=7)
+    ax.set(xlim=(-0.6, GAP + 1.6), xlabel="the arm that trained the model",
+           ylabel=axis_label("held-out loss", "nats/token"))  # fmt: skip
+    ax.set_title("(a) each arm under each protocol", fontsize=9, pad=24)
     ax.margins(y=0.1)
-    for i, c in enumerate(compare(runs)):
-        d = c["diff"]
-        dax.errorbar([i], [d.mean], yerr=clipped_yerr([d.mean], [d.lo], [d.hi]), fmt="o",
-                     capsize=4, color=figs.color(c["model"]), label=c["model"])  # fmt: skip
-        dax.annotate(fmt(d), (i, d.mean), xytext=(8, 0), textcoords="offset points",
-                     fontsize=7, va="center", color="0.2")  # fmt: skip
+    for j, protocol in enumerate(PROTOCOLS):
+        for i, c in enumerate(c for p, c in scored if p == protocol):
+            d, x = c["diff"], j + (i - (len(models) - 1) / 2) * w
+            dax.errorbar([x], [d.mean], yerr=clipped_yerr([d.mean], [d.lo], [d.hi]), fmt="o",
+                         capsize=4, color=figs.color(c["model"]), label=c["model"])  # fmt: skip
+            last = j == len(PROTOCOLS) - 1  # the model named once, beside its last point
+            for text, dy in ((c["model"], 4), (fmt(d), -5))[not last :]:  # figure below
+                dax.annotate(text, (x, d.mean), xytext=(4, dy), fontsize=6, va="center",
+                             textcoords="offset points", color="0.2")  # fmt: skip
     reference(dax, 0.0, "no difference", kind="threshold")
-    dax.set_xticks(range(len(models)), models, fontsize=8)
-    dax.set(xlim=(-0.6, len(models) - 0.4), xlabel="model",
+    dax.set_xticks(range(len(PROTOCOLS)), [f"scored on\n{w}" for w in PROTOCOLS.values()],
+                   fontsize=7)  # fmt: skip
+    dax.set(xlim=(-0.6, len(PROTOCOLS) - 0.4), xlabel="protocol that scores the model",
             ylabel=axis_label("random - stream loss", "nats/token"))  # fmt: skip
-    dax.set_title("(b) what the verdict reads", fontsize=9)
+    dax.set_title("(b) what each verdict reads", fontsize=9)
     dax.margins(y=0.2)
-    ax.text(0.01, 0.01, f"{_seeds_said(runs)}; bars: 95% interval", transform=ax.transAxes,
-            fontsize=7, color="0.3")  # fmt: skip
+    ax.text(0.01, 0.01, f"{_seeds_said(rows)}; bars: 95% interval; colour: {', '.join(models)}",
+            transform=ax.transAxes, fontsize=6, color="0.3")  # fmt: skip
     figs.claim_title(fig, "C1*", text="does a carried state (truncated BPTT) beat random "
-                     "windows at equal tokens?")  # fmt: skip
+                     "windows at equal tokens, scored either way?")  # fmt: skip
     return figs.save(fig, "stream_vs_random", decides=DECIDES)
 
 
-def _seeds_said(runs) -> str:
-    n = sorted({int(k) for k in runs.groupby(["model", "arm"]).seed.nunique()})
+def _seeds_said(rows) -> str:
+    n = sorted({int(k) for k in rows.groupby(["protocol", "model", "arm"]).seed.nunique()})
     return f"dots: {'-'.join(map(str, (n[0], n[-1])[: len(set(n))]))} seeds per arm"

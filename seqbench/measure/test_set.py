@@ -61,7 +61,7 @@ def check(cfg: DictConfig, task) -> None:
 def measure(cfg: DictConfig, task, log) -> dict:
     w, device = cfg.what, pick_device(cfg.device)
     tcfg = training_config(cfg)
-    model, summary, directory = _trained(tcfg, task, device, w.train)
+    model, summary, directory = trained_run(tcfg, task, device, w.train)
     tokens, targets = task.test_examples(w.sequences)  # [n, T] each
     loss_sum, correct, scored = score(model, tokens, targets, w.batch_size, device)
     row = model_columns(cfg, model) | {
@@ -83,7 +83,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
     return {k: row[k] for k in ("train_run", "test_acc", "test_loss", "test_sequences")}
 
 
-def _trained(tcfg: DictConfig, task, device, train: bool):
+def trained_run(tcfg: DictConfig, task, device, train: bool):
     """(model, training summary, run directory) of the complete training run of ``tcfg``:
     read from its directory (found from the config, as seqbench.runs finds it, and trusted
     only when runs.examine trusts it, model.pt's sha256 included); trained first only when
