@@ -306,11 +306,17 @@ def _figure(curves, gains, counts, figs) -> tuple[str, list]:
         log_axis(ax, "x")
         ax.set(xlabel="position t in the context (tokens)", ylabel="held-out loss (nats/token)",
                title=f"{study} runs, T={int(T)}")  # fmt: skip
-        figs.label_ends(ax)
     rows = _gains_panel(axes[-1], gains, len(models), figs)
     if counts:
         _count_band(axes[-1], counts, counts[0][1])
-    figs.legend(fig)
+    # the legend below (the titles keep the top). The end labels are placed once the
+    # largest legend has taken its room; the final one leaves out the names they show, so
+    # the panels only grow and the labels only move apart
+    first = figs.legend(fig, loc="outside lower center", ncol=3)
+    for ax in axes[:-1]:
+        figs.label_ends(ax)
+    first.remove()
+    figs.legend(fig, loc="outside lower center", ncol=3)
     return figs.save(fig, "text_positions_loss_by_position", "C5"), rows
 
 
