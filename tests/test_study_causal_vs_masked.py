@@ -1,4 +1,5 @@
-"""Causal versus masked at equal counted compute (C8): every verdict, the control, the figure."""
+"""Causal versus masked at equal counted compute (C8): every verdict, the control at every
+budget (a failing budget left out and named), steps from the training runs, the figure."""
 
 import matplotlib
 import pandas as pd
@@ -19,13 +20,15 @@ T, WINDOWS = 64, 8 * 32  # prefix_eval's own_loss: what.eval_batches x what.batc
 def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 2),
                 own_masked=2.5, spread=0.01):  # fmt: skip
     """objectives rows as prefix_eval writes them: one per (objective, budget, seed, prefix).
-    causal/masked: prefix loss per budget (a tuple per budget gives one value per seed)."""
+    causal/masked: prefix loss per budget (a tuple per budget gives one value per seed);
+    own_masked: the masked model's own held-out loss (a list: one per budget)."""
     rows = []
     for i, (c, m) in enumerate(zip(causal, masked)):
         steps = 100 * 2**i
+        own_m = own_masked[i] if isinstance(own_masked, list) else own_masked
         for obj, loss, flops, targets, own in (
             ("causal", c, 1e9 * steps, 1024, 2.2),
-            ("masked", m, flops_masked * 1e9 * steps, 154, own_masked),
+            ("masked", m, flops_masked * 1e9 * steps, 154, own_m),
         ):
             for k, seed in enumerate(seeds):
                 value = loss[k] if isinstance(loss, tuple) else loss + spread * k
@@ -36,7 +39,8 @@ def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 
                      "prefix_loss": value + 0.1 / p, "prefix_acc": 0.3, "train_flops": flops,
                      "targets_per_pass": targets, "tokens_per_pass": 1024, "lr": 1e-2,
                      "val_loss": own, "own_loss": own + spread * k, "unigram_xent": UNIGRAM,
-                     "own_n": WINDOWS * T}
+                     "own_n": WINDOWS * T, "flops_per_step": flops / steps,
+                     "train_run": f"train-{obj}{steps}-{seed}"}
                     for p in prefixes
                 ]  # fmt: skip
     return pd.DataFrame(rows)
@@ -78,8 +82,36 @@ def test_compute_not_matched_is_inconclusive():
 def test_a_masked_model_that_never_learned_its_own_task_fails_the_control():
     stuck = 2.98  # below the unigram (the old bar), above the count bigram: the plateau
     v, measured = _verdict(_objectives((2.4, 2.2), (3.0, 2.9), own_masked=stuck))
-    assert v == "inconclusive" and "control (count bigram) not met: masked" in measured
-    assert "own held-out loss at the largest budget" in measured
+    assert v == "inconclusive" and "none compared" in measured
+    assert "100 steps left out, own held-out loss not below the count bigram: masked 2.99 [" in (
+        measured
+    )
+    assert "200 steps left out" in measured and "masked - causal: -" in measured
+
+
+def test_a_budget_where_the_masked_model_fails_the_control_is_left_out_and_named():
+    # at 100 steps the masked model is still on the plateau; at 200 and 400 it beats the bigram
+    rows = _objectives((2.4, 3.0, 2.0), (3.0, 2.0, 2.8), own_masked=[2.98, 2.5, 2.5])
+    v, measured = _verdict(rows)
+    assert v == "nuanced", measured  # 200: masked better, 400: causal better; 100 not read
+    assert "100 steps left out, own held-out loss not below the count bigram: masked" in measured
+    assert "at 100 steps" not in measured and "nats at 200 steps" in measured
+    assert "own held-out loss at 400 steps causal 2.21 [" in measured
+    rows = _objectives((2.4, 2.2, 2.0), (3.0, 2.9, 2.8), own_masked=[2.98, 2.5, 2.5])
+    assert _verdict(rows)[0] == "supported"  # every budget compared says causal
+
+
+def test_steps_are_the_training_runs_own_at_4x_the_budget():
+    """prefix_eval records the experiment's train.steps; the 4x runs trained four times as
+    many (the runs table's cap), and the verdict, its FLOPs and the table read those."""
+    rows = _objectives((2.4, 2.2), (3.0, 2.9))
+    runs = pd.DataFrame({"run": rows.train_run.unique()})
+    runs["train.steps"] = runs.run.str.extract(r"(\d+)-\d$")[0].astype(int) * 4
+    per_seed = cvm.seed_table(rows, runs)
+    assert sorted(per_seed.steps.unique()) == [400, 800]
+    assert (per_seed.train_flops == 1e9 * per_seed.steps).all()
+    v, measured = cvm.verdicts_of({"objectives": rows, "ngram": _ngram(), "runs": runs})
+    assert v == "supported" and "at 800 steps" in measured and "8.00e+11 FLOPs" in measured
 
 
 def test_one_seed_cannot_decide():
@@ -172,5 +204,6 @@ def test_the_control_is_the_count_bigram_on_the_same_windows_or_inconclusive():
     v, measured = cvm.verdicts_of({"objectives": rows, "ngram": _ngram(windows=128)})
     assert v == "inconclusive" and baselines.NOT_MEASURED in measured  # other windows
     v, measured = cvm.verdicts_of({"objectives": rows, "ngram": _ngram(bigram=2.4)})
-    assert v == "inconclusive" and "not met: masked" in measured  # 2.5 is not below 2.4
+    assert v == "inconclusive" and "none compared" in measured  # 2.5 is not below 2.4
+    assert "left out, own held-out loss not below the count bigram: masked 2.5" in measured
     assert "count bigram 2.40, trigram 2.10 nats" in measured

@@ -1,4 +1,5 @@
-"""Data efficiency (C7): the gap with intervals, steps to tau, every verdict, the figure."""
+"""Data efficiency (C7): the gap with intervals, a censored (compute-limited) largest N, steps
+and wall clock to tau, every verdict of both parts, the figure."""
 
 import matplotlib
 import pandas as pd
@@ -15,18 +16,22 @@ matplotlib.use("Agg")
 FAMILY = {"rnn": "recurrent", "lstm": "recurrent", "gru": "recurrent", "transformer": "attention",
           "mingru": "scan"}  # fmt: skip
 NS = (40, 400, 4000)
-STEPS, BATCH, UNIGRAM = 300, 16, 3.0
+STEPS, BATCH, UNIGRAM = 400, 16, 3.0
 LSTM = (2.6, 2.3, 2.0)  # best held-out loss at each N
 HUNGRY = (2.9, 2.4, 1.8)  # above the LSTM at small N, below at large N: the gap shrinks
 SATED = (2.3, 2.2, 2.15)  # below the LSTM at small N, and the gap grows
-FAST, SLOW = 50, 250  # the step at which a curve first gets below tau
+FAST, SLOW = 50, 250  # the step at which a curve first gets below tau (SLOW < 0.75 x STEPS)
+EARLY = 50  # where the curves at the smaller N reach their best
 COUNT = {1: UNIGRAM, 2: 2.7, 3: 2.5}  # the count n-grams at every N: bigram bar, trigram
+PER_STEP = {"lstm": 0.04, "transformer": 0.02}  # wall clock per step (s); others 0.03
 
 
-def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01, count=COUNT):
-    """Runs at every N and seed (best loss per N from ``best``), with eval curves: at the
-    unigram loss until, at the largest N, the step ``reach[model]`` (+ 10 per seed), from
-    where they sit at the run's best loss; every curve ends at its best."""
+def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01, count=COUNT,
+            device="cpu", per_step=PER_STEP):  # fmt: skip
+    """Runs at every N and seed (best loss per N from ``best``), with eval curves (every 25
+    steps, wall clock ``per_step`` s a step): at the unigram loss until the step where they
+    reach the run's best loss and stay: EARLY at the smaller N, ``reach[model]`` (+ 10 per
+    seed) at the largest, only the cap's last step where ``reach`` has no step for it."""
     runs, curves = [], []
     for m, per_n in best.items():
         for n, b in zip(NS, per_n):
@@ -37,14 +42,15 @@ def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01,
                              "model": m, "family": FAMILY[m], "task": "text", "seed": s,
                              "data.n_train": n, "train.steps": STEPS, "train.batch_size": BATCH,
                              "val_loss": loss + 0.05, "best_val_loss": loss, "lr": 1e-2,
-                             "unigram_xent": UNIGRAM})  # fmt: skip
+                             "unigram_xent": UNIGRAM, "device": device})  # fmt: skip
                 if reach is None:
                     continue
-                hit = reach.get(m) if n == NS[-1] else None
+                hit = reach.get(m) if n == NS[-1] else EARLY
                 for step in range(25, STEPS + 1, 25):
                     below = hit is not None and step >= hit + 10 * s
                     val = loss if below or step == STEPS else UNIGRAM
-                    curves.append({"run": run, "model": m, "step": step, "val_loss": val})
+                    curves.append({"run": run, "model": m, "step": step, "val_loss": val,
+                                   "wall_s": step * per_step.get(m, 0.03)})  # fmt: skip
     ngram = [
         ngram_rows.table("data_efficiency", count, n_train=n, batch_size=BATCH) for n in NS if count
     ]
@@ -59,18 +65,68 @@ LSTM_FAST = {"lstm": FAST, "transformer": SLOW}
 @pytest.mark.parametrize(
     "tr,reach,expected",
     [
-        (HUNGRY, LSTM_SLOW, "supported"),  # (a) and (b)
-        (SATED, LSTM_FAST, "not supported"),  # both refuted
-        (HUNGRY, LSTM_FAST, "nuanced"),  # (a) holds, (b) refuted
-        (SATED, LSTM_SLOW, "nuanced"),  # (a) refuted, (b) holds
-        (HUNGRY, None, "inconclusive"),  # no curves: (b) cannot be decided
-        (HUNGRY, {"lstm": FAST, "transformer": FAST + 5}, "inconclusive"),  # steps overlap
+        (HUNGRY, LSTM_SLOW, "supported"),  # the gap shrinks
+        (SATED, LSTM_SLOW, "not supported"),  # the gap is < 0 at the smallest N
+        (HUNGRY, None, "supported"),  # no curves: the runs' own best losses, no cap read
     ],
 )
-def test_data_efficiency_verdicts(tr, reach, expected):
+def test_part_a_verdicts(tr, reach, expected):
     v, measured = de.verdict(_tables({"transformer": tr, "lstm": LSTM}, reach))
     assert v == expected, measured
-    assert "at N=40" in measured and "3 seeds" in measured
+    assert "at N=40" in measured and "at N=4000" in measured and "3 seeds" in measured
+    assert "censored" not in measured  # every best well before 0.75 x the cap
+
+
+@pytest.mark.parametrize(
+    "reach,device,expected",
+    [
+        (LSTM_SLOW, "cuda", "supported"),
+        (LSTM_FAST, "cuda", "not supported"),
+        (LSTM_SLOW, "cpu", "not measured on cpu"),  # a claim about time on parallel hardware
+        ({"lstm": FAST, "transformer": FAST + 5}, "cuda", "inconclusive"),  # steps overlap
+    ],
+)
+def test_part_b_verdicts(reach, device, expected):
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, reach, device=device)
+    v, measured = de.time_verdict(tables)
+    assert v == expected, measured
+    assert "at N=4000 (sample efficiency): lstm - transformer" in measured
+    assert "wall clock to tau lstm - transformer" in measured and "3 seeds" in measured
+
+
+def test_a_largest_n_whose_cap_binds_is_censored_and_not_read():
+    # at N=4000 every run gets to its best only at the cap's last step: compute-limited
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, {})
+    v, measured = de.verdict(tables)
+    assert v == "supported" and "] nats at N=40, (lstm) 0.1 [" in measured  # N=40 and N=400
+    assert "] at N=400; censored, compute-limited (best step after 0.75 x the steps run), " \
+        "not read: N=4000 (lstm 3/3, transformer 3/3)" in measured  # fmt: skip
+    two = _tables({"transformer": HUNGRY, "lstm": LSTM}, {})
+    two["runs"] = two["runs"][two["runs"]["data.n_train"] != 400]  # N = 40, 4000 only
+    v, measured = de.verdict(two)
+    assert v == "inconclusive" and "(a) fewer than two N read (N=40)" in measured
+
+
+def test_early_stopping_is_not_a_binding_cap():
+    late = {"lstm": 325, "transformer": 325}  # best after 0.75 x 400 = 300
+    runs = de.study_runs(_tables({"transformer": HUNGRY, "lstm": LSTM}, late, seeds=(0,)))
+    big = runs.n_train == NS[-1]
+    assert de.binds(runs)[big].all() and not de.binds(runs)[~big].any()
+    runs["train.patience"] = 3  # 350, 375, 400 without a new best: it would stop itself
+    assert not de.binds(runs).any()
+
+
+def test_one_evaluation_interval_is_no_difference():
+    same = {"lstm": 0.5, "transformer": 0.5}  # the same wall clock per step
+    one = {"lstm": 51, "transformer": 26}  # every seed first below tau at 75 and at 50
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, one, device="cuda", per_step=same)
+    v, measured = de.time_verdict(tables)
+    assert v == "inconclusive", measured
+    assert "lstm - transformer 25 [25, 25] steps, within one evaluation interval" in measured
+    two = {"lstm": 76, "transformer": 26}  # two intervals apart
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, two, device="cuda", per_step=same)
+    v, measured = de.time_verdict(tables)
+    assert v == "supported" and "50 [50, 50] steps, more steps" in measured
 
 
 def test_overlapping_gaps_are_inconclusive():
@@ -94,33 +150,38 @@ def test_a_never_reached_threshold_counts_as_the_budget():
     s = de.steps_to(runs, tables["curves"], de.threshold(runs, COUNT[3]))
     assert s[s.model == "lstm"].censored.all() and (s[s.model == "lstm"].steps == STEPS).all()
     assert not s[s.model == "transformer"].censored.any()
-    assert de.verdict(tables)[0] == "supported"  # censored at the cap: still the slower one
+    assert (s[s.model == "lstm"].seconds == STEPS * PER_STEP["lstm"]).all()  # its last time
+    cuda = _tables({"transformer": HUNGRY, "lstm": lstm}, {"lstm": None, "transformer": FAST},
+                   device="cuda")  # fmt: skip
+    assert de.time_verdict(cuda)[0] == "supported"  # censored at the cap: still the slower one
 
 
 def test_tau_is_anchored_on_the_best_model_and_below_the_count_trigram():
     runs = de.study_runs(_tables({"transformer": HUNGRY, "lstm": LSTM}))
     best, trigram = 1.8 + 0.01, COUNT[3]  # the Transformer's mean best at N=4000
-    assert de.threshold(runs, trigram) == pytest.approx(best + de.RULE.frac * (trigram - best))
+    assert de.threshold(runs, trigram) == pytest.approx(best + de.TIME_RULE.frac * (trigram - best))
     assert de.threshold(runs, trigram) < trigram
     assert de.threshold(runs, 1.7) is None  # no model below the trigram: no tau
 
 
 def test_part_b_without_a_model_below_the_trigram_is_inconclusive_and_says_so():
     tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={2: 2.7, 3: 1.5})
-    v, measured = de.verdict(tables)
+    v, measured = de.time_verdict(tables)
     assert v == "inconclusive" and "no model's best loss is below the count trigram" in measured
 
 
 def test_part_b_with_both_models_censored_is_undecided():
     # only the gru gets below tau = 1.51 + frac (2.5 - 1.51); lstm and Transformer never do
     best = {"transformer": (2.9, 2.4, 2.3), "lstm": (2.6, 2.5, 2.4), "gru": (2.5, 2.2, 1.5)}
-    v, measured = de.verdict(_tables(best, {"gru": FAST}))
+    v, measured = de.time_verdict(_tables(best, {"gru": FAST}, device="cuda"))
     assert v == "inconclusive" and "neither reaches tau: both censored" in measured
 
 
 def test_without_count_baselines_c7_is_inconclusive_never_the_old_bar():
-    v, measured = de.verdict(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={}))
-    assert v == "inconclusive" and baselines.NOT_MEASURED in measured
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={})
+    for judge in (de.verdict, de.time_verdict):
+        v, measured = judge(tables)
+        assert v == "inconclusive" and baselines.NOT_MEASURED in measured
 
 
 def test_a_model_below_the_old_bar_but_above_the_bigram_fails_the_control():
@@ -165,10 +226,11 @@ def test_no_verdict_without_both_kinds_or_two_pool_sizes():
 
 
 def test_verdicts_from_run_tables():
-    (v,) = de.verdicts(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW))
-    assert v.claim == "C7" and v.rule == de.RULE.text and v.verdict == "supported"
-    assert f"{de.RULE.frac} x (trigram - best)" in v.rule
-    assert "steps to tau=" in v.measured and "lstm - transformer" in v.measured
+    a, b = de.verdicts(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW))
+    assert a.claim == b.claim == "C7" and a.rule == de.RULE.text and a.verdict == "supported"
+    assert "(a: needs more data;" in a.experiment and "(b: takes longer to train;" in b.experiment
+    assert b.rule == de.TIME_RULE.text and f"{de.TIME_RULE.frac} x (trigram - best)" in b.rule
+    assert b.verdict == "not measured on cpu" and "steps to tau=" in b.measured
 
 
 def test_section_draws_the_figure(tmp_path):
@@ -176,7 +238,8 @@ def test_section_draws_the_figure(tmp_path):
     md = de.section(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW), figs)
     assert (tmp_path / "data_efficiency.png").stat().st_size > 1000
     assert figs.deciding == {"C7": ["data_efficiency.png"]}
-    assert "(data_efficiency.png)" in md and "Measured: gap transformer" in md
+    assert "(data_efficiency.png)" in md and "Measured (a): gap transformer" in md
+    assert "Measured (b): steps to tau=" in md and "(not measured on cpu)." in md
     assert "| 40 | 2.61 [" in md  # the lstm at N=40, with its interval
     empty = de.section({"runs": pd.DataFrame(), "curves": pd.DataFrame()}, Figures(tmp_path, {}))
     assert "No completed runs" in empty

@@ -1,11 +1,13 @@
 """Scale (C10): the power-law fit recovers known parameters, the best-of-grid selection, the
-FLOP count, every verdict on synthetic tables (inconclusive included) and the section."""
+FLOP count, every verdict on synthetic tables (inconclusive included) read on the
+loss-versus-compute envelope of two budgets, the stated change of depth, and the section."""
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
+from seqbench.report import stability
 from seqbench.report.plot import Figures
 from seqbench.studies import scaling as sc
 
@@ -14,6 +16,7 @@ matplotlib.use("Agg")
 NS = (3e3, 7e3, 2e4, 5e4, 1e5)
 FAMILY = {"lstm": "recurrent", "gru": "recurrent", "mingru": "scan", "transformer": "attention"}
 SIZES = dict(zip(NS, sc.CPU_SIZES))
+DEPTH = dict(zip(NS, (1, 1, 1, 2, 2)))  # the presets' n_layers: 1 up to 3xs, 2 from 2xs
 
 
 @pytest.mark.parametrize(
@@ -53,22 +56,35 @@ def test_the_bootstrap_interval_holds_the_true_exponent_and_narrows_with_less_no
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
 
 
-def _runs(curves: dict, seeds=(0, 1, 2), lrs=(1e-2,), spread=0.01) -> pd.DataFrame:
+def _runs(curves: dict, seeds=(0, 1, 2), lrs=(1e-2,), spread=0.01, budget=1) -> pd.DataFrame:
     """Runs-table rows: model -> loss per size of NS; seeds scatter by +-spread, and a second
-    learning rate (if any) is 0.5 nats worse."""
+    learning rate (if any) is 0.5 nats worse; ``budget`` x 200 steps (train.budget)."""
     rows = []
     for m, losses in curves.items():
         for (n, loss), seed, lr in [(p, s, r) for p in zip(NS, losses) for s in seeds for r in lrs]:
             rows.append({
-                "run": f"{m}-{n}-{seed}-{lr}", "study": "scaling", "status": "complete",
+                "run": f"{m}-{n}-{seed}-{lr}-{budget}", "study": "scaling", "status": "complete",
                 "model": m, "family": FAMILY[m], "seed": seed, "model.size": SIZES[n],
-                "params_non_embedding": n, "lr": lr, "step": 200, "train.steps": 200,
+                "params_non_embedding": n, "lr": lr, "step": 200 * budget,
+                "train.steps": 200 * budget, "train.budget": budget, "hp_n_layers": DEPTH[n],
                 "val_loss": loss + spread * (seed - 1) + (0.5 if lr != lrs[0] else 0.0),
                 "model._target_": "seqbench.models.recurrent.LSTM", "model.impl": "fused",
                 "vocab_size": 64, "data.seq_len": 16,
                 "train.batch_size": 4, "unigram_xent": 3.0,
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _cells(by_budget: dict, spread=0.01, model="lstm") -> pd.DataFrame:
+    """``cells`` of one model from {budget: loss per size of NS}: the training FLOPs of a
+    cell are 6 N x 1000 steps x its budget (compute grows with size and with budget)."""
+    t = pd.concat(
+        [_runs({model: losses}, spread=spread, budget=b) for b, losses in by_budget.items()]
+    )
+    flops = 6 * t.params_non_embedding * 1000 * t["train.budget"]
+    t = t.assign(loss=t.val_loss, n=t.params_non_embedding, budget=t["train.budget"],
+                 depth=t.hp_n_layers, flops=flops)  # fmt: skip
+    return sc.cells(t, model)
 
 
 FALLING = [2.6, 2.3, 2.0, 1.8, 1.7]  # falls with N
@@ -88,38 +104,51 @@ BUMP = [2.6, 2.0, 1.7, 1.9, 1.8]  # better at the top than the bottom, but 3 -> 
         (FALLING, 2.0, "inconclusive"),  # seeds too noisy to tell
     ],
 )
-def test_improves_returns_each_verdict(losses, spread, expected):
-    t = _runs({"lstm": losses}, spread=spread).assign(
-        loss=lambda d: d.val_loss, n=lambda d: d.params_non_embedding
-    )
-    v, measured = sc.improves(sc.by_size(t, "lstm"))
+def test_the_envelope_returns_each_verdict_at_one_budget(losses, spread, expected):
+    v, measured = sc.on_envelope(_cells({1: losses}, spread=spread))
     assert v == expected, measured
-    assert "3 seeds" in measured and "5 sizes" in measured
+    assert "3 seeds" in measured and "5 sizes at 1x the budget" in measured
+
+
+def test_the_envelope_of_two_budgets_reads_larger_is_better_where_the_largest_size_makes_it():
+    """At 1x the larger sizes are under-trained (xs is worse than 3xs: nuanced on one budget);
+    at 4x xs makes the envelope's end, below every smaller size: supported."""
+    short = [2.6, 2.3, 2.0, 2.1, 2.15]
+    assert sc.on_envelope(_cells({1: short}))[0] == "nuanced"
+    v, measured = sc.on_envelope(_cells({1: short, 4: [2.4, 2.0, 1.7, 1.6, 1.5]}))
+    assert v == "supported", measured
+    assert "envelope (lowest loss at each compute) 5xs 1x 2.6 -> 4xs 1x 2.3 -> 3xs 1x 2 -> " \
+        "3xs 4x 1.7 -> 2xs 4x 1.6 -> xs 4x 1.5" in measured  # fmt: skip
+    assert "the largest size makes its end: -0.1 [" in measured and "against 2xs 4x 1.6" in measured
+    # at 4x a smaller size still makes the end: larger is better only up to it
+    v, measured = sc.on_envelope(_cells({1: short, 4: [2.4, 2.0, 1.7, 1.6, 1.75]}))
+    assert v == "nuanced" and "its end is 2xs, not the largest size: xs 4x 1.75" in measured
+
+
+def test_a_change_of_depth_between_sizes_is_stated():
+    _, measured = sc.on_envelope(_cells({1: FALLING}))
+    assert "depth 1 -> 2 layers between 3xs and 2xs" in measured
+    assert measured.count("depth ") == 1
 
 
 def test_a_model_that_learned_no_more_than_the_unigram_fails_its_control():
-    t = _runs({"lstm": FALLING}).assign(
-        loss=lambda d: d.val_loss, n=lambda d: d.params_non_embedding
-    )
-    v, measured = sc.improves(sc.by_size(t, "lstm"), unigram=1.8)  # 1.7 >= 0.9 x 1.8
+    c = _cells({1: FALLING})
+    v, measured = sc.on_envelope(c, unigram=1.8)  # 1.7 >= 0.9 x 1.8
     assert v == "inconclusive" and measured.startswith("failed the control")
-    assert sc.improves(sc.by_size(t, "lstm"), unigram=3.0)[0] == "supported"
+    assert sc.on_envelope(c, unigram=3.0)[0] == "supported"
 
 
 def test_too_few_sizes_or_one_seed_is_inconclusive():
-    t = _runs({"lstm": FALLING}).assign(
-        loss=lambda d: d.val_loss, n=lambda d: d.params_non_embedding
-    )
-    two = {n: v for n, v in sc.by_size(t, "lstm").items() if n in NS[:2]}
-    assert sc.improves(two)[0] == "inconclusive"
-    one_seed = {n: v[:1] for n, v in sc.by_size(t, "lstm").items()}
-    assert sc.improves(one_seed)[0] == "inconclusive"  # no interval from one seed
+    c = _cells({1: FALLING})
+    assert sc.on_envelope(c[c.n.isin(NS[:2])])[0] == "inconclusive"
+    one_seed = c.assign(losses=[v[:1] for v in c.losses])
+    assert sc.on_envelope(one_seed)[0] == "inconclusive"  # no interval from one seed
 
 
 def _table(curves, **kw):
     runs = _runs(curves, **kw)
     t = sc.best_of_grid(runs, ["model.size"])
-    return t.assign(loss=t.val_loss, n=t.params_non_embedding)
+    return t.assign(loss=t.val_loss, n=t.params_non_embedding, budget=t["train.budget"])
 
 
 @pytest.mark.parametrize(
@@ -167,8 +196,8 @@ def test_flops_are_counted_per_row_linear_in_batch_and_growing_with_size():
     assert sc.flops_per_step(row("3xs", 2)) > small
 
 
-def _tables(curves, seeds=(0, 1, 2)):
-    runs = _runs(curves, seeds=seeds)
+def _tables(curves, seeds=(0, 1, 2), budgets=(1,)):
+    runs = pd.concat([_runs(curves, seeds=seeds, budget=b) for b in budgets], ignore_index=True)
     # real model configs so the FLOP count can build them
     targets = {"lstm": "seqbench.models.recurrent.LSTM", "gru": "seqbench.models.recurrent.GRU",
                "mingru": "seqbench.models.minrnn.MinGRU",
@@ -185,13 +214,13 @@ def test_verdicts_name_every_family_and_the_kaplan_comparison():
     tables["runs"].loc[tables["runs"].model == "gru", "unigram_xent"] = 1.0  # failed control
     out = sc.verdicts(tables)
     by = {v.experiment: v.verdict for v in out}
-    assert by["scaling (lstm, recurrent; text, same tokens)"] == "supported"
-    assert by["scaling (mingru, scan; text, same tokens)"] == "not supported"
-    assert by["scaling (transformer, attention; text, same tokens)"] == "supported"
-    assert by["scaling (gru, recurrent; text, same tokens)"] == "inconclusive"
+    assert by["scaling (lstm, recurrent; text, loss-compute envelope)"] == "supported"
+    assert by["scaling (mingru, scan; text, loss-compute envelope)"] == "not supported"
+    assert by["scaling (transformer, attention; text, loss-compute envelope)"] == "supported"
+    assert by["scaling (gru, recurrent; text, loss-compute envelope)"] == "inconclusive"
     lstm = next(v for v in out if v.experiment.startswith("scaling (lstm"))
-    assert "loss 2.6 [2.58, 2.62] at N=3000 -> 1.7 [1.68, 1.72] at N=100000 (33x)" in lstm.measured
-    assert "training compute" in lstm.measured and "FLOPs" in lstm.measured
+    assert "5xs 1x 2.6 -> 4xs 1x 2.3 -> 3xs 1x 2 -> 2xs 1x 1.8 -> xs 1x 1.7" in lstm.measured
+    assert "FLOPs; 5 sizes at 1x the budget" in lstm.measured
     assert {v.claim for v in out} == {"C10", "C10*"}
     assert sc.verdicts({"runs": pd.DataFrame(), "curves": pd.DataFrame()}) == []
 
@@ -228,3 +257,21 @@ def test_the_figure_says_nats_per_token_draws_the_unigram_and_the_alpha_interval
         assert np.allclose(drawn[m], sc.interval(sc.bootstrap_alpha(sc.by_size(t, m))))
     diff = sc.interval(sc.bootstrap_alpha(a) - sc.bootstrap_alpha(b, seed=1))
     assert np.allclose(drawn["difference transformer - lstm (C10*)"], diff)  # as kaplan() reads
+
+
+def test_the_report_hands_the_envelope_both_budgets_at_once():
+    """BUDGETS = "all": stability.own keeps the 4x runs beside the 1x ones (every other study
+    reads 1x, with 4x as a check), and the verdict says it was read on both budgets."""
+    tables = _tables({"transformer": STEEP, "lstm": FALLING}, budgets=(1, 4))
+    own = stability.own(sc, tables)
+    assert set(own["runs"]["train.budget"]) == {1, 4}
+    assert set(stability.at(tables)["runs"]["train.budget"]) == {1}
+    out = stability.annotate(sc, "scaling", tables, sc.verdicts(own))
+    lstm = next(v for v in out if v.experiment.startswith("scaling (lstm"))
+    assert lstm.budget == "1x+4x" and not lstm.preliminary
+    assert "5 sizes at 1x, 4x the budget" in lstm.measured
+    c10s = next(v for v in out if v.claim == "C10*")
+    assert "(at 4x the budget)" in c10s.measured  # alpha read at the longest budget
+    ones = _tables({"transformer": STEEP, "lstm": FALLING})
+    (first, *_) = stability.annotate(sc, "scaling", ones, sc.verdicts(stability.own(sc, ones)))
+    assert first.budget == "1x" and first.preliminary  # no 4x runs: preliminary

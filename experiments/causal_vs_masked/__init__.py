@@ -9,10 +9,13 @@ prefix); and each model's held-out loss on its own objective (``own_loss``: in d
 
 Verdict per budget on the difference masked - causal of the prefix loss (mean over prefix
 lengths per seed; 95% interval over seeds). Controls: the FLOPs of the two objectives match
-within RULE.matched, and at the largest budget each model's own held-out loss lies below the
-add-k count bigram's loss on the same held-out windows (``seqbench.measure.ngram``: a masked
-model that has not beaten counting one token of context has not left the unigram plateau,
-and cannot tell the objectives apart). Without the n-gram rows: inconclusive, said so.
+within RULE.matched, and at every budget compared each model's own held-out loss lies below
+the add-k count bigram's loss on the same held-out windows (``seqbench.measure.ngram``: a
+masked model that has not beaten counting one token of context has not left the unigram
+plateau, and cannot tell the objectives apart). A budget where one does not is left out and
+named; with none left the verdict is inconclusive and says why. Without the n-gram rows:
+inconclusive, said so. The steps of a row are its training run's (``train_run``: the runs
+table's cap, x train.budget), so the full profile's 4x rows count their own steps.
 """
 
 import pandas as pd
@@ -30,12 +33,13 @@ DECIDES = ("C8",)
 STUDY = study_of(__name__)
 RULE = Rule(
     "supported if the causal model's next-word-from-prefix loss is lower than the masked "
-    "model's at every compute budget (95% interval of masked - causal over seeds above 0; "
-    "FLOPs matched within {matched:.0%}), not supported if it is higher at every budget, "
-    "nuanced if lower at some and higher at others; inconclusive if an interval includes 0, "
-    "the FLOPs differ more, or a model's own held-out loss at the largest budget is not below "
-    "the add-k count {learned}'s on the same held-out windows (the control; or it was not "
-    "measured)",
+    "model's at every compute budget compared (95% interval of masked - causal over seeds "
+    "above 0; FLOPs matched within {matched:.0%}), not supported if it is higher at every "
+    "one, nuanced if lower at some and higher at others. A budget is compared only where "
+    "both models' own held-out loss (each on its own objective) lies below the add-k count "
+    "{learned}'s on the same held-out windows (the control); a budget that fails it is left "
+    "out and named. inconclusive if an interval includes 0, the FLOPs differ more, no budget "
+    "passes the control, or the count baselines were not measured",
     matched=0.05,  # compute counts as equal when the FLOPs differ by less than this fraction
     learned="bigram",  # the control: beats counting one token of context, on its own objective
 )
@@ -43,13 +47,25 @@ BIGRAM = 2  # the order of RULE.learned
 OBJECTIVES = ("causal", "masked")
 
 
-def seed_table(objectives: pd.DataFrame | None) -> pd.DataFrame:
+def trained_steps(ok: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """``ok`` with ``steps`` and ``train_flops`` of the steps its training run (``train_run``)
+    had: prefix_eval records the experiment's train.steps, but the harness multiplies them by
+    train.budget (the full profile's 4x rows), and the runs table's cap says so."""
+    if runs is None or runs.empty or "train_run" not in ok or "flops_per_step" not in ok:
+        return ok
+    cap = runs.drop_duplicates("run").set_index("run")["train.steps"]
+    steps = pd.to_numeric(ok.train_run.map(cap), errors="coerce").fillna(ok.steps)
+    return ok.assign(steps=steps, train_flops=ok.flops_per_step * steps)
+
+
+def seed_table(objectives: pd.DataFrame | None, runs=None) -> pd.DataFrame:
     """One row per (objective, steps, seed): prefix loss averaged over prefix lengths, the
     model's own held-out loss, its counted FLOPs and targets. Where the lr was swept (the
     GPU profile), the lr with the lowest mean prefix loss per (objective, steps) is kept."""
     ok = complete(objectives)  # every prefix_eval row, whichever study ran it
     if ok.empty:
         return ok
+    ok = trained_steps(ok, runs)
     if "seed" not in ok:
         ok = ok.assign(seed=0)
     if "own_loss" not in ok:  # rows written before the in-distribution evaluation
@@ -91,17 +107,43 @@ def count_levels(tables) -> dict:
     return baselines.levels(rows[(rows.windows * rows.seq_len).astype(int).isin(scored)])
 
 
+def control(by: dict, budgets: list, bar: float) -> dict:
+    """steps -> 'masked 2.98 [2.96, 3.0]' for each budget where an objective's own held-out
+    loss is not below the count bigram's ``bar`` (its interval over seeds): a model that has
+    not beaten counting one token of context there cannot tell the objectives apart."""
+    out = {}
+    for s in budgets:
+        own = {o: estimate(by[o, s].own_loss) for o in OBJECTIVES}
+        failed = [f"{o} {fmt(e)}" for o, e in own.items() if not e.below(bar)]
+        if failed:
+            out[s] = ", ".join(failed)
+    return out
+
+
+def decide(diffs: dict) -> str:
+    """The verdict from the signs of masked - causal at the budgets compared."""
+    signs = [d.sign for d in diffs.values()]
+    if 0 in signs:
+        return "inconclusive"
+    if all(s > 0 for s in signs):
+        return "supported"
+    return "not supported" if all(s < 0 for s in signs) else "nuanced"
+
+
 def verdict(per_seed: pd.DataFrame, levels: dict) -> tuple[str, str] | None:
-    """(verdict, measured) over the budgets both objectives measured, the control read
-    against the count models' ``levels``; None without both objectives."""
+    """(verdict, measured) over the budgets both objectives measured and both passed the
+    control at (against the count models' ``levels``); None without both objectives."""
     if per_seed.empty or set(OBJECTIVES) - set(per_seed.objective):
         return None
     budgets = sorted(set.intersection(*(set(g.steps) for _, g in per_seed.groupby("objective"))))
     if not budgets:
         return None
     by = {(o, s): g for (o, s), g in per_seed.groupby(["objective", "steps"])}
+    bar = levels.get(BIGRAM)
+    left = control(by, budgets, bar) if bar is not None else {}
+    compared = [s for s in budgets if s not in left]
     diffs = {s: difference(by["masked", s].prefix_loss, by["causal", s].prefix_loss)
-             for s in budgets}  # fmt: skip
+             for s in compared}  # fmt: skip
     flops = {o: per_seed[per_seed.objective == o].groupby("steps").train_flops.mean()
              for o in OBJECTIVES}  # fmt: skip
     flops_gap = float((flops["masked"][budgets] / flops["causal"][budgets] - 1).abs().max())
@@ -112,39 +154,38 @@ def verdict(per_seed: pd.DataFrame, levels: dict) -> tuple[str, str] | None:
     seeds = int(per_seed.groupby(["objective", "steps"]).seed.nunique().min())
     measured = (
         "next-word-from-prefix loss masked - causal: "
-        + ", ".join(f"{fmt(d)} nats at {s} steps" for s, d in diffs.items())
+        + (", ".join(f"{fmt(d)} nats at {s:g} steps" for s, d in diffs.items()) or "-")
         + f" ({seeds} seed{'s' * (seeds > 1)}; up to "
         f"{flops['causal'][budgets].max():.2e} FLOPs, matched within {flops_gap:.1%}); "
         f"supervised targets per pass causal/masked = {ratio:.1f}x"
     )
-    top, bar = budgets[-1], levels.get(BIGRAM)
-    own = {o: estimate(by[o, top].own_loss) for o in OBJECTIVES}
-    measured += "; own held-out loss at the largest budget " + ", ".join(
-        f"{o} {fmt(e)}" for o, e in own.items()
+    measured += "".join(
+        f"; {s:g} steps left out, own held-out loss not below the count {RULE.learned}: {who}"
+        for s, who in left.items()
     )
+    if compared:
+        top = compared[-1]
+        measured += f"; own held-out loss at {top:g} steps " + ", ".join(
+            f"{o} {fmt(estimate(by[o, top].own_loss))}" for o in OBJECTIVES
+        )
     measured += f"; {baselines.said(levels)}"
     if flops_gap > RULE.matched:
         return "inconclusive", measured + " (compute not matched)"
     if bar is None:
         return "inconclusive", measured
-    failed = [o for o, e in own.items() if not e.below(bar)]
-    if failed:
-        return "inconclusive", measured + f"; control (count {RULE.learned}) not met: " + (
-            ", ".join(failed)
+    if not compared:
+        return "inconclusive", measured + (
+            f"; no budget where both objectives beat the count {RULE.learned} on their own "
+            "objective (the control): none compared"
         )
-    signs = [d.sign for d in diffs.values()]
-    if 0 in signs:
-        return "inconclusive", measured
-    if all(s > 0 for s in signs):
-        return "supported", measured
-    if all(s < 0 for s in signs):
-        return "not supported", measured
-    return "nuanced", measured
+    return decide(diffs), measured
 
 
 def verdicts_of(tables) -> tuple[str, str] | None:
-    """``verdict`` of the tables' objectives rows and this study's n-gram rows."""
-    return verdict(seed_table(tables.get("objectives")), count_levels(tables))
+    """``verdict`` of the tables' objectives rows (at their training runs' steps) and this
+    study's n-gram rows."""
+    per_seed = seed_table(tables.get("objectives"), tables.get("runs"))
+    return verdict(per_seed, count_levels(tables))
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -214,7 +255,7 @@ def _figure(tables, per_seed, figs) -> str:
         reference(axes[1], levels[BIGRAM], f"control: count {RULE.learned} {levels[BIGRAM]:.2f}",
                   kind="threshold")  # fmt: skip
     baselines.draw(axes[1], levels, orders=(3,))  # the trigram beside the control
-    rows = complete(tables["objectives"])
+    rows = trained_steps(complete(tables["objectives"]), tables.get("runs"))
     largest = rows[rows.steps == rows.steps.max()]
     for obj, g in largest.groupby("objective"):
         by = g.groupby("prefix_len").prefix_loss
@@ -237,7 +278,7 @@ def _figure(tables, per_seed, figs) -> str:
 
 
 def section(tables, figs) -> str:
-    per_seed = seed_table(tables.get("objectives"))
+    per_seed = seed_table(tables.get("objectives"), tables.get("runs"))
     if per_seed.empty:
         return "_No completed prefix_eval measurements yet._"
     return "\n\n".join(

@@ -1,8 +1,14 @@
 """Scale (C10): held-out loss against non-embedding parameters N and training compute C, per
-family, at one token budget (Kaplan et al. 2020, Fig. 7 left: LSTMs against Transformers).
+family (Kaplan et al. 2020: Fig. 7 left, LSTMs against Transformers; the compute envelope).
 
-Every run trains on the same number of tokens (steps x batch x seq_len) of the character-level
-text task; sizes are the presets 5xs .. l, matched across families within 10% in N. Per family
+Every size trains on the same number of tokens (steps x batch x seq_len) of the
+character-level text task, at every budget the runs have (1x; the full profile adds 4x the
+steps: ``BUDGETS = "all"``, so the report hands this study every budget at once); sizes are
+the presets 5xs .. l, matched across families within 10% in N. C10 is read per model on the
+loss-versus-compute envelope: the (size, budget) cells whose loss is below every cell of less
+compute; "larger is better" holds where the envelope's end is made by the largest size (a
+larger size under-trained at a fixed budget is not evidence against it when a longer budget
+puts it on the envelope). A change of depth between sizes (n_layers) is stated. Per family
 
     L(N) = L_inf + a N^(-alpha)
 
@@ -26,6 +32,7 @@ from omegaconf import OmegaConf
 from seqbench.report import baselines
 from seqbench.report.axes import axis_label, clipped_yerr, key_entry, log_axis, reference
 from seqbench.report.markdown import md_table
+from seqbench.report.stability import BUDGET, setting
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import job_setting
@@ -35,6 +42,7 @@ TITLE = "Scale: loss against parameters and compute (C10)"
 ORDER = 90
 DECIDES = ("C10", "C10*")
 STUDY = study_of(__name__)
+BUDGETS = "all"  # the envelope reads every budget at once (seqbench.report.stability.own)
 CLAIMS = {"C10*": "the Transformer's loss falls faster with N than the LSTM's (Kaplan 2020)"}
 CPU_SIZES = ("5xs", "4xs", "3xs", "2xs", "xs")  # 30x in N for every family
 # the sizes and models the GPU profile trains (profiles.yaml): the section names those a
@@ -42,20 +50,25 @@ CPU_SIZES = ("5xs", "4xs", "3xs", "2xs", "xs")  # 30x in N for every family
 GPU_SIZES = tuple(job_setting(__name__, "gpu", "model.size").split(","))
 GPU_MODELS = tuple(job_setting(__name__, "gpu", "model").split(","))
 RULE = Rule(
-    "per model, if its best size learned beyond the unigram (held-out loss < {learned:g} x "
-    "the unigram cross-entropy; else inconclusive): supported if the largest size's loss is "
-    "below the smallest's (interval of the difference over seeds below 0) and no step up in "
-    "size raises it (no adjacent difference above 0); nuanced if the largest is better but a "
-    "step up raises it; not supported if the largest is worse; inconclusive when the "
-    "interval contains 0 or fewer than {min_sizes} sizes were measured",
+    "per model, its runs at every size and budget read on the loss-versus-compute envelope "
+    "(Kaplan et al. 2020: the (size, budget) cells whose mean loss is below that of every "
+    "cell of less compute), if its best cell learned beyond the unigram (held-out loss < "
+    "{learned:g} x the unigram cross-entropy; else inconclusive): supported if the envelope "
+    "falls (its end below its start: interval of the difference over seeds below 0) and its "
+    "end is made by the largest size, below every smaller size's best cell; nuanced if it "
+    "falls but ends at a smaller size that the largest size's best cell does not reach "
+    "(larger is better only up to that size at these budgets); not supported if the cell of "
+    "most compute is worse than that of least; inconclusive when an interval contains 0 or "
+    "fewer than {min_sizes} sizes were measured. A change of depth between sizes is stated",
     min_sizes=3,
     learned=0.9,
 )
 # the claim names the LSTM (Kaplan et al. compare LSTMs with Transformers): it is looked up
 # among the models run, never assumed present
 KAPLAN_RULE = Rule(
-    "the exponent alpha of L = L_inf + a N^-alpha, fitted per family, bootstrap over seeds: "
-    "supported if alpha(attention) - alpha({slow}) has its interval above 0, not supported "
+    "the exponent alpha of L = L_inf + a N^-alpha, fitted per family at one token budget (the "
+    "longest at which both were trained at every size), bootstrap over seeds: supported if "
+    "alpha(attention) - alpha({slow}) has its interval above 0, not supported "
     "if below 0, inconclusive if it contains 0",
     slow="lstm",
 )
@@ -158,15 +171,19 @@ def flops_per_step(row) -> int:
 
 def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run of the study at its cell's best rate: model, family, size, seed, N,
-    held-out loss, training FLOPs."""
+    budget (train.budget; 1 before the key), depth (n_layers as built), held-out loss,
+    training FLOPs."""
     ok = complete(runs, STUDY)
     if ok.empty or "model.size" not in ok:
         return pd.DataFrame()
-    ok = best_of_grid(ok[ok.val_loss.notna()], ["model.size"])
-    ok = ok.assign(n=ok.params_non_embedding, loss=ok.val_loss,
+    ok = ok.assign(budget=setting(ok, BUDGET, 1))
+    ok = best_of_grid(ok[ok.val_loss.notna()], ["model.size", "budget"])
+    depth = ok.get("hp_n_layers", ok.get("model.n_layers", pd.Series(np.nan, ok.index)))
+    ok = ok.assign(n=ok.params_non_embedding, loss=ok.val_loss, depth=depth,
                    flops=[flops_per_step(r) * r["step"] for _, r in ok.iterrows()])  # fmt: skip
     ok["unigram"] = ok["unigram_xent"] if "unigram_xent" in ok else np.nan
-    return ok[["model", "family", "model.size", "seed", "n", "loss", "flops", "lr", "unigram"]]
+    return ok[["model", "family", "model.size", "seed", "n", "budget", "depth", "loss", "flops",
+               "lr", "unigram"]]  # fmt: skip
 
 
 def by_size(t: pd.DataFrame, model: str) -> dict:
@@ -176,42 +193,111 @@ def by_size(t: pd.DataFrame, model: str) -> dict:
 
 
 # --- verdicts --------------------------------------------------------------------------------
-def improves(sizes: dict, unigram: float = math.nan, flops: dict | None = None) -> tuple:
-    """(verdict, measured) for one model: is the largest size better than the smallest, and
-    does no step up hurt? ``unigram``: the corpus's unigram cross-entropy (the control);
-    ``flops``: N -> training FLOPs, quoted beside N."""
-    ns = sorted(sizes)
+def cells(t: pd.DataFrame, model: str) -> pd.DataFrame:
+    """One row per (size, budget) of one model: N, size, budget, depth, mean training FLOPs,
+    the seeds' losses (a list) and their mean."""
+    g = t[t.model == model]
+    rows = [
+        {"n": n, "size": x["model.size"].iloc[0], "budget": b, "depth": x.depth.iloc[0],
+         "flops": float(x.flops.mean()), "losses": list(x.loss), "mean": float(x.loss.mean())}
+        for (n, b), x in g.groupby(["n", "budget"])
+    ]  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["flops", "n"], ignore_index=True)
+
+
+def envelope(c: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan's envelope: the cells whose mean loss is below that of every cell of less
+    compute, in compute order (the lowest loss reached at each compute)."""
+    keep = c["mean"] < c["mean"].cummin().shift(fill_value=np.inf)
+    return c[keep]
+
+
+def _cell(r) -> str:
+    return f"{r['size']} {_budget(r['budget'])} {r['mean']:.3g}"
+
+
+def _budget(b) -> str:
+    return f"{b:g}x"
+
+
+def depth_text(c: pd.DataFrame) -> str:
+    """'; depth 1 -> 2 layers between 3xs and 2xs' for every change of depth between adjacent
+    sizes (read from the runs' n_layers): a size step that is also a depth step is two
+    changes at once. '' without a change or without the depth."""
+    by = c.drop_duplicates("n").sort_values("n")
+    steps = [
+        f"depth {int(a.depth)} -> {int(b.depth)} layers between {a['size']} and {b['size']}"
+        for (_, a), (_, b) in zip(by.iterrows(), by.iloc[1:].iterrows())
+        if pd.notna(a.depth) and pd.notna(b.depth) and a.depth != b.depth
+    ]
+    return "".join(f"; {s}" for s in steps)
+
+
+def on_envelope(c: pd.DataFrame, unigram: float = math.nan) -> tuple[str, str]:
+    """(verdict, measured) for one model's cells (``cells``) read on their loss-versus-
+    compute envelope: does it fall, and is its end (the lowest loss) made by the largest
+    size? ``unigram``: the corpus's unigram cross-entropy (the control)."""
+    ns = sorted(set(c.n))
     if len(ns) < RULE.min_sizes:
         return "inconclusive", f"{len(ns)} sizes"
-    best = min(np.mean(v) for v in sizes.values())
-    if best >= RULE.learned * unigram:  # a nan unigram (not recorded) passes
-        return "inconclusive", (f"failed the control: best loss {best:.3g} >= {RULE.learned:g}"
-                                f" x unigram {unigram:.3g}")  # fmt: skip
-    d = difference(sizes[ns[-1]], sizes[ns[0]])
-    steps = [difference(sizes[b], sizes[a]) for a, b in zip(ns, ns[1:])]
-    worse = [f"{int(a)}->{int(b)}" for (a, b), s in zip(zip(ns, ns[1:]), steps) if s.sign > 0]
-    seeds = min(len(v) for v in sizes.values())
-    measured = (f"loss {fmt(estimate(sizes[ns[0]]))} at N={int(ns[0])} -> "
-                f"{fmt(estimate(sizes[ns[-1]]))} at N={int(ns[-1])} ({ns[-1] / ns[0]:.0f}x), "
-                f"difference {fmt(d)}, {len(ns)} sizes, {seeds} seeds")  # fmt: skip
-    if flops:
-        measured += f", training compute {flops[ns[0]]:.2g} -> {flops[ns[-1]]:.2g} FLOPs"
-    if worse:
-        measured += f"; loss rises from N {', '.join(worse)}"
-    if d.sign < 0:
-        return ("nuanced" if worse else "supported"), measured
-    return ("not supported" if d.sign > 0 else "inconclusive"), measured
+    if c["mean"].min() >= RULE.learned * unigram:  # a nan unigram (not recorded) passes
+        return "inconclusive", (f"failed the control: best loss {c['mean'].min():.3g} >= "
+                                f"{RULE.learned:g} x unigram {unigram:.3g}")  # fmt: skip
+    env = envelope(c)
+    first, last, most = env.iloc[0], env.iloc[-1], c.iloc[-1]
+    seeds = min(len(v) for v in c.losses)
+    budgets = ", ".join(_budget(b) for b in sorted(set(c.budget)))
+    path = " -> ".join(map(_cell, env.to_dict("records")))
+    measured = (f"envelope (lowest loss at each compute) {path}, "
+                f"{first.flops:.2g} -> {last.flops:.2g} FLOPs; {len(ns)} sizes at {budgets} the "
+                f"budget, {seeds} seeds{depth_text(c)}")  # fmt: skip
+    if difference(most.losses, first.losses).sign > 0:
+        return "not supported", measured + (
+            f"; the most compute ({_cell(most)}) is worse than the least ({_cell(first)})"
+        )
+    if len(env) < 2 or difference(last.losses, first.losses).sign >= 0:
+        return "inconclusive", measured + "; the envelope does not fall beyond its interval"
+    top = c[c.n == ns[-1]].sort_values("mean").iloc[0]  # the largest size at its best budget
+    if last.n == ns[-1]:
+        rival = c[c.n < ns[-1]].sort_values("mean").iloc[0]
+        d = difference(last.losses, rival.losses)
+        measured += f"; the largest size makes its end: {fmt(d)} against {_cell(rival)}"
+        return ("supported" if d.sign < 0 else "inconclusive"), measured
+    d = difference(top.losses, last.losses)
+    measured += (f"; its end is {last['size']}, not the largest size: {_cell(top)}, "
+                 f"{fmt(d)} above it (larger is better up to {last['size']})")  # fmt: skip
+    return ("nuanced" if d.sign > 0 else "inconclusive"), measured
+
+
+def read_budget(t: pd.DataFrame, models) -> float | None:
+    """The longest budget at which every one of ``models`` has RULE.min_sizes sizes: where
+    C10*'s one-token-budget comparison is read (nearest to Kaplan's converged runs)."""
+    ok = [b for b, g in t.groupby("budget")
+          if all(g[g.model == m].n.nunique() >= RULE.min_sizes for m in models)]  # fmt: skip
+    return max(ok) if ok else None
 
 
 def kaplan(t: pd.DataFrame) -> tuple[str, str] | None:
-    """(verdict, measured) on alpha(attention) - alpha(LSTM); None without both."""
+    """(verdict, measured) on alpha(attention) - alpha(LSTM) at one budget (``read_budget``:
+    the longest both have; any other budget's verdict named beside it); None without both."""
     slow, att = KAPLAN_RULE.slow, in_family(t, "attention")
     if slow not in set(t.model) or not att:
         return None
-    fast = att[0]
-    a, b = by_size(t, fast), by_size(t, slow)
-    if min(len(a), len(b)) < RULE.min_sizes:
+    budget = read_budget(t, (att[0], slow))
+    if budget is None:
         return None
+    v, measured = _kaplan_at(t[t.budget == budget], att[0], slow)
+    measured += f" (at {_budget(budget)} the budget)"
+    for b in sorted(set(t.budget) - {budget}):
+        if read_budget(t[t.budget == b], (att[0], slow)) is not None:
+            other = _kaplan_at(t[t.budget == b], att[0], slow)[0]
+            measured += f"; at {_budget(b)} the budget: {other}" if other != v else ""
+    return v, measured
+
+
+def _kaplan_at(t: pd.DataFrame, fast: str, slow: str) -> tuple[str, str]:
+    """C10* at one budget: the bootstrap interval of alpha(fast) - alpha(slow)."""
+    a, b = by_size(t, fast), by_size(t, slow)
     da, db = bootstrap_alpha(a), bootstrap_alpha(b, seed=1)
     lo, hi = interval(da - db)
     fa, fb = (
@@ -226,8 +312,7 @@ def kaplan(t: pd.DataFrame) -> tuple[str, str] | None:
     measured += f", {seeds} seed{'s' if seeds > 1 else ''}"
     if seeds < 2:  # resampling one seed gives no interval at all
         return "inconclusive", measured
-    v = "supported" if lo > 0 else "not supported" if hi < 0 else "inconclusive"
-    return v, measured
+    return ("supported" if lo > 0 else "not supported" if hi < 0 else "inconclusive"), measured
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -237,11 +322,9 @@ def verdicts(tables) -> list[Verdict]:
     out = []
     for fam in sorted(set(t.family)):
         for m in in_family(t, fam):
-            g = t[t.model == m]
-            flops = g.groupby("n").flops.mean().to_dict()
-            v, measured = improves(by_size(t, m), float(g.unigram.median()), flops)
-            out.append(Verdict("C10", f"{STUDY} ({m}, {fam}; text, same tokens)", measured,
-                               RULE, v))  # fmt: skip
+            v, measured = on_envelope(cells(t, m), float(t[t.model == m].unigram.median()))
+            out.append(Verdict("C10", f"{STUDY} ({m}, {fam}; text, loss-compute envelope)",
+                               measured, RULE, v))  # fmt: skip
     k = kaplan(t)
     if k is not None:
         said = unnamed_text(t, KAPLAN_COMPARES, {"attention": "attention"}, kaplan)
@@ -256,12 +339,16 @@ def section(tables, figs) -> str:
     if t.empty:
         return "_No completed scaling runs._"
     figure, rows = _figure(t, count_levels(tables), figs)
+    budget = _budget(_fit_budget(t))
     parts = [
-        f"Held-out loss (mean over seeds, 95% interval) of every model at each size, all "
-        f"trained on the same {_tokens(tables['runs'])} tokens of character-level text; "
-        "left, the line through the points: the fit L_inf + a N^-alpha. Middle: the same runs "
-        "against the training FLOPs counted by seqbench.flops. Right: each model's fitted alpha "
-        "and the attention - LSTM difference C10* reads, with 95% bootstrap intervals.",
+        f"Held-out loss (mean over seeds, 95% interval) of every model at each size, every "
+        f"size trained on the same tokens at each budget ({_tokens(tables['runs'])} tokens of "
+        f"character-level text); left, at {budget} the budget, the line through the points: "
+        "the fit L_inf + a N^-alpha. Middle: every (size, budget) cell against the training "
+        "FLOPs counted by seqbench.flops (filled: the longest budget, hollow: shorter ones), "
+        "and each model's envelope, the lowest loss reached at each compute, that C10 reads. "
+        f"Right: each model's fitted alpha at {budget} the budget and the attention - LSTM "
+        "difference C10* reads, with 95% bootstrap intervals.",
         figure,
         md_table(pd.DataFrame(rows)),
         _profile_note(t),
@@ -282,24 +369,23 @@ def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
     unigram cross-entropy and the count bigram's and trigram's loss on the same held-out
     windows; the fitted exponents alpha with their 95% intervals (C10*)."""
     fig, axes = figs.figure(ncols=3, width=4.0)
-    rows = []
+    rows, whole, t = [], t, t[t.budget == _fit_budget(t)]
     for m, g in t.groupby("model"):
         sizes = by_size(t, m)
         n = sorted(sizes)
         est = [estimate(sizes[x]) for x in n]
         mean, lo, hi = (np.array([getattr(e, k) for e in est]) for k in ("mean", "lo", "hi"))
-        flops = g.groupby("n").flops.mean().loc[n].values
         yerr = clipped_yerr(mean, lo, hi)
-        # left: the measured points and, through them, the fitted law; middle: points joined
+        # left: the measured points and, through them, the fitted law
         axes[0].errorbar(n, mean, yerr=yerr, capsize=3, label=m, marker="o",
                          **(figs.style(m) | {"ls": "none"}))  # fmt: skip
-        axes[1].errorbar(flops, mean, yerr=yerr, capsize=3, label=m, marker="o", **figs.style(m))
         fit = fit_power_law(n, mean)
         grid = np.geomspace(n[0], n[-1], 50)
         curve = fit["l_inf"] + fit["a"] * grid ** -fit["alpha"]
         axes[0].plot(grid, curve, lw=1.0, color=figs.color(m), label="_fit")
         boot = interval(bootstrap_alpha(sizes)) if len(n) >= RULE.min_sizes else (math.nan,) * 2
-        rows.append({"model": m, "family": g.family.iloc[0], "sizes": len(n),
+        rows.append({"model": m, "family": g.family.iloc[0], "budget": _budget(g.budget.iloc[0]),
+                     "sizes": len(n),
                      "N": f"{int(n[0])}-{int(n[-1])}", "alpha": f"{fit['alpha']:.3g}",
                      "alpha 95%": f"[{boot[0]:.3g}, {boot[1]:.3g}]", "L_inf": f"{fit['l_inf']:.3g}",
                      "lr": ", ".join(f"{v:g}" for v in sorted(set(g.lr)))})  # fmt: skip
@@ -316,13 +402,38 @@ def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
             reference(ax, float(unigram.median()), f"unigram {unigram.median():.2f}")
         baselines.draw(ax, levels)  # what counting one or two tokens of context reaches
     axes[0].set_title("against parameters (1 token = 1 character)", fontsize=10)
-    axes[1].set_title("against training compute", fontsize=10)
+    axes[1].set_title("against training compute: the envelope", fontsize=10)
+    _compute_panel(axes[1], whole, figs)
     _alpha_panel(axes[2], t, rows, figs)
-    keys = [key_entry("fit L∞ + a N^-α (left)", lw=1.0),
+    keys = [key_entry("fit L∞ + a N^-α (left); envelope (middle)", lw=1.0),
             key_entry("bars: 95% interval over seeds", ls="", marker="|", ms=8)]  # fmt: skip
     figs.legend(fig, extra=keys)
     md = figs.save(fig, "scaling_loss_vs_n_and_flops", decides=("C10", "C10*"))
     return md, [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def _fit_budget(t: pd.DataFrame) -> float:
+    """The budget the fit and alpha are drawn at: C10*'s (``read_budget``) where every model
+    has enough sizes, else the longest."""
+    return read_budget(t, sorted(set(t.model))) or float(t.budget.max())
+
+
+def _compute_panel(ax, t: pd.DataFrame, figs):
+    """Every (size, budget) cell of each model against its training FLOPs (filled: the
+    longest budget, hollow: shorter ones; 95% intervals over seeds) and the model's envelope
+    through the cells that make it (``envelope``): what C10 reads."""
+    for m in sorted(set(t.model)):
+        c = cells(t, m)
+        for b, x in c.groupby("budget"):
+            e = [estimate(v) for v in x.losses]
+            mean = [v.mean for v in e]
+            filled = b == t.budget.max()
+            ax.errorbar(x.flops, mean, yerr=clipped_yerr(mean, [v.lo for v in e],
+                        [v.hi for v in e]), capsize=3, marker="o", ls="none",
+                        color=figs.color(m), mfc=figs.color(m) if filled else "white",
+                        label=m if filled else "_")  # fmt: skip
+        env = envelope(c)
+        ax.plot(env.flops, env["mean"], lw=1.2, color=figs.color(m), label="_envelope")
 
 
 def _alpha_panel(ax, t, rows, figs):

@@ -173,7 +173,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
         # kernel is the one whose formula we register (CUDA's fused kernels vary by build)
         tokens, targets = otask.batch("train", 0, tcfg.train.batch_size)
         flops = train_step_flops(copy.deepcopy(model).cpu(), tokens, targets)
-        steps = tcfg.train.steps
+        steps = result.get("step") or tcfg.train.steps * tcfg.train.get("budget", 1)  # as run
         own, own_n = own_loss(model, otask, w.eval_batches, w.batch_size, device)
         fixed = {
             "objective": objective,

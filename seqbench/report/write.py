@@ -74,7 +74,7 @@ def study_parts(module, tables, figs):
     marks none lends all its figures to the claims the study decides."""
     name = studies.study_name(module)
     before, marked = len(figs.written), {p for ps in figs.deciding.values() for p in ps}
-    own = stability.at(tables)
+    own = stability.own(module, tables)
     try:
         verdicts = stability.annotate(module, name, tables, list(module.verdicts(own)))
     except Exception as e:
@@ -139,7 +139,7 @@ def build(runs_root: Path, results: Path, out: Path, compare, previous: dict) ->
         before = len(figs.written)
         v, md = study_parts(module, tables, figs)
         made_by |= dict.fromkeys(figs.written[before:], name)
-        spent = generic.budget(stability.at(tables), name, *getattr(module, "READS", ()))
+        spent = generic.budget(stability.own(module, tables), name, *getattr(module, "READS", ()))
         evidence += [Evidence(x, name, spent) for x in v]
         if md or v:
             pages[page(name)] = study_page(module, v, md, extra)
