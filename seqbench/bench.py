@@ -40,7 +40,7 @@ from seqbench.errors import ConfigError, fail
 from seqbench.launch import stop_on_signals
 
 GRACE_S = 30.0  # after SIGTERM at a cap: time to checkpoint before SIGKILL
-COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "command"]
+COLUMNS = ["job", "status", "returncode", "seconds", "cap_s", "profile", "command"]
 
 
 def profile_jobs(profile: str) -> list:
@@ -168,7 +168,8 @@ def _run_jobs(jobs, only, runs: Path, args, log: list) -> None:
         cmd = [sys.executable, "-m", *job.command(), f"out_dir={runs}"]
         if args.fresh and only:  # the other jobs' runs stay; these start over in place
             cmd.append("fresh=true")
-        row = {"job": job.name, "cap_s": job.cap_s, "command": shlex.join(cmd[2:])}
+        row = {"job": job.name, "cap_s": job.cap_s, "profile": args.profile,
+               "command": shlex.join(cmd[2:])}  # fmt: skip
         place = f"[{i}/{len(todo)}] {job.name}"
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:

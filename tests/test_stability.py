@@ -156,3 +156,12 @@ def test_a_full_profile_stopped_part_way_through_a_cell_is_not_read_at_4x():
     full = _tables((1, 0, 0.5), (4, 0, 0.95))
     full["runs"] = pd.concat([full["runs"].assign(task="copy"), other[other["train.budget"] == 1]])
     assert stability.has_runs(full, {"toy"}, 4) and not stability.has_runs(tables, {"toy"}, 4)
+
+
+def test_the_bench_summary_names_the_profile_its_jobs_ran():
+    jobs = pd.DataFrame({"job": ["recall", "recall_long"], "seconds": [60.0, 120.0],
+                         "status": ["ok", "ok"], "profile": ["full", "full"]})  # fmt: skip
+    text = generic.bench_summary({"bench_jobs": jobs})
+    assert text.startswith("The last `make bench PROFILE=full` ran 2 jobs in 180 s (3.0 min)")
+    older = generic.bench_summary({"bench_jobs": jobs.drop(columns="profile")})
+    assert older.startswith("The last `make bench` ran 2 jobs")  # a csv from before the column

@@ -41,8 +41,11 @@ def bench_summary(tables) -> str:
     total = pd.to_numeric(jobs.seconds, errors="coerce").sum()
     status = jobs.get("status", pd.Series(dtype=object)).fillna("").astype(str)
     stopped = jobs.job[status.str.startswith(("capped", "not run"))]
+    profiles = sorted(set(jobs.profile.dropna().astype(str))) if "profile" in jobs else []
+    which = f" PROFILE={'/'.join(profiles)}" if profiles else ""
     return (
-        f"The last `make bench` ran {len(jobs)} jobs in {total:.0f} s ({total / 60:.1f} min) "
+        f"The last `make bench{which}` ran {len(jobs)} jobs in {total:.0f} s "
+        f"({total / 60:.1f} min) "
         "of wall-clock time"
         + (
             f"; stopped by their cap or the profile's budget: {', '.join(map(str, stopped))} "
