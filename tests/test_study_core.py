@@ -122,10 +122,13 @@ def test_rule_sentence_is_made_from_its_thresholds():
 
 
 def test_bench_jobs_per_profile():
-    assert set(study_jobs(core.__name__)) == {"smoke", "cpu", "gpu"}
+    assert set(study_jobs(core.__name__)) == {"smoke", "cpu", "full", "gpu"}
     names = {p: [j.name for j in jobs if j.entry == "train"]
              for p, jobs in study_jobs(core.__name__).items()}  # fmt: skip
     assert names["cpu"] == ["core_copy", "core_text"]  # lag_recall: the recall study's
+    assert names["full"] == [*names["cpu"], "core_text_long"]  # the text cells at 4x
+    (long,) = [j for j in study_jobs(core.__name__)["full"] if j.name == "core_text_long"]
+    assert "train.budget=4" in long.args and long.rank > 9  # after every cpu job
     assert names["smoke"] == names["gpu"] == ["core_recall", "core_copy", "core_text"]
     for jobs in study_jobs(core.__name__).values():
         for j in jobs:
