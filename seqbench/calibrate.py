@@ -3,7 +3,10 @@
 One run per learning rate of the grid on the study's control setting (``train.lr_control``),
 per model and task, seed 0, budget 1, under study ``<study>.lr``: every cell of a study shares
 them, and reruns reuse them by content key. A calibration run trains its whole control budget
-(no criterion stop), and the lowest held-out loss at its end wins (the smaller rate on a tie).
+(no criterion stop) under the schedule the run it calibrates trains with (a run with a
+criterion keeps its rate constant after warm-up, so its calibration runs do too: a cosine
+decay at the end favours rates too large to train at for good), and the lowest held-out loss
+at its end wins (the smaller rate on a tie).
 A best rate at an edge of the grid extends the grid by one factor of EXTEND on that side, at
 most MAX_EXTENSIONS times; a choice still at an edge is recorded (``at_edge``) and the report
 flags it. Only a rate whose run completed can win: a diverged one (non-finite, or a loss far
@@ -24,12 +27,15 @@ MAX_EXTENSIONS = 2
 
 def calibration_config(cfg: DictConfig, lr: float) -> DictConfig:
     """The calibration run of ``lr``: this config on its control setting (train.lr_control),
-    seed 0, budget 1, no criterion stop, under study ``<study>.lr``, without a grid."""
+    seed 0, budget 1, no criterion stop but its schedule (constant after warm-up where the
+    run has a criterion), under study ``<study>.lr``, without a grid."""
     node = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     node.pop("hydra", None)
     for key, value in cfg.train.lr_control.items():
         OmegaConf.update(node, key, value, force_add=False)
     node.train.lr, node.train.lr_grid, node.train.lr_control = lr, None, {}
+    if cfg.train.criterion:  # the schedule the criterion run trains with (train.lr_factor)
+        node.train.min_lr_frac = 1.0
     node.train.criterion, node.train.target = None, None  # the loss at the end decides
     node.train.budget, node.train.lr_step = 1, 0
     node.seed, node.study, node.fresh = 0, f"{cfg.study}.lr", False

@@ -89,18 +89,32 @@ def test_lr_step_trains_at_the_neighbour_of_the_calibrated_rate(make_cfg):
     assert up["lr"] == neighbour(cal["grid"], cal["chosen"], 1) > cal["chosen"]
 
 
+def _last_lr(run_dir) -> float:
+    lines = (Path(run_dir) / "metrics.csv").read_text().splitlines()
+    return float(dict(zip(lines[0].split(","), lines[-1].split(",")))["lr"])
+
+
 def test_a_criterion_run_keeps_its_rate_after_the_warm_up_and_a_plain_run_decays(make_cfg):
     plain = train(make_cfg(*RUN, "train.warmup=2", "train.min_lr_frac=0.1"))
     crit = train(make_cfg(*RUN, "train.warmup=2", "train.min_lr_frac=0.1",
                           "train.criterion=val_acc", "train.target=0.999"))  # fmt: skip
+    assert _last_lr(crit["run_dir"]) == pytest.approx(crit["lr"]) and crit["step"] == 20
+    assert _last_lr(plain["run_dir"]) < 0.2 * plain["lr"]
 
-    def last_lr(summary):
-        lines = (Path(summary["run_dir"]) / "metrics.csv").read_text().splitlines()
-        header = lines[0].split(",")
-        return float(dict(zip(header, lines[-1].split(",")))["lr"])
 
-    assert last_lr(crit) == pytest.approx(crit["lr"]) and crit["step"] == 20
-    assert last_lr(plain) < 0.2 * plain["lr"]
+def test_the_calibration_of_a_criterion_run_trains_with_its_constant_rate(make_cfg):
+    """A calibration run decaying to 0.1x at its end would favour rates the criterion run,
+    constant after warm-up, cannot train at: both keep the rate; a plain run's both decay."""
+    grid = ("train.lr_grid=[1e-3,3e-3]", "++train.lr_control={train.steps:20}")
+    sched = ("train.warmup=2", "train.min_lr_frac=0.1")
+    crit = train(make_cfg(*RUN, *grid, *sched, "train.criterion=val_acc", "train.target=0.999",
+                          "study=crit"))  # fmt: skip
+    plain = train(make_cfg(*RUN, *grid, *sched, "study=plain"))
+    for summary, kept in ((crit, True), (plain, False)):
+        cal = _record(summary)["lr_calibration"]
+        runs = Path(summary["run_dir"]).parent
+        for lr, run in zip(cal["grid"], cal["runs"]):
+            assert (_last_lr(runs / run) == pytest.approx(lr)) is kept, (run, lr)
 
 
 def test_each_replicate_draws_its_own_data(make_cfg):
