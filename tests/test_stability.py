@@ -165,3 +165,29 @@ def test_the_bench_summary_names_the_profile_its_jobs_ran():
     assert text.startswith("The last `make bench PROFILE=full` ran 2 jobs in 180 s (3.0 min)")
     older = generic.bench_summary({"bench_jobs": jobs.drop(columns="profile")})
     assert older.startswith("The last `make bench` ran 2 jobs")  # a csv from before the column
+
+
+def test_a_section_whose_verdict_was_read_at_4x_draws_the_4x_runs_where_they_exist(tmp_path):
+    """The figures show the runs the verdict was read on: each 1x run with a 4x twin (same
+    cell, model and seed) is replaced, with the rows that read it; a cell the full profile
+    does not lengthen stays at 1x; an lr neighbour never enters. The section says so."""
+    tables = _tables((1, 0, 0.5), (4, 0, 0.95), (1, 1, 0.4))
+    tables["runs"] = tables["runs"].assign(task="copy")
+    control = _tables((1, 0, 0.3))["runs"].assign(task="control", run=lambda d: d.run + "-c")
+    tables["runs"] = pd.concat([tables["runs"], control], ignore_index=True)
+    runs = tables["runs"]
+    tables["test_set"] = pd.DataFrame({"run": "m-" + runs.run, "train_run": runs.run})
+    drawn = stability.preferring(tables)
+    kept = drawn["runs"].set_index("run")
+    assert sorted(kept.task) == ["control"] * 3 + ["copy"] * 3
+    assert set(kept[kept.task == "copy"]["train.budget"]) == {4}
+    assert set(kept[kept.task == "control"]["train.budget"]) == {1}
+    assert set(drawn["test_set"].train_run) == set(kept.index)
+    assert set(drawn["curves"].run) <= set(kept.index)
+    assert stability.preferring(_tables((1, 0, 0.5)))["runs"].equals(
+        stability.at(_tables((1, 0, 0.5)))["runs"]
+    )  # no 4x runs: the 1x tables
+    (v,), md = study_parts(TOY, tables, Figures(tmp_path, {}))
+    assert v.budget == "4x" and md.endswith("\n\n6 runs") and "read at 4x the step budget" in md
+    (v,), md = study_parts(TOY, _tables((1, 0, 0.95), (4, 0, 0.96)), Figures(tmp_path, {}))
+    assert v.budget == "1x" and md == "3 runs"  # holds at 4x: drawn at 1x, as read

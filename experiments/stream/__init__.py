@@ -235,7 +235,7 @@ def _count_levels(ax, rows, spans):
             name = baselines.order_name(order)
             ax.hlines(level, x0, x1, color="0.45", ls="-." if order > 2 else ":", lw=1.0,
                       label=f"_count {name}")  # fmt: skip
-            ax.annotate(f"count {name} {level:.2f}", (x0, level), xytext=(0, 1),
+            ax.annotate(f"count {name} {level:.2f}", (x0, level), xytext=(0, 1), va="bottom",
                         textcoords="offset points", fontsize=6, color="0.35")  # fmt: skip
 
 
@@ -285,10 +285,11 @@ def _figure(scored, rows, counts, figs) -> str:
             d, x = c["diff"], j + (i - (len(models) - 1) / 2) * w
             dax.errorbar([x], [d.mean], yerr=clipped_yerr([d.mean], [d.lo], [d.hi]), fmt="o",
                          capsize=4, color=figs.color(c["model"]), label=c["model"])  # fmt: skip
-            last = j == len(PROTOCOLS) - 1  # the model named once, beside its last point
-            for text, dy in ((c["model"], 4), (fmt(d), -5))[not last :]:  # figure below
-                dax.annotate(text, (x, d.mean), xytext=(4, dy), fontsize=6, va="center",
-                             textcoords="offset points", color="0.2")  # fmt: skip
+            dax.annotate(fmt(d), (x, d.mean), xytext=(4, -5), fontsize=6, va="center",
+                         textcoords="offset points", color="0.2")  # fmt: skip
+            if j == len(PROTOCOLS) - 1:  # named once, left of its last point: clear of the label
+                dax.annotate(c["model"], (x, d.mean), xytext=(-5, -5), fontsize=6, ha="right",
+                             va="center", textcoords="offset points", color="0.2")  # fmt: skip
     reference(dax, 0.0, "no difference", kind="threshold")
     dax.set_xticks(range(len(PROTOCOLS)), [f"scored on\n{w}" for w in PROTOCOLS.values()],
                    fontsize=7)  # fmt: skip

@@ -79,6 +79,38 @@ def at(tables: dict, budget=1, lr_step=0) -> dict:
     return out
 
 
+def preferring(tables: dict, budget=LONGER) -> dict:
+    """``at(tables)`` with each training run that has a twin at ``budget`` (``_covers``'s
+    twin: same cell, model and seed) replaced by that twin, and the rows that read it with
+    it: the tables a section draws when its verdict was read at the longer budget. A cell
+    trained only at 1x (a study's control, a job the full profile does not lengthen) stays."""
+    runs = tables.get("runs")
+    if runs is None or runs.empty or "run" not in runs:
+        return at(tables)
+    one, far = runs[_is_at(runs, 1, 0)], runs[_is_at(runs, budget, 0)]
+    if far.empty:
+        return at(tables)
+    twin = [c for c in one if c in ("task", "model", "seed") or c.startswith(("data.", "model."))]
+    twin = [c for c in twin if c != "data.seed"]
+    key = lambda df: pd.Series(list(map(tuple, df[twin].astype(str).to_numpy())), index=df.index)  # noqa: E731
+    replaced = one[key(one).isin(set(key(far)))]
+    kept = set(far.run) | (set(one.run) - set(replaced.run))
+    dropped = set(runs.run) - kept
+    out = {}
+    for name, df in tables.items():
+        if df is None or df.empty:
+            out[name] = df
+            continue
+        keep = pd.Series(True, index=df.index)
+        for column in ("run", "train_run"):
+            if column in df:
+                keep &= ~df[column].isin(dropped)
+        if (BUDGET in df or LR_STEP in df) and not {"run", "train_run"} & set(df):
+            keep &= _is_at(df, 1, 0) | _is_at(df, budget, 0)
+        out[name] = df[keep & (setting(df, LR_STEP, 0) == 0)]
+    return out
+
+
 def has_runs(tables: dict, studies: set, budget=1, lr_step=0) -> bool:
     """Are there complete training runs of these studies at this setting, and (away from the
     experiment's own setting) does every cell they train hold all the replicates and models

@@ -69,7 +69,8 @@ def study_parts(module, tables, figs):
     """(verdicts, markdown) of one study, each contained, read on the runs of the
     experiment's own budget and rate (stability.at: 1x, lr step 0); stability.annotate reads
     the 4x and lr-neighbour runs beside them, and reports a verdict that differs at 4x the
-    budget from the longer runs.
+    budget from the longer runs. A study with such a verdict draws its section on the 4x
+    runs where they exist (stability.preferring), and says so under its heading.
     The figures the section marks with ``decides`` go on the contact sheet; a section that
     marks none lends all its figures to the claims the study decides."""
     name = studies.study_name(module)
@@ -79,8 +80,13 @@ def study_parts(module, tables, figs):
         verdicts = stability.annotate(module, name, tables, list(module.verdicts(own)))
     except Exception as e:
         verdicts = [Verdict(c, name, "-", "-", f"failed: {first_line(e)}") for c in module.DECIDES]
+    longer = [v.claim for v in verdicts if v.budget == f"{stability.LONGER}x"]
+    if longer:  # drawn where its verdict was read: the 4x runs where the full profile has them
+        own = stability.preferring(tables)
     try:
         md = module.section(own, figs.of(name))
+        if longer:
+            md = _drawn_longer(md, sorted(set(longer)))
     except OSError:  # a full disk is the report's fault, not the study's: nothing is written
         raise
     except Exception as e:
@@ -92,6 +98,16 @@ def study_parts(module, tables, figs):
         for claim in module.DECIDES:
             figs.deciding.setdefault(claim, []).extend(new)
     return verdicts, md
+
+
+def _drawn_longer(md: str, claims: list) -> str:
+    """The section, after a note that its figures and tables show the 4x runs."""
+    note = (
+        f"_{', '.join(claims)} read at {stability.LONGER}x the step budget (the full profile's "
+        f"longer runs), so the figures and tables below show those runs wherever they exist; "
+        f"the 1x runs are in runs.csv._"
+    )
+    return f"{note}\n\n{md}"
 
 
 def other_machines(results: Path, compare) -> dict:
