@@ -87,7 +87,7 @@ def test_an_undecided_cell_that_could_flip_the_verdict_is_inconclusive():
     cells = study.cell_table(study.recall_runs(runs))
     assert study.reach(cells)["gru"] == (64, 256)  # 2 of 3 seeds solve d = 256
     v, measured = study.verdict(cells)
-    assert v == "inconclusive" and "gru 64-256" in measured
+    assert v == "inconclusive" and "gru 64 to 256 (undecided)" in measured
     # an undecided cell where it cannot matter: gru 4-16 is 1/16-1/64 of 256 either way
     runs = _runs(_reach_acc({"transformer": 256, "gru": 4, "rnn": 4}, noisy={("gru", 16)}))
     assert _verdict(runs)[0] == "supported"

@@ -189,7 +189,8 @@ def verdict(cells: pd.DataFrame) -> tuple[str, str] | None:
 
 
 def _span(lo, hi) -> str:
-    return str(lo) if lo == hi else f"{lo}-{hi}"
+    """A reach, or its range where undecided cells leave it open ("4 to 256 (undecided)")."""
+    return str(lo) if lo == hi else f"{lo} to {hi} (undecided)"
 
 
 def _measured(cells, r, passed) -> str:
