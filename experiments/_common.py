@@ -105,11 +105,18 @@ def lr_sentence(ok: pd.DataFrame, cell: str) -> str:
     if len(grid) and isinstance(grid.iloc[0], list | tuple):
         return (
             f" Learning rate: calibrated once per model on the control (one run per lr of "
-            f"{_rates(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0; the lowest held-out "
-            f"loss at the end wins, and a best rate at an edge extends the grid x3 on that side, "
-            f"twice at most) and reused by every cell and seed: {lrs}.{_edges(ok)}"
+            f"{_rates(grid.iloc[0])} with {lr_control(ok.iloc[0])}, seed 0, trained to its end "
+            f"under the run's own schedule{_schedule(ok)}; the lowest held-out loss at the end "
+            f"wins, and a best rate at an edge extends the grid x3 on that side, twice at most) "
+            f"and reused by every cell and seed: {lrs}.{_edges(ok)}"
         )
     return f" Learning rate: best of the swept grid per (model, {cell}): {lrs}."
+
+
+def _schedule(ok: pd.DataFrame) -> str:
+    """' (constant after warm-up)' for runs with a stopping criterion, '' otherwise."""
+    crit = ok["train.criterion"].dropna() if "train.criterion" in ok else pd.Series(dtype=object)
+    return " (constant after warm-up)" if len(crit) and crit.astype(str).ne("").any() else ""
 
 
 def _edges(ok: pd.DataFrame) -> str:

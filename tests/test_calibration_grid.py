@@ -121,3 +121,20 @@ def test_each_replicate_draws_its_own_data(make_cfg):
     a, b = (make_cfg(*RUN, f"seed={s}") for s in (0, 1))
     assert a.data.seed == 0 and b.data.seed == 1
     assert make_cfg(*RUN, "seed=1", "data.seed=5").data.seed == 5  # still settable
+
+
+def test_the_sections_say_how_the_rate_was_calibrated_and_under_which_schedule():
+    import pandas as pd
+
+    from seqbench.studies._common import lr_sentence
+
+    runs = pd.DataFrame({"model": ["gru", "lstm"], "lr": [3e-3, 0.03],
+                         "train.lr_grid": [[1e-3, 3e-3, 1e-2]] * 2,
+                         "train.lr_control": [{"data.distance": 4}] * 2,
+                         "lr_at_edge": [False, True], "lr_grid_searched": ["", "1e-3/.../0.09"],
+                         "train.criterion": ["val_acc", "val_acc"]})  # fmt: skip
+    text = lr_sentence(runs, "distance")
+    assert "under the run's own schedule (constant after warm-up)" in text
+    assert "gru 0.003, lstm 0.03" in text and "Still at an edge of the extended grid: lstm" in text
+    plain = lr_sentence(runs.drop(columns="train.criterion"), "distance")
+    assert "under the run's own schedule;" in plain
