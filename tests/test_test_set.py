@@ -127,3 +127,31 @@ def test_a_test_figure_of_another_model_state_is_not_used():
     tested = with_test(runs.drop(columns="test_acc").assign(step=50),
                        {"test_set": measured_test_set(runs)}, "recall")  # fmt: skip
     assert tested.test_acc.isna().all()  # scored at step 100, not the half budget's 50
+
+
+def test_the_standard_library_corpus_has_a_test_split_of_other_files_outside_its_sha(
+    monkeypatch,
+):
+    """Text: the default corpus's test split is other files of the same library. Its train
+    and validation batches and its corpus_sha256 are those of the corpus without the split
+    (the tree before it), so every earlier run stays this corpus's; the test files are
+    recorded by their own sha256."""
+    from seqbench.data import corpora, text
+
+    def built(test_files):
+        monkeypatch.setattr(corpora, "STDLIB_TEST_FILES", test_files)
+        text._load_corpus.cache_clear()
+        return text.Text(seq_len=32, seed=0)
+
+    files = corpora.STDLIB_TEST_FILES
+    before, task = built(()), built(files)
+    text._load_corpus.cache_clear()
+    assert task.has_test and not before.has_test
+    assert not set(files) & set(corpora.STDLIB_FILES)
+    assert _digest(task) == _digest(before) and task.itos == before.itos
+    assert task.corpus["corpus_sha256"] == before.corpus["corpus_sha256"]
+    assert task.changed_since(before.corpus) is None
+    assert task.corpus["test_sha256"] != task.corpus["corpus_sha256"]
+    assert len(task.streams["test"]) >= len(task.streams["val"])  # >= the validation tail
+    tokens, targets = task.test_examples(TEST_SEQUENCES)  # [1024, 32] each
+    assert tokens.shape == (TEST_SEQUENCES, 32) and (tokens[:, 1:] == targets[:, :-1]).all()

@@ -53,6 +53,10 @@ STDLIB_FILES = (
     "email/message.py",
     "http/client.py",
 )
+# the standard-library corpus's test split: other sources of the same library, read by
+# nothing that trains or selects (seqbench.measure: what=test_set, what=ngram what.split=test);
+# outside its fingerprint (corpus_sha256), so the runs made before it existed stay this corpus's
+STDLIB_TEST_FILES = ("ast.py", "pathlib.py", "threading.py")
 SPLIT_FILES = {"train": "train.txt", "val": "valid.txt", "test": "test.txt"}  # test optional
 DONE = "corpus.json"  # written last into a fetched folder: what was fetched, and its sha256
 
@@ -152,11 +156,21 @@ def fingerprint(source: str, raws: dict) -> dict:
 
 
 def read_stdlib() -> tuple[dict, dict]:
+    """({"all": STDLIB_FILES, "test": STDLIB_TEST_FILES}, fingerprint): "all" is split into
+    train and its held-out tail as a single file is; "test" is recorded beside the corpus's
+    own sha256 (``test_sha256``), never in it."""
     root = Path(sysconfig.get_paths()["stdlib"])
     files = [root / f for f in STDLIB_FILES if (root / f).is_file()]
     raw = b"".join(f.read_bytes() for f in files)
     source = f"python{sysconfig.get_python_version()} stdlib ({len(files)} files)"
-    return {"all": raw.decode("utf-8")}, fingerprint(source, {"stdlib": raw})
+    out, stamp = {"all": raw.decode("utf-8")}, fingerprint(source, {"stdlib": raw})
+    tests = [root / f for f in STDLIB_TEST_FILES if (root / f).is_file()]
+    if tests and len(tests) == len(STDLIB_TEST_FILES):  # a partial library: no test split
+        test = b"".join(f.read_bytes() for f in tests)
+        out["test"] = test.decode("utf-8")
+        stamp |= {"test_corpus": f"{', '.join(STDLIB_TEST_FILES)} of the same library",
+                  "test_sha256": hashlib.sha256(test).hexdigest()}  # fmt: skip
+    return out, stamp
 
 
 def read_path(path: str, key: str = "data.path") -> tuple[dict, dict]:

@@ -4,7 +4,8 @@ Corpora (seqbench/data/corpora.py): the offline standard-library corpus by defau
 file or a folder of train.txt / valid.txt / test.txt with ``data.path=``, a named corpus with
 ``data.corpus=`` (fetched once into a cache, sha256-checked). A single file's last
 ``val_frac`` of tokens is held out; a folder's splits are its files. A test split (scored by
-seqbench.measure.test_set, never selected on) exists only where the corpus has a test.txt: a
+seqbench.measure.test_set, never selected on) exists where the corpus has a test.txt, and for
+the standard-library corpus (other files of the same library, corpora.STDLIB_TEST_FILES); a
 single file has none, since cutting one from its tail would change the validation data of
 every existing run.
 
@@ -43,6 +44,7 @@ from seqbench.data import Task
 from seqbench.data.corpora import (
     SPLIT_FILES,
     STDLIB_FILES,
+    STDLIB_TEST_FILES,
     corpus_stamp,
     read_named,
     read_path,
@@ -158,6 +160,8 @@ class Text(Task):
                 )
             tokens = {"train": pieces[:cut], "val": pieces[cut:]}
             counts = Counter(tokens["train"])
+            if "test" in texts:  # the standard-library corpus: other files of the library
+                tokens["test"] = tokenize(texts["test"], tokenizer)
         elif val_frac is not None:
             key = "data.corpus" if corpus else "data.path"
             raise ValueError(
@@ -173,8 +177,9 @@ class Text(Task):
         stoi = {w: i for i, w in enumerate(self.itos)}
         self.streams = {s: encode(t, stoi) for s, t in tokens.items()}
         self.has_splits = "all" not in texts  # a corpus folder: its own valid (and test) files
-        # a test split only where the corpus has one (test.txt): a single file's tail is the
-        # validation set, and cutting a test slice from it would change every existing run's
+        # a test split only where the corpus has one (test.txt; the standard-library corpus:
+        # STDLIB_TEST_FILES): a single file's tail is the validation set, and cutting a test
+        # slice from it would change every existing run's
         self.has_test = "test" in self.streams
         shortest = min(len(s) for s in self.streams.values())
         if shortest <= seq_len + 1:
@@ -266,6 +271,8 @@ class Text(Task):
         setting = f"data.corpus={corpus}" if corpus else f"data.path={path}"
         if path is None and corpus is None:
             setting = "data.path=null (the standard-library corpus)"
+        if split == "test" and not self.has_splits:
+            return setting, "its test files (" + ", ".join(STDLIB_TEST_FILES) + ")"
         return setting, (f"its {SPLIT_FILES[split]}" if self.has_splits else "its held-out tail")
 
     def decode(self, ids) -> str:
