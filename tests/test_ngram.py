@@ -97,6 +97,36 @@ def test_the_windows_scored_are_the_harness_own(tmp_path):
     assert other != pytest.approx(mine, rel=1e-9)  # another held-out sample: other windows
 
 
+def test_the_test_rows_score_the_windows_what_test_set_scores_each_data_seed_on(tmp_path):
+    """A folder corpus with test.txt: scope=test rows of data seed s are the count bigram
+    scored, by the harness's own test_set.score, on the test windows of data.seed = s."""
+    from types import SimpleNamespace
+
+    from seqbench.data import TEST_SEQUENCES
+    from seqbench.measure.test_set import score
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for split, words in (("train", 600), ("valid", 300), ("test", 300)):
+        (folder / f"{split}.txt").write_text(_corpus(tmp_path, words).read_text())
+    task = Text(seq_len=8, tokenizer="word", path=str(folder), seed=0)
+    V_TEXT[0] = task.vocab_size
+    counts = ngram.Counts(ngram.training_sequences(task), task.vocab_size, 3)
+    rows = []
+    w = SimpleNamespace(orders=[1, 2, 3], k=K, test_seeds=[0, 1])
+    for seed in w.test_seeds:
+        ngram._test_rows(w, task, seed, counts, {}, rows.append)
+    test = {(r["order"], r["sample"]): r["test_loss"] for r in rows if r["scope"] == "test"}
+    for seed in (0, 1):
+        tokens, targets = Text(seq_len=8, tokenizer="word", path=str(folder),
+                               seed=seed).test_examples(TEST_SEQUENCES)  # fmt: skip
+        total, _, scored = score(CountBigram(counts), tokens, targets, 256, "cpu")
+        assert test[(2, seed)] == pytest.approx(total / scored, rel=1e-6)
+    assert test[(2, 0)] != pytest.approx(test[(2, 1)], rel=1e-9)  # each seed its own windows
+    per = [r for r in rows if r["scope"] == "test_position" and (r["order"], r["sample"]) == (2, 0)]
+    assert len(per) == 8 and sum(r["loss"] for r in per) / 8 == pytest.approx(test[(2, 0)])
+
+
 def test_a_pool_is_what_is_counted(tmp_path):
     task = Text(seq_len=8, tokenizer="word", path=str(_corpus(tmp_path)), n_train=5)
     seqs = ngram.training_sequences(task)
@@ -137,7 +167,7 @@ def test_the_measurement_writes_complete_rows_and_a_rerun_skips(tmp_path):
 @pytest.mark.parametrize(
     "bad,key",
     [("what.k=0", "what.k=0"), ("what.orders=[0,2]", "what.orders"),
-     ("what.samples=-1", "what.samples=-1")],
+     ("what.samples=-1", "what.samples=-1"), ("what.test_seeds=[-1]", "what.test_seeds")],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_any_work(tmp_path, bad, key):
     out = _measure(tmp_path, bad)

@@ -24,21 +24,29 @@ so the sampling noise of the text shows beside any figure read from one sample. 
 ``ngram``), per order and sample: ``scope=windows`` the mean loss over every scored position
 (``val_loss``), ``scope=position`` the mean loss at each position t (``loss``; Kaplan's
 loss-by-position curve of a count model), and once per order ``scope=stream`` the loss over
-the whole held-out stream read as one sequence (``val_loss``). Runs in seconds on a CPU.
+the whole held-out stream read as one sequence (``val_loss``).
+
+Where the corpus has a test split, the figures a verdict reports are read there: per order
+and per data seed s in ``what.test_seeds`` (sample = s), ``scope=test`` the mean loss
+(``test_loss``) and ``scope=test_position`` the loss at each position over the first
+TEST_SEQUENCES windows of ``task.test_examples`` for data.seed = s: exactly the windows
+``what=test_set`` scores the replicate of that data seed on (the count model fitted on that
+seed's pool where there is one). Runs in seconds on a CPU.
 """
 
+import copy
 import math
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from seqbench.config import ConfigError
-from seqbench.data import seeded
+from seqbench.data import TEST_SEQUENCES, seeded
 from seqbench.data.text import Text
 from seqbench.measure.common import MAX_COUNT, int_list, need
 
 COLUMNS = (
-    "model family order k sample scope position loss val_loss count windows eval_batches"
+    "model family order k sample scope position loss val_loss test_loss count windows eval_batches"
     " batch_size seq_len n_train data_seed tokenizer vocab_size fit_tokens unigram_xent"
 ).split()
 NAMES = {1: "unigram", 2: "bigram", 3: "trigram"}  # beyond: "<n>-gram"
@@ -167,6 +175,10 @@ def check(cfg: DictConfig, task) -> None:
          f"orders whose keys fit in 64 bits at vocab_size {task.vocab_size}")  # fmt: skip
     allowed = f"an integer in [0, {MAX_SAMPLES}]: held-out samples beside the harness's own"
     need(_whole(w.samples, 0, MAX_SAMPLES), "what.samples", w.samples, allowed)
+    seeds = w.get("test_seeds")
+    need(isinstance(seeds, list | tuple | ListConfig) and len(seeds) <= MAX_SAMPLES and
+         all(_whole(v, 0, 2**31) for v in seeds), "what.test_seeds", seeds,
+         f"a list of at most {MAX_SAMPLES} data seeds (integers >= 0), [] for none")  # fmt: skip
     for key in ("eval_batches", "batch_size"):
         v = w.get(key)
         need(v is None or _whole(v, 1, MAX_COUNT), f"what.{key}", v,
@@ -200,4 +212,24 @@ def measure(cfg: DictConfig, task: Text, log) -> dict:
         ids = task.streams["val"]
         stream = float(loss(counts, order, w.k, ids[None, :-1], ids[None, 1:]).double().mean())
         log(row | {"scope": "stream", "val_loss": stream, "count": len(ids) - 1})
+    if task.has_test:
+        for seed in w.test_seeds:
+            _test_rows(w, task, int(seed), counts, common, log)
     return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _test_rows(w, task: Text, seed: int, counts: Counts, common: dict, log) -> None:
+    """Rows ``scope=test`` / ``test_position`` of data seed ``seed`` (module docstring)."""
+    other = copy.copy(task)  # the same corpus and vocabulary, drawn with another data seed
+    other.seed, other._chunks = seed, {}
+    if task.n_train is not None and seed != task.seed:  # that seed's pool: its own counts
+        counts = Counts(training_sequences(other), task.vocab_size, max(w.orders))
+    tokens, targets = other.test_examples(TEST_SEQUENCES)  # [n, T] each
+    for order in sorted(set(w.orders)):
+        per = loss(counts, order, w.k, tokens, targets).double()  # [n, T]
+        row = common | {"model": name(order), "order": order, "sample": seed,
+                        "data_seed": seed, "windows": len(tokens)}  # fmt: skip
+        log(row | {"scope": "test", "test_loss": float(per.mean()), "count": per.numel()})
+        for t, value in enumerate(per.mean(0).tolist()):
+            log(row | {"scope": "test_position", "position": t, "loss": value,
+                       "count": len(tokens)})  # fmt: skip

@@ -61,20 +61,25 @@ def settings_of(runs: pd.DataFrame, n_train: bool = False) -> dict | None:
 
 def levels(rows: pd.DataFrame, sample: int = HARNESS, scope: str = "windows") -> dict:
     """order -> mean held-out loss of that count model on ``sample`` of the held-out windows
-    (``scope="stream"``: over the whole held-out stream), averaged over the data seeds
-    present; {} without rows."""
+    (``scope="stream"``: over the whole held-out stream; ``scope="test"``: the test windows
+    what=test_set scores, ``test_loss``), averaged over the data seeds present; {} without
+    rows."""
     if rows.empty or "scope" not in rows:
         return {}
     w = rows[rows.scope == scope]
     w = w[w["sample"] == sample] if scope == "windows" else w
-    return {int(o): float(g.val_loss.mean()) for o, g in w.groupby("order")}
+    column = "test_loss" if scope == "test" else "val_loss"
+    if column not in w:
+        return {}
+    return {int(o): float(g[column].mean()) for o, g in w.groupby("order")}
 
 
-def position_loss(rows: pd.DataFrame, order: int) -> dict:
-    """sample -> Series position -> loss of the order's count model."""
+def position_loss(rows: pd.DataFrame, order: int, scope: str = "position") -> dict:
+    """sample -> Series position -> loss of the order's count model (``scope=
+    "test_position"``: on each data seed's test windows, sample = the data seed)."""
     if rows.empty or "scope" not in rows:
         return {}
-    p = rows[(rows.scope == "position") & (rows.order == order)]
+    p = rows[(rows.scope == scope) & (rows.order == order)]
     return {int(s): g.groupby("position").loss.mean() for s, g in p.groupby("sample")}
 
 
