@@ -188,7 +188,7 @@ def test_path_length_names_a_censored_model_and_core_holds_a_censored_model_open
     )  # fmt: skip
     curves = pd.DataFrame({"run": ["a", "a", "b", "c"], "step": [50, 100, 100, 75],
                            "val_loss": [2.5, 2.0, 2.1, 2.2]})  # fmt: skip
-    losses = core.text_losses(text)
+    losses = core.text_losses(text, "val_loss")
     assert core.steps_to(curves, text[text.model == "gru"], 2.38) == 100
     assert core.unsettled(text, losses, 2.38, curves) == {
         "transformer": "transformer: censored at 200 steps (< 4 x 100)"}  # fmt: skip

@@ -1,4 +1,6 @@
-"""The core study (C1): every verdict on synthetic text runs, best-of-grid, the section, jobs."""
+"""The core study (C1): every verdict on synthetic text runs, best-of-grid, the section, jobs.
+C1 reads each run's test loss (table test_set) against the count models on the same test
+windows (ngram rows scope=test); the validation figures only chose the lr."""
 
 import matplotlib
 import pandas as pd
@@ -8,7 +10,7 @@ from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import core, study_jobs
 from tests import ngram_rows
-from tests.conftest import FAMILY
+from tests.conftest import FAMILY, measured_test_set
 
 matplotlib.use("Agg")
 
@@ -17,20 +19,45 @@ BIGRAM = 2.7  # the count bigram's loss on the runs' held-out windows: the C1 ba
 LEVELS = {1: 3.0, 2: BIGRAM, 3: 2.3}
 
 
-def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2, levels=LEVELS):
-    """Complete core text runs, one per (model, seed); losses: model -> loss or per-seed;
-    with the count n-grams' ``levels`` on their windows (None: not measured)."""
+def _loss(loss, i: int) -> float:
+    return loss[i] if isinstance(loss, tuple) else loss + 0.01 * i
+
+
+def _text_runs(losses: dict, unigram=3.0, seeds=SEEDS, lr=1e-2, levels=LEVELS, val=None,
+               val_levels=None, tested=True):  # fmt: skip
+    """Complete core text runs, one per (model, seed), with their test figures (table
+    test_set; ``tested``: False, or the runs to keep there); losses: model -> test loss or
+    per-seed; ``val``: model -> validation loss where it differs. The count n-grams'
+    ``levels`` on the test windows of each seed, ``val_levels`` (default: the same) on the
+    validation windows (None: not measured)."""
     rows = []
     for m, loss in losses.items():
         for i, s in enumerate(seeds):
             rows.append(
                 {"run": f"{m}{s}-{lr}", "study": "core", "status": "complete", "task": "text",
                  "model": m, "family": FAMILY[m], "seed": s, "lr": lr,
-                 "val_loss": loss[i] if isinstance(loss, tuple) else loss + 0.01 * i,
+                 "test_loss": _loss(loss, i), "test_acc": 0.5,
+                 "val_loss": _loss((val or {}).get(m, loss), i),
                  "val_acc": 0.5, "unigram_xent": unigram, "train.steps": 200}
             )  # fmt: skip
-    ngram = ngram_rows.table("core", levels) if levels else pd.DataFrame()
-    return {"runs": pd.DataFrame(rows), "ngram": ngram}
+    runs = pd.DataFrame(rows)
+    kept = runs if tested is True else runs[runs.run.isin(tested or ())]
+    ngram = pd.DataFrame()
+    if levels:
+        ngram = pd.concat([ngram_rows.table("core", val_levels or levels),
+                           count_test_rows(levels, seeds)])  # fmt: skip
+    return {"runs": runs.drop(columns=["test_loss", "test_acc"]), "ngram": ngram,
+            "test_set": measured_test_set(kept)}  # fmt: skip
+
+
+def count_test_rows(levels: dict, seeds=SEEDS, shift=0.0) -> pd.DataFrame:
+    """ngram rows scope=test: per order the count model's loss on data seed s's test windows
+    (sample = s), ``shift * s`` above its level."""
+    rows = [{"model": ngram_rows.ORDERS[o], "family": "count", "order": o, "sample": s,
+             "scope": "test", "test_loss": lv + shift * s, "seq_len": 256, "eval_batches": 32,
+             "batch_size": 8} for o, lv in levels.items() for s in seeds]  # fmt: skip
+    df = pd.DataFrame(rows)
+    return df.assign(study="core", status="complete", run=df.model + "-core", task="text")
 
 
 def _verdict(tables):
@@ -46,7 +73,8 @@ def test_c1_supported_when_every_interval_is_below_the_bar():
     v = _verdict(_text_runs(FOUR))
     assert v.verdict == "supported"
     assert "lstm 2.11 [" in v.measured and "3 seeds" in v.measured  # the interval: stats
-    assert "count bigram 2.70, trigram 2.30 nats (same windows); bar: count bigram 2.70" in (
+    assert v.measured.startswith("test loss ")
+    assert "count bigram 2.70, trigram 2.30 nats (same test windows); bar: count bigram 2.70" in (
         v.measured
     )
 
@@ -74,9 +102,9 @@ def test_c1_inconclusive_with_one_seed_or_too_few_models():
 
 
 def test_c1_verdict_survives_a_dropped_seed():
-    runs = _text_runs(FOUR)["runs"]
-    fewer = _text_runs(FOUR)["ngram"]
-    assert _verdict({"runs": runs[runs.seed != 1], "ngram": fewer}).verdict == "supported"
+    tables = _text_runs(FOUR)
+    runs = tables["runs"]
+    assert _verdict(tables | {"runs": runs[runs.seed != 1]}).verdict == "supported"
 
 
 def test_c1_not_measured_without_complete_core_text_runs():
@@ -89,12 +117,11 @@ def test_c1_not_measured_without_complete_core_text_runs():
 
 def test_best_of_grid_keeps_the_best_lr_per_model_and_cell():
     # a swept grid (the GPU profile): the lstm is best at 1e-2, the gru at 3e-3
-    runs = pd.concat(
-        [
-            _text_runs({"lstm": 2.5, "gru": 2.0}, lr=3e-3)["runs"],
-            _text_runs({"lstm": 2.0, "gru": 2.4}, lr=1e-2)["runs"],
-        ]
-    ).assign(setting="text")
+    low, high = (
+        _text_runs({"lstm": 2.5, "gru": 2.0}, lr=3e-3),
+        _text_runs({"lstm": 2.0, "gru": 2.4}, lr=1e-2),
+    )
+    runs = pd.concat([low["runs"], high["runs"]]).assign(setting="text")
     best = core.best_of_grid(runs, ["setting"])
     assert dict(best.groupby("model").lr.unique().map(list)) == {"gru": [3e-3], "lstm": [1e-2]}
     assert len(best) == 6  # three seeds each
@@ -103,7 +130,9 @@ def test_best_of_grid_keeps_the_best_lr_per_model_and_cell():
     table = core.lr_table(runs, ["setting"]).set_index("model")
     assert table.loc["lstm", "lr"] == "0.01" and table.loc["gru", "lr"] == "0.003"
     assert table.loc["lstm", "how"] == "best of the swept grid (top of the grid)"
-    assert _verdict({"runs": runs}).verdict == "inconclusive"  # two models < min_models
+    test_set = pd.concat([low["test_set"], high["test_set"]])
+    tables = {"runs": runs, "test_set": test_set, "ngram": low["ngram"]}
+    assert _verdict(tables).verdict == "inconclusive"  # two models < min_models
 
 
 def test_lr_table_says_calibrated():
@@ -143,6 +172,24 @@ def test_bench_jobs_per_profile():
     assert "train.lr_grid=null" in gpu["core_text"]  # swept in every cell instead
 
 
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "full"])
+def test_every_text_training_job_is_followed_by_its_test_set_job(profile):
+    # C1 reads test losses: each text training job's runs are scored on the test split by a
+    # measure job with the same sweep (so it finds the same runs by content key), right after
+    jobs = study_jobs(core.__name__)[profile]
+    names = [j.name for j in jobs]
+    for name in ("core_text", "core_text_long"):
+        if name not in names:
+            continue
+        train = jobs[names.index(name)]
+        test = jobs[names.index(name) + 1]
+        assert test.name == f"{name}_test" and test.entry == "measure"
+        assert test.args == [train.args[0], "what=test_set", *train.args[1:]]
+        assert test.rank == train.rank
+    assert core.TEST_JOB in names and core.NGRAM_JOB in names  # the jobs a verdict names
+    assert (core.LONG_TEST_JOB in names) == (profile == "full")
+
+
 def _section_tables():
     settings = [("lagrecall", 8), ("copy", None), ("text", None)]
     runs, curves = [], []
@@ -163,7 +210,9 @@ def _section_tables():
                 for step in (10, 20, 30):
                     curves.append({"run": run, "model": model, "step": step, "wall_s": step / 3,
                                    "train_loss": 3.0 / step + 0.01 * seed})  # fmt: skip
-    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves)}
+    runs = pd.DataFrame(runs)
+    scored = runs.assign(test_acc=runs.val_acc - 0.02, test_loss=runs.val_loss + 0.1)
+    return {"runs": runs, "curves": pd.DataFrame(curves), "test_set": measured_test_set(scored)}
 
 
 def test_section_draws_its_figures(tmp_path):
@@ -174,7 +223,8 @@ def test_section_draws_its_figures(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert f"({name}.png)" in md
     assert figs.deciding == {"C1": ["core_c1_text.png"]}
-    assert "| lagrecall d=8 | gru | 1.51 [" in md  # intervals in the table
+    assert "| lagrecall d=8 | gru | 1.61 [" in md  # test loss first, with its interval
+    assert "| test_loss | test_acc | val_loss (selection) | val_acc (selection) |" in md
     assert "control (train.steps=10" in md  # the calibration, read from the runs
     params = md.split("\n\n")[1]  # the parameter table: every compared model, no baseline
     assert "transformer" in params and "bow" not in params
@@ -228,3 +278,104 @@ def test_c1_figure_draws_the_count_bigram_and_trigram(tmp_path):
     (fig,) = [f for name, f in seen if name == "core_c1_text"]
     labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
     assert "C1 bar: count bigram 2.70" in labels and "count trigram 2.30" in labels
+
+
+# --- C1 reads the test split (issue 22 item 3) ----------------------------------------------
+VAL_LEVELS = {1: 3.1, 2: 2.9, 3: 2.5}  # the count models on the validation windows
+
+
+def test_c1_follows_the_test_loss_where_validation_says_otherwise():
+    # validation: every model below its bar; test: the lstm above the test bar
+    below_on_val = _text_runs(FOUR | {"lstm": BIGRAM + 0.2}, val=FOUR, val_levels=VAL_LEVELS)
+    v = _verdict(below_on_val)
+    assert v.verdict == "not supported" and f"lstm {BIGRAM + 0.21:.2f} [" in v.measured
+    # validation: the lstm above every bar; test: all four below the test bar
+    above_on_val = _text_runs(FOUR, val=FOUR | {"lstm": 3.5}, val_levels=VAL_LEVELS)
+    v = _verdict(above_on_val)
+    assert v.verdict == "supported" and "bar: count bigram 2.70" in v.measured
+    assert "2.90" not in v.measured and "3.51" not in v.measured  # no validation figure
+
+
+def test_c1_without_a_test_figure_is_inconclusive_and_names_the_job():
+    tables = _text_runs(FOUR)
+    one_short = list(tables["test_set"].train_run[1:])
+    v = _verdict(_text_runs(FOUR, tested=one_short))
+    assert v.verdict == "inconclusive"
+    assert v.measured.startswith("test set not measured for 1 of 12 runs (job core_text_test)")
+    v = _verdict(_text_runs(FOUR, tested=False))
+    assert "test set not measured for 12 of 12 runs (job core_text_test)" in v.measured
+    assert "2.11" not in v.measured  # never the validation loss in its place
+    # the full profile's 4x runs have their own test job
+    longer = tables | {"runs": tables["runs"].assign(**{"train.budget": 4}), "test_set": None}
+    assert "(job core_text_long_test)" in _verdict(longer).measured
+
+
+def test_c1_is_inconclusive_without_count_levels_on_the_test_windows():
+    tables = _text_runs(FOUR)
+    val_only = tables["ngram"][tables["ngram"].scope != "test"]
+    v = _verdict(tables | {"ngram": val_only})  # validation levels alone decide nothing
+    assert v.verdict == "inconclusive"
+    assert f"{baselines.NOT_MEASURED} on the test windows (job core_ngram)" in v.measured
+
+
+def test_c1_bar_is_the_count_bigram_on_the_runs_own_data_seeds():
+    # data seed s's test windows score the bigram at 2.7 + 0.1 s: the bar averages the seeds
+    # the runs were drawn with, and is not measured when one of them has no rows
+    tables = _text_runs(FOUR) | {"ngram": count_test_rows(LEVELS, SEEDS, shift=0.1)}
+    assert "bar: count bigram 2.80" in _verdict(tables).measured  # seeds 0, 1, 2
+    runs = tables["runs"]
+    two = tables | {"runs": runs[runs.seed != 2]}
+    assert "bar: count bigram 2.75" in _verdict(two).measured  # seeds 0 and 1 only
+    missing = tables | {"ngram": count_test_rows(LEVELS, (0, 1))}
+    assert _verdict(missing).verdict == "inconclusive"
+    assert baselines.NOT_MEASURED in _verdict(missing).measured
+
+
+def _censored_lstm(cap: int, val_levels=VAL_LEVELS):
+    """The lstm above the test bar and censored at ``cap`` steps; the other models' validation
+    curves first go below the validation bigram (2.9) at step 50 and below the test bigram
+    (2.7) at step 150."""
+    tables = _text_runs(FOUR | {"lstm": BIGRAM + 0.2}, val_levels=val_levels)
+    runs = tables["runs"]
+    runs = runs.assign(censored=runs.model == "lstm", **{"train.steps": cap})
+    curves = [{"run": r, "step": step, "val_loss": loss}
+              for r in runs.run[runs.model != "lstm"]
+              for step, loss in ((50, 2.85), (150, 2.6))]  # fmt: skip
+    return tables | {"runs": runs, "curves": pd.DataFrame(curves)}
+
+
+def test_c1_censoring_times_the_validation_curve_against_the_validation_level():
+    # slowest solver: 50 steps on the validation curve to the validation bigram; a cap of 200
+    # is >= 4 x 50, so the censored lstm fails (read against the test level: 150, undecided)
+    assert _verdict(_censored_lstm(200)).verdict == "not supported"
+    short = _verdict(_censored_lstm(150))
+    assert short.verdict == "inconclusive" and "lstm: censored at 150 steps (< 4 x 50)" in (
+        short.measured
+    )
+    # no validation level: no step count to compare with, so the censored model is undecided
+    tables = _censored_lstm(200)
+    no_val = tables | {"ngram": tables["ngram"][tables["ngram"].scope == "test"]}
+    v = _verdict(no_val)
+    assert v.verdict == "inconclusive" and "no model solved the cell" in v.measured
+    assert "validation curve" in core.RULE.text
+
+
+def test_c1_figure_draws_test_losses_and_names_the_split(tmp_path):
+    seen = []
+    figs = Figures(tmp_path, FAMILY, on_save=lambda f, name: seen.append((name, f)))
+    tables = _text_runs(FOUR, val={m: loss + 0.5 for m, loss in FOUR.items()})
+    md = core.section(tables | {"curves": None}, figs)
+    (fig,) = [f for name, f in seen if name == "core_c1_text"]
+    ax = fig.axes[0]
+    dots = {c.get_label(): c.lines[0].get_ydata()[0] for c in ax.containers}
+    assert dots["lstm"] == pytest.approx(2.11)  # the test mean (validation: 2.61)
+    assert ax.get_ylabel() == "test loss (nats/token)" and "test split" in ax.get_title()
+    assert "(same test windows)" in md
+
+
+def test_section_without_test_rows_draws_no_c1_figure_and_says_why(tmp_path):
+    tables = _text_runs(FOUR, tested=False) | {"curves": None}
+    md = core.section(tables, Figures(tmp_path, FAMILY))
+    assert "No C1 figure: test set not measured for 12 of 12 runs (job core_text_test)." in md
+    assert not (tmp_path / "core_c1_text.png").exists()
+    assert "| text | lstm | not measured | not measured | 2.11 [" in md  # validation, labelled

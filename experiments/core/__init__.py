@@ -3,10 +3,17 @@
 Claim C1 (one objective trains every model) is judged on the text runs: learning from
 context under the next-word objective means ending below what counting one token of context
 does, the add-k count bigram fitted on the same training split and scored on the same
-held-out windows (``seqbench.measure.ngram``, rows ``ngram`` of this study), with the whole
-95% interval over seeds (``seqbench.report.stats``) below it. A multiple of the unigram was
-the old bar: a bigram passes 0.9 x unigram easily (issue 22). Without the n-gram rows the
+windows (``seqbench.measure.ngram``, rows ``ngram`` of this study), with the whole 95%
+interval over seeds (``seqbench.report.stats``) below it. A multiple of the unigram was the
+old bar: a bigram passes 0.9 x unigram easily (issue 22). Without the n-gram rows the
 verdict is inconclusive (``baselines.NOT_MEASURED``), never the old bar.
+
+The validation windows chose each model's lr, so C1 reads the test split (issue 22 item 3):
+each run's ``test_loss`` (``what=test_set``, job ``core_text_test``) against the count
+models on the same test windows (ngram rows ``scope=test`` of the runs' data seeds). A run
+without its test figure makes the verdict inconclusive and says so: it never falls back to
+validation. Only the censoring rule's "steps to the bar" reads the validation curve (the
+training-time record), against the count bigram on the validation windows.
 
 Protocol (issue 11): each family its literature's initialisation (in the models); a learning
 rate chosen by data, on the CPU calibrated once per model and task on a short control run
@@ -46,18 +53,23 @@ ORDER = 10
 DECIDES = ("C1",)
 STUDY = study_of(__name__)
 RULE = Rule(
-    "supported if every model (>= {min_models}) ends with its held-out text loss, 95% "
-    "interval over seeds, below the loss of the add-k count {bar} fitted on the same training "
-    "split and scored on the same held-out windows (the count trigram shown beside it); not "
-    "supported if some model's interval lies above it; inconclusive otherwise (an interval "
-    "straddles the bar, one seed gives no interval, too few models, or the count baselines "
-    "were not measured); " + CENSORING + " (here: a censored model above the bar is "
-    "undecided; solved: below the bar, the steps to its first evaluation there)",
+    "supported if every model (>= {min_models}) ends with its text loss on the test split "
+    "(windows neither training nor the lr choice saw), 95% interval over seeds, below the "
+    "loss of the add-k count {bar} fitted on the same training split and scored on the same "
+    "test windows (the count trigram shown beside it); not supported if some model's "
+    "interval lies above it; inconclusive otherwise (an interval straddles the bar, one seed "
+    "gives no interval, too few models, a run's test set or the count baselines were not "
+    "measured); " + CENSORING + " (here: a censored model above the bar is undecided; "
+    "solved: test loss below the bar; the steps it needed: the first evaluation of its "
+    "validation curve below the count {bar}'s level on the validation windows)",
     long_enough=LONG_ENOUGH,
     bar="bigram",
     min_models=4,
 )
 BAR_ORDER = 2  # the count model of RULE.bar
+TEST_JOB = "core_text_test"  # the bench job that scores the text runs on the test split
+LONG_TEST_JOB = "core_text_long_test"  # the same for the full profile's 4x runs
+NGRAM_JOB = "core_ngram"  # the count models on the validation and test windows
 VOCAB = 64  # the parameter table is built at this vocabulary (embeddings are not counted)
 
 
@@ -78,36 +90,87 @@ def core_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return best_of_grid(ok, ["setting"])
 
 
-def text_losses(text: pd.DataFrame) -> dict:
-    """model -> Estimate of the final held-out loss over seeds."""
-    return {m: estimate(g.val_loss) for m, g in text.groupby("model")}
+def text_losses(text: pd.DataFrame, column: str = "test_loss") -> dict:
+    """model -> Estimate over seeds of the final loss in ``column`` (test_loss: on the test
+    split, the figure C1 reads; val_loss: on the validation windows, which chose the lr)."""
+    return {m: estimate(g[column]) for m, g in text.groupby("model")}
 
 
-def count_levels(tables, text: pd.DataFrame) -> dict:
-    """order -> the count n-gram's loss on the held-out windows these text runs were scored
-    on (this study's ngram rows with the runs' T, eval batches and batch); {} without."""
+def data_seeds(text: pd.DataFrame) -> set:
+    """The data seeds of the runs (data.seed, which follows seed): their test windows."""
+    seeds = text["data.seed"] if "data.seed" in text else text.seed
+    return set(pd.to_numeric(seeds.fillna(text.seed), errors="coerce").astype(int))
+
+
+def count_levels(tables, text: pd.DataFrame, scope: str = "test") -> dict:
+    """order -> the count n-gram's loss on the windows these text runs were scored on (this
+    study's ngram rows with the runs' T, eval batches and batch): ``scope="test"``, the test
+    windows of the runs' data seeds, averaged over them ({} unless every seed has its rows);
+    ``scope="windows"``, the validation windows the harness evaluated; {} without."""
     settings = baselines.settings_of(text)
     if text.empty or settings is None:
         return {}
-    return baselines.levels(baselines.rows_for(tables, STUDY, **settings))
+    rows = baselines.rows_for(tables, STUDY, **settings)
+    if scope == "test" and not rows.empty and "scope" in rows:
+        test = rows[rows.scope == "test"]
+        seeds = data_seeds(text)
+        if "sample" not in test or not seeds <= set(pd.to_numeric(test["sample"])):
+            return {}  # another seed's windows are not the same test windows
+        rows = test[test["sample"].isin(seeds)]
+    return baselines.levels(rows, scope=scope)
 
 
-def verdict(text: pd.DataFrame, levels: dict, curves=None) -> tuple[str, str] | None:
-    """(verdict, measured) from complete core text runs and the count models' levels on
-    their windows (``count_levels``); None without runs."""
+def said_test(levels: dict) -> str:
+    """'count bigram 2.36, trigram 1.85 nats (same test windows)', or that the count
+    baselines were not measured there (and the job that measures them)."""
+    shown = [f"{baselines.order_name(o)} {levels[o]:.2f}" for o in (BAR_ORDER, 3) if o in levels]
+    if not shown:
+        return f"{baselines.NOT_MEASURED} on the test windows (job {NGRAM_JOB})"
+    return f"count {', '.join(shown)} nats (same test windows)"
+
+
+def test_job(text: pd.DataFrame) -> str:
+    """The bench job that measures these runs' test set (the 4x runs have their own)."""
+    budget = pd.to_numeric(text.get("train.budget", pd.Series(1.0, text.index)), errors="coerce")
+    return LONG_TEST_JOB if (budget.fillna(1) > 1).any() else TEST_JOB
+
+
+def not_tested(text: pd.DataFrame) -> str:
+    """'test set not measured for 5 of 18 runs (job core_text_test)'; '' when every run has
+    its test loss."""
+    missing = text.test_loss.isna() if "test_loss" in text else pd.Series(True, text.index)
+    if not missing.any():
+        return ""
+    return (
+        f"test set not measured for {int(missing.sum())} of {len(text)} runs "
+        f"(job {test_job(text[missing])})"
+    )
+
+
+def verdict(
+    text: pd.DataFrame, levels: dict, curves=None, val_levels=None
+) -> tuple[str, str] | None:
+    """(verdict, measured) from complete core text runs with their test figures (with_test)
+    and the count models' levels on the same test windows (``count_levels``); ``val_levels``
+    (the levels on the validation windows) only time the validation curves of the censoring
+    rule. None without runs."""
     if text.empty:
         return None
+    missing = not_tested(text)
+    if missing:  # never the validation loss in its place
+        return "inconclusive", f"{missing}; {said_test(levels)}"
     losses = text_losses(text)
     measured = (
-        "held-out loss "
+        "test loss "
         + ", ".join(f"{m} {fmt(e)}" for m, e in losses.items())
-        + f" nats ({_seeds(text)}); {baselines.said(levels)}"
+        + f" nats ({_seeds(text)}); {said_test(levels)}"
     )
     if BAR_ORDER not in levels:
         return "inconclusive", measured
     bar = levels[BAR_ORDER]
     measured += f"; bar: count {RULE.bar} {bar:.2f}"
-    open_ = unsettled(text, losses, bar, curves)
+    val_bar = (val_levels or {}).get(BAR_ORDER, float("nan"))  # nan: never reached
+    open_ = unsettled(text, losses, bar, curves, val_bar)
     measured += censored_text(list(open_.values()))
     # a nan interval (one seed) is never above; a censored model above may still get below
     if any(e.lo > bar for m, e in losses.items() if m not in open_):
@@ -117,12 +180,14 @@ def verdict(text: pd.DataFrame, levels: dict, curves=None) -> tuple[str, str] | 
     return "inconclusive", measured
 
 
-def unsettled(text: pd.DataFrame, losses: dict, bar: float, curves) -> dict:
-    """model -> why, for each model above the bar with a censored run (stopped at its cap
-    while improving or at chance) and a cap shorter than LONG_ENOUGH x the steps the slowest
-    model below the bar took to get there (``steps_to``; none below: never long enough)."""
+def unsettled(text: pd.DataFrame, losses: dict, bar: float, curves, val_bar=None) -> dict:
+    """model -> why, for each model above the (test) bar with a censored run (stopped at its
+    cap while improving or at chance) and a cap shorter than LONG_ENOUGH x the steps the
+    slowest model below the bar took to get there: its validation curve's first evaluation
+    below ``val_bar``, the bar's level on the validation windows (None: ``bar`` is already
+    on them), by ``steps_to``; none below, or a nan level: never long enough."""
     below = text[text.model.isin([m for m, e in losses.items() if e.below(bar)])]
-    slowest = steps_to(curves, below, bar)
+    slowest = steps_to(curves, below, bar if val_bar is None else val_bar)
     out = {}
     for m, g in text.groupby("model"):
         cap = g["train.steps"].max()
@@ -132,8 +197,9 @@ def unsettled(text: pd.DataFrame, losses: dict, bar: float, curves) -> dict:
 
 
 def steps_to(curves, runs: pd.DataFrame, bar: float) -> float:
-    """The most steps any of ``runs`` needed to a held-out loss below ``bar`` (its first
-    evaluation there, read from the curves); nan without curves or such an evaluation."""
+    """The most steps any of ``runs`` needed to a validation loss below ``bar`` (its first
+    evaluation there, read from the validation curve: the only record of when, and the data
+    that also chose the lr); nan without curves or such an evaluation."""
     if curves is None or curves.empty or runs.empty or "val_loss" not in curves:
         return float("nan")
     c = curves[curves.run.isin(runs.run)].dropna(subset=["val_loss"])
@@ -148,10 +214,17 @@ def _seeds(runs: pd.DataFrame) -> str:
     return f"{lo} seed{'s' * (hi > 1)}" if lo == hi else f"{lo}-{hi} seeds"
 
 
-def verdicts(tables) -> list[Verdict]:
+def text_runs(tables) -> pd.DataFrame:
+    """The complete core text runs with their test figures (_common.with_test)."""
     runs = core_runs(tables["runs"])
     text = runs[runs.task == "text"] if not runs.empty else runs
-    result = verdict(text, count_levels(tables, text), tables.get("curves"))
+    return with_test(text, tables, STUDY)
+
+
+def verdicts(tables) -> list[Verdict]:
+    text = text_runs(tables)
+    val_levels = count_levels(tables, text, scope="windows")
+    result = verdict(text, count_levels(tables, text), tables.get("curves"), val_levels)
     if result is None:
         return []
     v, measured = result
@@ -213,10 +286,14 @@ def _setup(runs: pd.DataFrame) -> str:
 def _interval_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (s, m), g in runs.groupby(["setting", "model"]):
-        rows.append({"setting": s, "model": m, "val_loss": fmt(estimate(g.val_loss)),
-                     "val_acc": fmt(estimate(g.val_acc, bounds=(0.0, 1.0))),
+        tested = g.test_acc.notna().all()
+        rows.append({"setting": s, "model": m,
+                     "test_loss": fmt(estimate(g.test_loss)) if tested else "not measured",
                      "test_acc": fmt(estimate(g.test_acc, bounds=(0.0, 1.0)))
-                     if g.test_acc.notna().all() else "not measured", "seeds": g.seed.nunique(),
+                     if tested else "not measured",
+                     "val_loss (selection)": fmt(estimate(g.val_loss)),
+                     "val_acc (selection)": fmt(estimate(g.val_acc, bounds=(0.0, 1.0))),
+                     "seeds": g.seed.nunique(),
                      "lr": ", ".join(f"{v:g}" for v in sorted(g.lr.dropna().unique())),
                      "params_non_embedding": g.params_non_embedding.iloc[0]
                      if "params_non_embedding" in g else None,
@@ -232,13 +309,14 @@ def section(tables, figs) -> str:
     parts.append(_setup(runs))
     parts.append("Learning rate per model and setting:\n\n" + md_table(lr_table(runs, ["setting"])))
     parts.append(
-        "Final held-out metrics: mean over seeds with its 95% t interval (one seed: "
-        "no interval). Accuracy is over scored positions only; `test_acc`: "
-        f"{TEST_RULE} (what=test_set; a text corpus without test.txt has none); `wall_s` is "
-        "the median run time."
+        "Final metrics: mean over seeds with its 95% t interval (one seed: no interval). "
+        f"Accuracy is over scored positions only; `test_loss`, `test_acc`: {TEST_RULE} "
+        "(what=test_set; the figures C1 reads); `val_loss (selection)`, `val_acc "
+        "(selection)`: on the validation windows, which chose the learning rate, shown for "
+        "comparison; `wall_s` is the median run time."
     )
     parts.append(md_table(_interval_table(with_test(runs, tables, STUDY))))
-    text = runs[runs.task == "text"]
+    text = text_runs(tables)
     parts.append(_c1_figure(text, count_levels(tables, text), figs))
     parts.append(_curves(tables["curves"], runs, figs))
     parts.append(_accuracy_bars(runs, figs))
@@ -247,12 +325,17 @@ def section(tables, figs) -> str:
 
 def _c1_figure(text: pd.DataFrame, levels: dict, figs) -> str:
     """One dot per model (the models are the x categories, named in their colours: no legend
-    repeats them), its 95% interval over seeds, the unigram floor and the count bigram (the C1
-    bar) and trigram on the same windows."""
+    repeats them), its 95% interval over seeds of the test loss, the unigram floor and the
+    count bigram (the C1 bar) and trigram on the same test windows. Runs without a test loss
+    are left out and named; none with one: no figure, and the sentence says why."""
     if text.empty:
         return ""
+    missing = not_tested(text)
+    text = text.dropna(subset=["test_loss"]) if "test_loss" in text else text.iloc[0:0]
+    if text.empty:
+        return f"No C1 figure: {missing}."
     losses = text_losses(text)
-    unigram = float(text.unigram_xent.astype(float).mean())
+    unigram, unigram_label = _unigram(text, levels)
     models = list(losses)
     fig, axes = figs.figure(width=5.5)
     ax = axes[0]
@@ -260,7 +343,7 @@ def _c1_figure(text: pd.DataFrame, levels: dict, figs) -> str:
         e = losses[m]
         ax.errorbar([i], [e.mean], yerr=clipped_yerr([e.mean], [e.lo], [e.hi]), fmt="o",
                     capsize=4, color=figs.color(m), label=m)  # fmt: skip
-    reference(ax, unigram, f"unigram {unigram:.2f}", kind="chance")
+    reference(ax, unigram, unigram_label, kind="chance")
     if BAR_ORDER in levels:
         reference(ax, levels[BAR_ORDER], f"C1 bar: count {RULE.bar} {levels[BAR_ORDER]:.2f}",
                   kind="threshold")  # fmt: skip
@@ -268,11 +351,11 @@ def _c1_figure(text: pd.DataFrame, levels: dict, figs) -> str:
     ax.set_xticks(range(len(models)), models, fontsize=8)
     for tick, m in zip(ax.get_xticklabels(), models):
         tick.set_color(figs.color(m))
-    ax.set(xlabel="model", ylabel="held-out loss (nats/token)", xlim=(-0.6, len(models) - 0.4))
+    ax.set(xlabel="model", ylabel="test loss (nats/token)", xlim=(-0.6, len(models) - 0.4))
     top = max([unigram, *(e.hi if np.isfinite(e.hi) else e.mean for e in losses.values())])
     low = min([*levels.values(), *(e.lo if np.isfinite(e.lo) else e.mean for e in losses.values())])
     ax.set_ylim(min(ax.get_ylim()[0], low * 0.97), top * 1.06)
-    ax.set_title(f"text, {_budget(text)}", fontsize=9)
+    ax.set_title(f"text, test split, {_budget(text)}", fontsize=9)
     span = np.diff(ax.get_ylim())[0]
     thin = sum(not np.isfinite(e.hi - e.lo) or e.hi - e.lo < 0.025 * span for e in losses.values())
     if thin:  # a reader must not take a missing bar for a missing interval
@@ -280,11 +363,22 @@ def _c1_figure(text: pd.DataFrame, levels: dict, figs) -> str:
                 "than the dot", transform=ax.transAxes, fontsize=7, color="0.3",
                 va="bottom")  # fmt: skip
     return (
-        "Held-out text loss at the end of training, mean and 95% interval over seeds, against "
-        "the unigram cross-entropy and the add-k count bigram (the C1 bar) and trigram on the "
-        f"same held-out windows ({baselines.said(levels)}).\n\n"
+        "Test-split text loss at the end of training (windows neither training nor the lr "
+        "choice saw), mean and 95% interval over seeds, against the unigram and the add-k "
+        f"count bigram (the C1 bar) and trigram ({said_test(levels)})"
+        + (f"; left out: {missing}" if missing else "")
+        + ".\n\n"
         + figs.save(fig, "core_c1_text", "C1")
     )
+
+
+def _unigram(text: pd.DataFrame, levels: dict) -> tuple[float, str]:
+    """(level, label) of the unigram floor: the count unigram on the test windows, or where
+    it was not measured the runs' unigram cross-entropy on the validation split, so named."""
+    if 1 in levels:
+        return levels[1], f"count unigram {levels[1]:.2f}"
+    unigram = float(text.unigram_xent.astype(float).mean())
+    return unigram, f"unigram {unigram:.2f} (validation split)"
 
 
 def _budget(runs: pd.DataFrame) -> str:
