@@ -120,7 +120,7 @@ def test_the_test_rows_score_the_windows_what_test_set_scores_each_data_seed_on(
     for seed in (0, 1):
         tokens, targets = Text(seq_len=8, tokenizer="word", path=str(folder),
                                seed=seed).test_examples(TEST_SEQUENCES)  # fmt: skip
-        total, _, scored = score(CountBigram(counts), tokens, targets, 256, "cpu")
+        total, _, scored, _ = score(CountBigram(counts), tokens, targets, 256, "cpu")
         assert test[(2, seed)] == pytest.approx(total / scored, rel=1e-6)
     assert test[(2, 0)] != pytest.approx(test[(2, 1)], rel=1e-9)  # each seed its own windows
     per = [r for r in rows if r["scope"] == "test_position" and (r["order"], r["sample"]) == (2, 0)]

@@ -1,10 +1,12 @@
 """Causal versus masked at equal counted compute (C8): every verdict, the control at every
-budget (a failing budget left out and named), steps from the training runs, the figure."""
+budget (a failing budget left out and named), steps from the training runs, the figure; the
+verdict read on the test split only (issue 22 item 3)."""
 
 import matplotlib
 import pandas as pd
 import pytest
 
+from seqbench.data import TEST_SEQUENCES
 from seqbench.report import baselines
 from seqbench.report.plot import Figures
 from seqbench.studies import causal_vs_masked as cvm
@@ -14,14 +16,16 @@ from tests import ngram_rows
 matplotlib.use("Agg")
 UNIGRAM = 3.0
 BIGRAM = 2.6  # the count bigram on the windows own_loss scores: the control
-T, WINDOWS = 64, 8 * 32  # prefix_eval's own_loss: what.eval_batches x what.batch_size windows
+T, WINDOWS = 64, TEST_SEQUENCES  # prefix_eval's own_loss on the test split: 1024 windows
+VAL_WINDOWS = 8 * 32  # on validation: what.eval_batches x what.batch_size windows
 
 
 def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 2),
-                own_masked=2.5, spread=0.01):  # fmt: skip
+                own_masked=2.5, spread=0.01, split="test"):  # fmt: skip
     """objectives rows as prefix_eval writes them: one per (objective, budget, seed, prefix).
     causal/masked: prefix loss per budget (a tuple per budget gives one value per seed);
-    own_masked: the masked model's own held-out loss (a list: one per budget)."""
+    own_masked: the masked model's own held-out loss (a list: one per budget); split: the
+    windows they were read on (what.split)."""
     rows = []
     for i, (c, m) in enumerate(zip(causal, masked)):
         steps = 100 * 2**i
@@ -39,16 +43,25 @@ def _objectives(causal, masked, flops_masked=1.0, prefixes=(4, 8), seeds=(0, 1, 
                      "prefix_loss": value + 0.1 / p, "prefix_acc": 0.3, "train_flops": flops,
                      "targets_per_pass": targets, "tokens_per_pass": 1024, "lr": 1e-2,
                      "val_loss": own, "own_loss": own + spread * k, "unigram_xent": UNIGRAM,
-                     "own_n": WINDOWS * T, "flops_per_step": flops / steps,
+                     "own_n": (WINDOWS if split == "test" else VAL_WINDOWS) * T,
+                     "flops_per_step": flops / steps, "split": split,
                      "train_run": f"train-{obj}{steps}-{seed}"}
                     for p in prefixes
                 ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _ngram(bigram=BIGRAM, windows=WINDOWS):
-    return ngram_rows.table("causal_vs_masked", {2: bigram, 3: 2.1}, T=T, eval_batches=8,
-                            batch_size=windows // 8)  # fmt: skip
+def _ngram(bigram=BIGRAM, windows=WINDOWS, trigram=2.1):
+    """The count models' rows of this study: on the validation windows (ngram_rows) and, per
+    data seed 0-2, on that seed's first ``windows`` test windows (scope=test), as what=ngram
+    writes them."""
+    val = ngram_rows.table("causal_vs_masked", {2: bigram, 3: trigram}, T=T, eval_batches=8,
+                           batch_size=VAL_WINDOWS // 8)  # fmt: skip
+    test = [{"model": ngram_rows.ORDERS[o], "family": "count", "order": o, "k": 0.1,
+             "sample": s, "data_seed": s, "scope": "test", "test_loss": level, "seq_len": T,
+             "windows": windows, "study": "causal_vs_masked", "status": "complete"}
+            for o, level in ((2, bigram), (3, trigram)) for s in (0, 1, 2)]  # fmt: skip
+    return pd.concat([val, pd.DataFrame(test)], ignore_index=True)
 
 
 def _verdict(rows):

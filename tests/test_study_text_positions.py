@@ -1,5 +1,7 @@
 """Loss by position (C5, Kaplan Fig. 7): late gain, every verdict, the group rule, the figure."""
 
+import json
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -19,12 +21,20 @@ KNEE = tp.RULE.knee
 COUNT = {0: 0.0, 1: 0.01, 2: -0.01}  # the count trigram's late gain per held-out sample
 
 
-def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), count=COUNT, **cols):
+def _curve(slope, T):
+    return [3 - slope * max(t - KNEE, 0) / T for t in range(T)]
+
+
+def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), count=COUNT, test=True,
+            test_count=None, **cols):  # fmt: skip
     """Runs and position curves: loss(t) = 3 - k (t - knee)/T past the knee, flat before.
     slopes: model -> k, or a tuple with one k per seed. The late gain is then about
     k (T - w - knee) / T with w = (T - knee) / 4. ``count``: the count trigram's late gain
-    per held-out sample (ngram rows of the study at T), None for none."""
-    runs, pos = [], []
+    per held-out sample (ngram rows of the study at T), None for none. ``test``: each run's
+    test_set row with the same curve on its test windows (a dict: model -> the test slopes),
+    False for none; ``test_count``: the trigram's late gain per data seed's test windows
+    (default: ``count``'s, seed s as sample s)."""
+    runs, pos, tested = [], [], []
     for m, k in slopes.items():
         for i, s in enumerate(seeds):
             run = f"{study}-{m}-{T}-{s}"
@@ -32,10 +42,30 @@ def _tables(slopes: dict, T=256, study="core", seeds=(0, 1, 2), count=COUNT, **c
             runs.append({"run": run, "study": study, "status": "complete", "task": "text",
                          "model": m, "family": FAMILY[m], "seed": s, "data.seq_len": T,
                          "data.n_train": None, "val_loss": 2.0, "lr": 1e-2} | cols)  # fmt: skip
-            pos += [{"run": run, "position": t, "count": 64,
-                     "loss": 3 - slope * max(t - KNEE, 0) / T} for t in range(T)]  # fmt: skip
+            pos += [{"run": run, "position": t, "count": 64, "loss": v}
+                    for t, v in enumerate(_curve(slope, T))]  # fmt: skip
+            if test:
+                on_test = test[m] + 0.01 * i if isinstance(test, dict) else slope
+                tested.append({"train_run": run, "study": study, "status": "complete",
+                               "test_loss": 2.1, "test_acc": 0.4,
+                               "test_position_loss": json.dumps(_curve(on_test, T))})  # fmt: skip
     ngram = ngram_rows.table(study, {3: 2.0}, gains=count, T=T) if count else pd.DataFrame()
-    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos), "ngram": ngram}
+    if count:
+        ngram = pd.concat([ngram, _test_positions(ngram, test_count or count, T)])
+    return {"runs": pd.DataFrame(runs), "positions": pd.DataFrame(pos), "ngram": ngram,
+            "test_set": pd.DataFrame(tested)}  # fmt: skip
+
+
+def _test_positions(ngram, gains: dict, T: int) -> pd.DataFrame:
+    """The trigram's scope=test_position rows (sample = data seed): its validation sample's
+    curve with that seed's late gain (what=ngram writes them per data seed)."""
+    early = set(tp.windows(T)[0]) if tp.windows(T) else set()
+    base = ngram[ngram.scope == "position"].drop_duplicates("model").iloc[0].to_dict()
+    return pd.DataFrame(
+        [base | {"sample": s, "data_seed": s, "scope": "test_position", "position": t,
+                 "loss": 2.0 + (g if t in early else 0.0), "windows": 1024}
+         for s, g in gains.items() for t in range(T)]
+    )  # fmt: skip
 
 
 def _join(*tables):
@@ -117,6 +147,7 @@ def test_best_of_a_swept_grid_is_kept():
     bad = _tables({"transformer": 0.0, "lstm": 0.9}, lr=3e-2, val_loss=2.5)
     for t in (bad["runs"], bad["positions"]):
         t["run"] += "-bad"
+    bad["test_set"]["train_run"] += "-bad"
     assert _verdict(_join(good, bad))[0] == "supported"  # the lr with the lower val_loss
 
 
@@ -127,8 +158,10 @@ def test_verdicts_from_tables_and_stability_inputs():
     assert v.verdict == "supported" and v.rule == tp.RULE.text
     runs = tables["runs"]  # leave one seed out: the rows of its runs go with it
     dropped = set(runs.run[runs.seed == 2])
+    test = tables["test_set"]
     fewer = {"runs": runs[runs.seed != 2], "ngram": tables["ngram"],
-             "positions": tables["positions"][~tables["positions"].run.isin(dropped)]}  # fmt: skip
+             "positions": tables["positions"][~tables["positions"].run.isin(dropped)],
+             "test_set": test[~test.train_run.isin(dropped)]}  # fmt: skip
     assert tp.verdicts(fewer)[0].verdict == "supported"
     assert tp.verdicts({"runs": pd.DataFrame(), "positions": pd.DataFrame()}) == []
 
@@ -150,8 +183,11 @@ def test_section_draws_the_figure(tmp_path):
 
 def test_bench_trains_nothing_on_the_cpu():
     assert study_jobs(tp.__name__)["cpu"] == []  # the core text runs serve C5 there
-    job, ngram = study_jobs(tp.__name__)["gpu"]
+    job, test, ngram = study_jobs(tp.__name__)["gpu"]
     assert job.name == "text_positions" and "+experiment=text_positions" in job.args
+    # the test job scores exactly the training job's runs: its arguments and what=test_set
+    assert test.name == tp.TEST_JOBS[tp.STUDY] and test.module == "seqbench.measure"
+    assert test.args == ["-m", "what=test_set", *job.args[1:]]
     assert "what=ngram" in ngram.args and "+experiment=text_positions" in ngram.args
     assert any(a.startswith("train.lr=") and a.count(",") == 2 for a in job.args)  # swept
 
@@ -184,7 +220,10 @@ def test_a_difference_inside_the_texts_sampling_noise_does_not_count():
     assert _verdict(_tables(slopes))[0] == "supported"  # noise 0.01
     noisy = {0: 0.0, 1: 0.12, 2: -0.05}  # the trigram's gain moves by 0.12 between samples
     v, measured, _ = _verdict(_tables(slopes, count=noisy))
-    assert v == "inconclusive" and "noise +-0.120 over 3 held-out samples" in measured
+    # the trigram's gain: 0.023 averaged over the three seeds' test windows; its noise, the
+    # largest deviation on one seed's test windows or one validation sample (3 + 3 samples)
+    assert v == "inconclusive" and "noise +-0.097 over 6 held-out samples" in measured
+    assert "count trigram +0.023" in measured
 
 
 def test_a_late_gain_no_larger_than_the_trigrams_is_no_late_gain():

@@ -16,10 +16,17 @@ plateau, and cannot tell the objectives apart). A budget where one does not is l
 named; with none left the verdict is inconclusive and says why. Without the n-gram rows:
 inconclusive, said so. The steps of a row are its training run's (``train_run``: the runs
 table's cap, x train.budget), so the full profile's 4x rows count their own steps.
+
+Reported on the test split (issue 22): the validation split chose each objective's lr, so the
+verdict reads only rows with ``split=test`` (prefix_eval's default: the first 1,024 test
+windows of each seed's data) against the count bigram on the same test windows (the ngram
+rows' ``scope=test``). Rows of the validation split alone never decide: the verdict is
+inconclusive and names the job that measures the test split.
 """
 
 import pandas as pd
 
+from seqbench.data import TEST_SEQUENCES
 from seqbench.report import baselines
 from seqbench.report.axes import clipped_yerr, key_entry, log_axis, reference
 from seqbench.report.markdown import md_table
@@ -32,19 +39,32 @@ ORDER = 50
 DECIDES = ("C8",)
 STUDY = study_of(__name__)
 RULE = Rule(
-    "supported if the causal model's next-word-from-prefix loss is lower than the masked "
-    "model's at every compute budget compared (95% interval of masked - causal over seeds "
+    "read on the test split (validation chose the lr): supported if the causal model's "
+    "next-word-from-prefix loss is lower than the masked model's at every compute budget "
+    "compared (95% interval of masked - causal over seeds "
     "above 0; FLOPs matched within {matched:.0%}), not supported if it is higher at every "
     "one, nuanced if lower at some and higher at others. A budget is compared only where "
     "both models' own held-out loss (each on its own objective) lies below the add-k count "
     "{learned}'s on the same held-out windows (the control); a budget that fails it is left "
     "out and named. inconclusive if an interval includes 0, the FLOPs differ more, no budget "
-    "passes the control, or the count baselines were not measured",
+    "passes the control, or the test split or the count baselines were not measured",
     matched=0.05,  # compute counts as equal when the FLOPs differ by less than this fraction
     learned="bigram",  # the control: beats counting one token of context, on its own objective
 )
 BIGRAM = 2  # the order of RULE.learned
 OBJECTIVES = ("causal", "masked")
+REPORTED = "test"  # the split the verdict reads (prefix_eval's what.split)
+JOBS = f"job {STUDY}, and {STUDY}_long in the full profile"  # what measures it
+
+
+def rows_of(objectives: pd.DataFrame | None, split: str = REPORTED) -> pd.DataFrame:
+    """The complete prefix_eval rows of ``split``; rows written before what.split existed
+    were read on validation."""
+    ok = complete(objectives)
+    if ok.empty:
+        return ok
+    read_on = ok.split.fillna("val") if "split" in ok else pd.Series("val", ok.index)
+    return ok[read_on == split]
 
 
 def trained_steps(ok: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
@@ -58,11 +78,12 @@ def trained_steps(ok: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
     return ok.assign(steps=steps, train_flops=ok.flops_per_step * steps)
 
 
-def seed_table(objectives: pd.DataFrame | None, runs=None) -> pd.DataFrame:
-    """One row per (objective, steps, seed): prefix loss averaged over prefix lengths, the
-    model's own held-out loss, its counted FLOPs and targets. Where the lr was swept (the
-    GPU profile), the lr with the lowest mean prefix loss per (objective, steps) is kept."""
-    ok = complete(objectives)  # every prefix_eval row, whichever study ran it
+def seed_table(objectives: pd.DataFrame | None, runs=None, split=REPORTED) -> pd.DataFrame:
+    """One row per (objective, steps, seed) of ``split``: prefix loss averaged over prefix
+    lengths, the model's own held-out loss, its counted FLOPs and targets. Where the lr was
+    swept (the GPU profile), the lr with the lowest mean prefix loss per (objective, steps) is
+    kept."""
+    ok = rows_of(objectives, split)  # every prefix_eval row, whichever study ran it
     if ok.empty:
         return ok
     ok = trained_steps(ok, runs)
@@ -97,14 +118,16 @@ def budget_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def count_levels(tables) -> dict:
+def count_levels(tables, split=REPORTED) -> dict:
     """order -> the count n-gram's loss on the windows ``own_loss`` scored: this study's
-    ngram rows whose windows x T equal the causal model's scored tokens (own_n); {} without."""
-    rows, ok = baselines.rows_for(tables, STUDY), complete(tables.get("objectives"))
+    ngram rows of that split (test: ``scope=test``, averaged over the data seeds) whose
+    windows x T equal the causal model's scored tokens (own_n); {} without."""
+    rows, ok = baselines.rows_for(tables, STUDY), rows_of(tables.get("objectives"), split)
     if rows.empty or ok.empty or "own_n" not in ok:
         return {}
     scored = set(ok[ok.objective == "causal"].own_n.dropna().astype(int))
-    return baselines.levels(rows[(rows.windows * rows.seq_len).astype(int).isin(scored)])
+    same = rows[(rows.windows * rows.seq_len).astype(int).isin(scored)]
+    return baselines.levels(same, scope="test" if split == "test" else "windows")
 
 
 def control(by: dict, budgets: list, bar: float) -> dict:
@@ -182,10 +205,36 @@ def verdict(per_seed: pd.DataFrame, levels: dict) -> tuple[str, str] | None:
 
 
 def verdicts_of(tables) -> tuple[str, str] | None:
-    """``verdict`` of the tables' objectives rows (at their training runs' steps) and this
-    study's n-gram rows."""
-    per_seed = seed_table(tables.get("objectives"), tables.get("runs"))
-    return verdict(per_seed, count_levels(tables))
+    """``verdict`` of the tables' test-split objectives rows (at their training runs' steps)
+    and this study's n-gram rows on the same test windows. Rows of the validation split
+    alone: inconclusive, naming the job that measures the test split (never a silent
+    fallback; the validation figures follow, labelled)."""
+    objectives, runs = tables.get("objectives"), tables.get("runs")
+    tested = seed_table(objectives, runs)
+    result = verdict(tested, count_levels(tables))
+    if result is not None:
+        missing = untested(seed_table(objectives, runs, "val"), tested)
+        if not missing:
+            return result
+        return "inconclusive", f"test split not measured at {missing} ({JOBS}); {result[1]}"
+    on_val = verdict(seed_table(objectives, runs, "val"), count_levels(tables, "val"))
+    if on_val is None:
+        return None
+    return "inconclusive", (
+        f"test split not measured ({JOBS}: what=prefix_eval what.split=test); "
+        f"on the validation split, which chose the lr: {on_val[1]}"
+    )
+
+
+def untested(on_val: pd.DataFrame, tested: pd.DataFrame) -> str:
+    """'400 steps (masked)': the (budget, objective) cells measured on validation but not on
+    the test split, a budget the verdict would otherwise leave out unsaid; '' when none."""
+    gone = sorted(_cells(on_val) - _cells(tested))
+    return ", ".join(f"{s:g} steps ({o})" for s, o in gone)
+
+
+def _cells(per_seed: pd.DataFrame) -> set:
+    return set(zip(per_seed.steps, per_seed.objective)) if not per_seed.empty else set()
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -194,6 +243,23 @@ def verdicts(tables) -> list[Verdict]:
         return []
     v, measured = result
     return [Verdict("C8", f"{STUDY} (text, counted FLOPs)", measured, RULE, v)]
+
+
+SPLIT_WORDS = {"test": "test", "val": "validation"}
+
+
+def _split_sentence(split: str) -> str:
+    """Which windows the figures below read, in the page's words."""
+    if split == REPORTED:
+        return (
+            f"Read on the test split: the first {TEST_SEQUENCES:,} test windows of each seed's "
+            "data (the windows `what=test_set` and the count models' test rows score); "
+            "validation only chose each objective's learning rate."
+        )
+    return (
+        f"**Test split not measured** ({JOBS}: what=prefix_eval what.split=test): the figures "
+        "below read the validation split, which chose the learning rate, and decide nothing."
+    )
 
 
 def _masked_share(per_seed: pd.DataFrame) -> str:
@@ -245,17 +311,17 @@ def _flop_unit(values) -> tuple[float, str]:
     return 1.0, "FLOP"
 
 
-def _figure(tables, per_seed, figs) -> str:
+def _figure(tables, per_seed, figs, split) -> str:
     fig, axes = figs.figure(ncols=3, width=4.2)
-    loss = "loss (nats/token)"
+    loss = f"{SPLIT_WORDS[split]} loss (nats/token)"
     _points(axes[0], figs, per_seed, "train_flops", "prefix_loss", f"next-word {loss}")
-    _points(axes[1], figs, per_seed, "train_flops", "own_loss", f"own held-out {loss}")
-    levels = count_levels(tables)
+    _points(axes[1], figs, per_seed, "train_flops", "own_loss", f"own objective, {loss}")
+    levels = count_levels(tables, split)
     if BIGRAM in levels:
         reference(axes[1], levels[BIGRAM], f"control: count {RULE.learned} {levels[BIGRAM]:.2f}",
                   kind="threshold")  # fmt: skip
     baselines.draw(axes[1], levels, orders=(3,))  # the trigram beside the control
-    rows = trained_steps(complete(tables["objectives"]), tables.get("runs"))
+    rows = trained_steps(rows_of(tables["objectives"], split), tables.get("runs"))
     largest = rows[rows.steps == rows.steps.max()]
     for obj, g in largest.groupby("objective"):
         by = g.groupby("prefix_len").prefix_loss
@@ -278,23 +344,29 @@ def _figure(tables, per_seed, figs) -> str:
 
 
 def section(tables, figs) -> str:
+    split = REPORTED
     per_seed = seed_table(tables.get("objectives"), tables.get("runs"))
+    if per_seed.empty:  # validation rows only: drawn, and said to be what chose the lr
+        split = "val"
+        per_seed = seed_table(tables.get("objectives"), tables.get("runs"), split)
     if per_seed.empty:
         return "_No completed prefix_eval measurements yet._"
     return "\n\n".join(
         [
+            _split_sentence(split),
             "The same Transformer trained causally (next token at every position) and as a "
             f"bidirectional encoder{_masked_share(per_seed)}, same text, same steps and batch, "
-            + _lr_how(complete(tables["objectives"]))
+            + _lr_how(rows_of(tables["objectives"], split))
             + " `train_flops` = steps x FLOPs of "
             "one training step's forward + backward counted by `FlopCounterMode` "
             "(`seqbench.flops`); `targets_per_pass` = exact scored positions per training "
-            "batch; `prefix_loss` = held-out loss of the next word given only the prefix "
-            "(mean over prefix lengths); `own_loss` = held-out loss on the model's own "
+            f"batch; `prefix_loss` = {SPLIT_WORDS[split]} loss of the next word given only the "
+            f"prefix (mean over prefix lengths); `own_loss` = {SPLIT_WORDS[split]} loss on the "
+            "model's own "
             "objective (the masked model's in-distribution control). Mean and 95% interval "
             "over seeds. The CPU profile runs T = 64 at size xs and two budgets; the GPU "
             "profile size s, T = 256 and five budgets.",
-            _figure(tables, per_seed, figs),
+            _figure(tables, per_seed, figs, split),
             md_table(budget_table(per_seed), ".4g"),
         ]
     )

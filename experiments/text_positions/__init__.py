@@ -15,6 +15,16 @@ clears the text's sampling noise: the largest deviation of the trigram's late ga
 another held-out sample from its gain on the models' windows (``seqbench.measure.ngram``,
 rows of the group's study). Without those rows the verdict is inconclusive, said so.
 
+Read on the test split (issue 22): the validation split chose each run's lr, so the late gain
+a verdict reads comes from each run's loss by position on its test windows (the
+``test_position_loss`` of its what=test_set row: the first 1,024 test windows of its data
+seed), and the count trigram's from its ``scope=test_position`` rows on the same windows, per
+data seed. The trigram's gain is the mean over the data seeds of the group's runs; the noise
+is the largest deviation from it of the trigram's gain on any one data seed's test windows or
+any validation sample. A run without its test figures makes the verdict inconclusive, naming
+the job that measures them (never a fallback to the validation curves, which the figure then
+draws, labelled).
+
 Which runs (the group rule): complete causal text runs with unrestricted data of the studies
 in SOURCES, in that order: this study's own long-context runs (the GPU profile, T = 1024)
 when there are any with an attention model and a recurrence, else the core study's text runs
@@ -23,9 +33,12 @@ when there are any with an attention model and a recurrence, else the core study
 best lr per (model, T) is kept (``_common.best_of_grid``).
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 
+from seqbench.data import TEST_SEQUENCES
 from seqbench.report import baselines
 from seqbench.report.axes import clipped_yerr, log_axis
 from seqbench.report.markdown import md_table
@@ -33,6 +46,7 @@ from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies._common import (
     ATTENTION_VS_RECURRENCE,
+    TEST_TABLE,
     best_of_grid,
     complete,
     family_of,
@@ -52,18 +66,23 @@ READS = SOURCES  # the stability column perturbs these studies' runs too
 RULE = Rule(
     "late gain g = mean loss over positions [{knee}, {knee} + w) minus over the last w, "
     "w = (T - {knee}) / 4 (Kaplan et al. 2020: an LSTM stops improving after ~{knee} tokens), "
-    "T >= {min_len}; a gain counts only beyond the add-k count {baseline}'s late gain on the "
-    "same windows, by more than the text's sampling noise (the largest deviation of the "
-    "{baseline}'s late gain on other held-out samples). supported if the attention model's "
+    "T >= {min_len}, read on each run's test windows (validation chose the lr); a gain "
+    "counts only beyond the add-k count {baseline}'s late gain on the same test windows (mean "
+    "over the data seeds), by more than the text's sampling noise (the largest deviation from "
+    "it of the {baseline}'s late gain on one data seed's test windows or one validation "
+    "sample). supported if the attention model's "
     "g - g_{baseline} clears the noise and its g exceeds every recurrent and scan model's by "
     "more than the noise (95% intervals over seeds), not supported if it is below every one "
     "by more than the noise, nuanced if above some and below others; inconclusive if an "
-    "interval reaches into the noise, T < {min_len}, or the count baselines were not measured",
+    "interval reaches into the noise, T < {min_len}, a run's test set or the count baselines "
+    "were not measured",
     knee=100,
     min_len=256,
     baseline="trigram",
 )
 BASELINE = 3  # the order of RULE.baseline
+TEST_JOBS = {"core": "core_text_test", STUDY: f"{STUDY}_test"}  # what=test_set of each source
+SPLIT_WORDS = {"test": "test", "val": "validation"}
 
 
 def windows(T: int) -> tuple[range, range] | None:
@@ -74,9 +93,33 @@ def windows(T: int) -> tuple[range, range] | None:
     return range(RULE.knee, RULE.knee + w), range(T - w, T)
 
 
-def run_gains(tables) -> pd.DataFrame:
-    """One row per run of the sources: study, seq_len, model, family, seed, late gain."""
-    runs, pos = complete(tables["runs"]), tables.get("positions", pd.DataFrame())
+def test_positions(tables) -> pd.DataFrame:
+    """(run, position, loss) on the test split: each complete what=test_set row's
+    ``test_position_loss`` list, by its training run; empty without."""
+    test = complete(tables.get(TEST_TABLE))
+    if test.empty or "test_position_loss" not in test:
+        return pd.DataFrame(columns=["run", "position", "loss"])
+    test = test.dropna(subset=["test_position_loss"]).drop_duplicates("train_run", keep="last")
+    rows = [
+        {"run": r.train_run, "position": t, "loss": float(v)}
+        for r in test.itertuples()
+        for t, v in enumerate(json.loads(r.test_position_loss))
+    ]
+    return pd.DataFrame(rows, columns=["run", "position", "loss"])
+
+
+def positions_of(tables, split: str) -> pd.DataFrame:
+    """The loss-by-position rows (run, position, loss) of ``split``: test from the test_set
+    rows, val from the final evaluation's ``positions`` table."""
+    if split == "test":
+        return test_positions(tables)
+    return tables.get("positions", pd.DataFrame())
+
+
+def run_gains(tables, split: str = "val") -> pd.DataFrame:
+    """One row per run of the sources with loss by position on ``split``: study, seq_len,
+    model, family, seed, late gain."""
+    runs, pos = complete(tables["runs"]), positions_of(tables, split)
     if runs.empty or pos is None or pos.empty or "study" not in runs:
         return pd.DataFrame()
     text = runs[(runs.task == "text") & runs.study.isin(SOURCES)]
@@ -130,15 +173,26 @@ def count_rows(tables, gains) -> pd.DataFrame:
     return baselines.rows_for(tables, chosen[0], **settings) if settings else pd.DataFrame()
 
 
-def count_gain(rows: pd.DataFrame, T: int) -> dict | None:
+def count_gain(rows: pd.DataFrame, T: int, split="val", seeds=()) -> dict | None:
     """{gain: the count baseline's late gain on the models' windows, noise: the largest
-    deviation of its gain on another held-out sample, samples: how many}; None without."""
-    per = {s: late_gain(loss, T) for s, loss in baselines.position_loss(rows, BASELINE).items()}
-    if baselines.HARNESS not in per or not np.isfinite(per[baselines.HARNESS]):
+    deviation from it of its gain on one held-out sample, samples: how many}; None without.
+    val: the models' windows are validation sample 0, the other samples the noise. test: the
+    gain is the mean over ``seeds`` (the runs' data seeds, each scored on its own test
+    windows; every one needed) and the noise reads each seed's test windows and every
+    validation sample."""
+    on_val = {s: late_gain(x, T) for s, x in baselines.position_loss(rows, BASELINE).items()}
+    if split == "val":
+        own = on_val.get(baselines.HARNESS, np.nan)
+        samples = list(on_val.values())
+    else:
+        on_test = baselines.position_loss(rows, BASELINE, scope="test_position")
+        per_seed = [late_gain(on_test[s], T) for s in seeds if s in on_test]
+        own = float(np.mean(per_seed)) if len(per_seed) == len(seeds) > 0 else np.nan
+        samples = per_seed + list(on_val.values())
+    if not np.isfinite(own):
         return None
-    own = per[baselines.HARNESS]
-    noise = max((abs(g - own) for g in per.values() if np.isfinite(g)), default=0.0)
-    return {"gain": own, "noise": noise, "samples": len(per)}
+    noise = max((abs(g - own) for g in samples if np.isfinite(g)), default=0.0)
+    return {"gain": own, "noise": noise, "samples": len(samples)}
 
 
 def clears(e, noise: float) -> int:
@@ -146,9 +200,10 @@ def clears(e, noise: float) -> int:
     return 1 if e.lo > noise else -1 if e.hi < -noise else 0
 
 
-def verdict(gains: pd.DataFrame, count: dict | None) -> tuple[str, str, str] | None:
+def verdict(gains: pd.DataFrame, count: dict | None, where=" on the test split"):
     """(verdict, measured, group) from the per-run late gains and the count baseline's late
-    gain on the group's windows (``count_gain``); None without both kinds."""
+    gain on the group's windows (``count_gain``), ``where`` naming the split they were read
+    on; None without both kinds."""
     chosen = decisive_group(gains)
     if chosen is None:
         return None
@@ -158,10 +213,10 @@ def verdict(gains: pd.DataFrame, count: dict | None) -> tuple[str, str, str] | N
     per_model = {m: estimate(x.gain) for m, x in g.groupby("model")}
     seeds = int(g.groupby("model").seed.nunique().min())
     measured = (
-        f"late gain (T={T}): "
+        f"late gain{where} (T={T}): "
         + ", ".join(f"{m} {fmt(e)}" for m, e in per_model.items())
         + f" nats ({seeds} seed{'s' * (seeds > 1)})"
-    ) + unnamed_text(g, COMPARES, ATTENTION_VS_RECURRENCE, lambda t: verdict(t, count))
+    ) + unnamed_text(g, COMPARES, ATTENTION_VS_RECURRENCE, lambda t: verdict(t, count, where))
     if T < RULE.min_len:
         return "inconclusive", measured + f"; T={T} < {RULE.min_len}: too short to test", group
     if count is None:
@@ -193,11 +248,27 @@ def verdict(gains: pd.DataFrame, count: dict | None) -> tuple[str, str, str] | N
 
 
 def decide(tables) -> tuple[str, str, str] | None:
-    """``verdict`` of the tables' runs, their positions and the decisive group's n-gram rows."""
+    """``verdict`` of the decisive group's late gains on the test split and the count
+    trigram's on the same test windows. The group is the runs' (their final evaluation's
+    curves); a run of it without its test figures makes the verdict inconclusive, naming
+    the job, with the validation reading after it, labelled."""
     gains = run_gains(tables)
     chosen = decisive_group(gains) if not gains.empty else None
-    count = count_gain(count_rows(tables, gains), chosen[1]) if chosen else None
-    return verdict(gains, count)
+    if chosen is None:
+        return None
+    rows, T = count_rows(tables, gains), chosen[1]
+    group = gains[(gains.study == chosen[0]) & (gains.seq_len == T)]
+    tested = run_gains(tables, "test")
+    missing = int((~group.run.isin(tested.run if not tested.empty else [])).sum())
+    if missing:
+        _, measured, said = verdict(gains, count_gain(rows, T), " on the validation split")
+        job = TEST_JOBS.get(chosen[0], "what=test_set")
+        return (
+            "inconclusive",
+            (f"test set not measured for {missing} of {len(group)} runs (job {job}); {measured}"),
+            said,
+        )
+    return verdict(tested, count_gain(rows, T, "test", sorted(set(group.seed))))
 
 
 def verdicts(tables) -> list[Verdict]:
@@ -208,15 +279,16 @@ def verdicts(tables) -> list[Verdict]:
     return [Verdict("C5", f"loss by position ({group})", measured, RULE, v)]
 
 
-def position_curves(tables, bins: int = 40) -> pd.DataFrame:
-    """Held-out loss against position for the figure, per (study, T, model): each run's loss
-    averaged over log-spaced bins of positions (the per-token curve of a few hundred held-out
-    windows is noise at this scale; Kaplan et al. plot it on a log axis too), then the mean
-    and 95% interval over seeds at each bin's first position."""
-    gains = run_gains(tables)
+def position_curves(tables, bins: int = 40, split: str = "val") -> pd.DataFrame:
+    """Held-out loss (of ``split``) against position for the figure, per (study, T, model):
+    each run's loss averaged over log-spaced bins of positions (the per-token curve of a few
+    hundred held-out windows is noise at this scale; Kaplan et al. plot it on a log axis
+    too), then the mean and 95% interval over seeds at each bin's first position."""
+    gains = run_gains(tables, split)
     if gains.empty:
         return gains
-    merged = tables["positions"].merge(gains[["run", "study", "seq_len", "model"]], on="run")
+    runs = gains[["run", "study", "seq_len", "model"]]
+    merged = positions_of(tables, split).merge(runs, on="run")
     rows = []
     for (study, T, model), g in merged.groupby(["study", "seq_len", "model"]):
         edges = np.unique(np.geomspace(1, T + 1, bins).astype(int)) - 1  # 0, 1, 2, 3, 5, ...
@@ -229,13 +301,36 @@ def position_curves(tables, bins: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(family=lambda d: d.model.map(family_of(gains)))
 
 
+def shown_split(tables, gains) -> str:
+    """'test' where every run of ``gains`` has its test figures, else 'val' (said so)."""
+    tested = run_gains(tables, "test")
+    return "test" if not tested.empty and gains.run.isin(tested.run).all() else "val"
+
+
+def _split_sentence(split: str, chosen) -> str:
+    if split == "test":
+        return (
+            f"Read on the test split: each run's first {TEST_SEQUENCES:,} test windows of its "
+            "data seed "
+            "(what=test_set); the count trigram on the same windows, per data seed."
+        )
+    job = TEST_JOBS.get(chosen[0], "what=test_set") if chosen else "what=test_set"
+    return (
+        f"**Test set not measured** for every run (job {job}): the curves and gains below "
+        "read the validation split, which chose the lr, and decide nothing."
+    )
+
+
 def section(tables, figs) -> str:
     gains = run_gains(tables)
     if gains.empty:
         return "_No completed causal text runs of " + " or ".join(SOURCES) + " yet._"
-    curves = position_curves(tables)
     chosen = decisive_group(gains)
-    counts = (chosen, count_rows(tables, gains)) if chosen else None
+    split = shown_split(tables, gains)
+    seeds = sorted(set(gains.seed))
+    counts = (chosen, count_rows(tables, gains), split, seeds) if chosen else None
+    gains = run_gains(tables, split)
+    curves = position_curves(tables, split=split)
     figure, rows = _figure(curves, gains, counts, figs)
     rule = (
         f"The verdict reads `{chosen[0]}` (T = {chosen[1]}): the first of {', '.join(SOURCES)} "
@@ -245,7 +340,8 @@ def section(tables, figs) -> str:
     )
     return "\n\n".join(
         [
-            "Held-out loss against the position in the context window (final evaluation, "
+            _split_sentence(split, chosen) + f" {SPLIT_WORDS[split].capitalize()} loss against "
+            "the position in the context window (final model, "
             "averaged over log-spaced bins of positions; mean over seeds with its 95% interval "
             "as a band; log x axis as in Kaplan et al. 2020 Fig. 7). Late gain = mean loss "
             f"over [{RULE.knee}, {RULE.knee} + w) minus the last "
@@ -273,7 +369,12 @@ def _count_curve(ax, counts, study, T):
     """The count trigram's loss by position on the decisive group's windows (gray)."""
     if not counts or counts[0] != (study, T) or counts[1].empty:
         return
-    loss = baselines.position_loss(counts[1], BASELINE).get(baselines.HARNESS)
+    if counts[2] == "test":  # the mean over the data seeds' test windows, as the runs'
+        per_seed = baselines.position_loss(counts[1], BASELINE, scope="test_position")
+        found = [per_seed[s] for s in counts[3] if s in per_seed]
+        loss = pd.concat(found, axis=1).mean(axis=1) if found else None
+    else:
+        loss = baselines.position_loss(counts[1], BASELINE).get(baselines.HARNESS)
     if loss is not None:
         c = _binned(loss, T)
         ax.plot(c.index + 1, c.values, color="0.45", ls="-.", lw=1.0,
@@ -282,7 +383,7 @@ def _count_curve(ax, counts, study, T):
 
 def _count_band(ax, counts, T):
     """The count trigram's late gain and its noise over held-out samples, as a band."""
-    count = count_gain(counts[1], T) if counts else None
+    count = count_gain(counts[1], T, counts[2], counts[3]) if counts else None
     if count:
         g, n = count["gain"], count["noise"]
         ax.axhspan(g - n, g + n, color="0.6", alpha=0.25, lw=0,
@@ -296,6 +397,7 @@ def _figure(curves, gains, counts, figs) -> tuple[str, list]:
     groups = list(curves.groupby(["study", "seq_len"]))
     fig, axes = figs.figure(ncols=len(groups) + 1, width=4.6)  # panels per (study, T), gains
     models = sorted(curves.model.unique())
+    word = SPLIT_WORDS[counts[2]] if counts else "held-out"
     for ax, ((study, T), g) in zip(axes, groups):
         for i, (model, c) in enumerate(g.groupby("model")):
             figs.line(ax, c.position + 1, c.loss, c.lo, c.hi, model=model, ms=3.5,
@@ -304,7 +406,7 @@ def _figure(curves, gains, counts, figs) -> tuple[str, list]:
         _count_curve(ax, counts, study, int(T))
         _knee(ax)
         log_axis(ax, "x")
-        ax.set(xlabel="position t in the context (tokens)", ylabel="held-out loss (nats/token)",
+        ax.set(xlabel="position t in the context (tokens)", ylabel=f"{word} loss (nats/token)",
                title=f"{study} runs, T={int(T)}")  # fmt: skip
     rows = _gains_panel(axes[-1], gains, len(models), figs)
     if counts:

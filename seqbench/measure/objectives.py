@@ -11,15 +11,21 @@ bidirectional encoder on 15%-masked-token prediction (Devlin et al. 2019, BERT;
   ``seqbench.flops`` (matmul and attention formulas, the one counter seqbench has).
   Training compute = steps x FLOPs per step. The optimiser update is elementwise and
   uncounted by the counter, and identical for both objectives;
-- **next word from the prefix**: on held-out windows x_1..x_T and a prefix length p, the
+- **next word from the prefix**: on test windows x_1..x_T and a prefix length p, the
   cross-entropy of x_{p+1} given x_1..x_p. The causal model reads the prefix and predicts at
   its last position; the masked model reads ``x_1..x_p [MASK]`` and fills the mask. This is
   the generation use the lecture talks about;
 - **each objective in its own distribution** (``own_loss``): held-out loss on the task the
-  model was trained for, over the same number of held-out windows (causal: every next token;
-  masked: the 15% masked tokens, read from both sides). The masked model is judged on the
-  prefix task it never trained for, so this is its control: a masked model that has not
-  learned its own task says nothing about the objective.
+  model was trained for, over the same windows (causal: every next token; masked: the 15%
+  masked tokens, read from both sides). The masked model is judged on the prefix task it
+  never trained for, so this is its control: a masked model that has not learned its own
+  task says nothing about the objective.
+
+Which windows (``what.split``, issue 22): the validation split chose each objective's lr, so
+the reported figures read the test split by default: the first TEST_SEQUENCES windows of
+``task.test_examples`` for the replicate's data seed, exactly the windows ``what=test_set``
+and the count models' ``scope=test`` rows (``what=ngram``) score. ``what.split=val`` reads
+``what.eval_batches`` validation batches instead, as the harness's evaluation draws them.
 
 ``measure`` is the ``what=prefix_eval`` measurement: for the budget ``cfg.train.steps`` it
 gets both trained models from ``seqbench.train.train`` (which skips complete runs) and logs
@@ -34,7 +40,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import ConfigError, build_task
-from seqbench.data import IGNORE
+from seqbench.data import IGNORE, TEST_SEQUENCES
 from seqbench.env import pick_device
 from seqbench.flops import train_step_flops
 from seqbench.train import trained_model
@@ -42,9 +48,23 @@ from seqbench.train import trained_model
 COLUMNS = (
     "objective steps seed lr prefix_len prefix_loss prefix_acc n_eval flops_per_step"
     " train_flops targets_total targets_per_pass targets_per_seq tokens_per_pass"
-    " val_loss own_loss own_n unigram_xent params_total train_run"
+    " val_loss own_loss own_n unigram_xent params_total train_run split"
 ).split()
 OBJECTIVES = ("causal", "masked")
+SPLITS = ("val", "test")  # what.split: where the reported figures are read
+
+
+def held_out(task, split: str, n_batches: int, batch_size: int):
+    """Batches (tokens, targets) [B, T] of the windows ``split`` scores (module docstring):
+    test, the first TEST_SEQUENCES test windows of the task's data seed in batches of
+    ``batch_size``; val, ``n_batches`` validation batches."""
+    if split == "val":
+        for i in range(n_batches):
+            yield task.batch("val", i, batch_size)
+        return
+    tokens, targets = task.test_examples(TEST_SEQUENCES)  # [n, T] each
+    for a in range(0, len(tokens), batch_size):
+        yield tokens[a : a + batch_size], targets[a : a + batch_size]
 
 
 def supervised_targets(task, steps: int, batch_size: int) -> dict:
@@ -76,15 +96,16 @@ def prefix_loss(
     batch_size: int,
     device,
     mask_id: int | None = None,
+    split: str = "val",
 ) -> tuple[float, float, int]:
-    """(mean loss, accuracy, count) of predicting x_{p+1} from x_1..x_p on held-out windows.
+    """(mean loss, accuracy, count) of predicting x_{p+1} from x_1..x_p on the windows of
+    ``split`` (``held_out``).
 
     ``mask_id=None``: a causal model, read the logits at the prefix's last position;
     otherwise append [MASK] and read the logits there (the masked model fills it)."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for i in range(n_batches):
-        tokens, _ = task.batch("val", i, batch_size)  # [B, T]; text windows
+    for tokens, _ in held_out(task, split, n_batches, batch_size):  # [B, T]; text windows
         prefix, nxt = tokens[:, :prefix_len].to(device), tokens[:, prefix_len].to(device)
         if mask_id is not None:
             prefix = F.pad(prefix, (0, 1), value=mask_id)  # [B, p + 1]
@@ -100,13 +121,16 @@ def prefix_loss(
 
 
 @torch.no_grad()
-def own_loss(model, task, n_batches: int, batch_size: int, device) -> tuple[float, int]:
-    """(mean loss, count) over the scored positions of ``task``'s held-out batches: the
-    objective the model was trained on, in its own distribution."""
+def own_loss(
+    model, task, n_batches: int, batch_size: int, device, split: str = "val"
+) -> tuple[float, int]:
+    """(mean loss, count) over the scored positions of ``task``'s windows of ``split``: the
+    objective the model was trained on, in its own distribution (the masked task masks the
+    same windows the text task draws: one generator, windows first)."""
     model.eval()
     loss_sum, count = 0.0, 0
-    for i in range(n_batches):
-        tokens, targets = (t.to(device) for t in task.batch("val", i, batch_size))  # [B, T]
+    for batch in held_out(task, split, n_batches, batch_size):
+        tokens, targets = (t.to(device) for t in batch)  # [B, T]
         logits, _ = model(tokens)  # [B, T, V]
         flat = logits.flatten(0, 1).float(), targets.flatten()  # [B T, V], [B T]
         loss_sum += float(F.cross_entropy(*flat, ignore_index=IGNORE, reduction="sum"))
@@ -143,6 +167,16 @@ def check(cfg: DictConfig, task) -> None:
             f"data._target_={cfg.data._target_!r} is not allowed: prefix_eval "
             "needs data=text (the masked task is derived from it)"
         )
+    split = w.get("split")
+    if split not in SPLITS:
+        raise ConfigError(f"what.split={split!r} is not allowed: one of {', '.join(SPLITS)}")
+    if split == "test" and not task.has_test:
+        setting, _ = task.held_out_source("test")
+        raise ConfigError(
+            f"what.split=test is not allowed: {setting} has no test split (a corpus folder "
+            "with test.txt has one, as does the standard-library corpus); what.split=val "
+            "reads the validation windows"
+        )
     rate = w.get("mask_rate")
     if not (isinstance(rate, int | float) and 0 < rate < 1):
         raise ConfigError(f"what.mask_rate={rate!r} is not allowed: a number in (0, 1)")
@@ -174,7 +208,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
         tokens, targets = otask.batch("train", 0, tcfg.train.batch_size)
         flops = train_step_flops(copy.deepcopy(model).cpu(), tokens, targets)
         steps = result.get("step") or tcfg.train.steps * tcfg.train.get("budget", 1)  # as run
-        own, own_n = own_loss(model, otask, w.eval_batches, w.batch_size, device)
+        own, own_n = own_loss(model, otask, w.eval_batches, w.batch_size, device, w.split)
         fixed = {
             "objective": objective,
             "steps": steps,
@@ -188,13 +222,14 @@ def measure(cfg: DictConfig, task, log) -> dict:
             "unigram_xent": task.unigram_xent,
             "params_total": sum(p.numel() for p in model.parameters()),
             "train_run": Path(result["run_dir"]).name,
+            "split": w.split,
         }
         fixed |= supervised_targets(otask, steps, tcfg.train.batch_size)
         mask_id = getattr(otask, "mask_id", None)
         losses = []
         for p in prefixes_of(cfg):
             loss, acc, n = prefix_loss(
-                model, task, p, w.eval_batches, w.batch_size, device, mask_id
+                model, task, p, w.eval_batches, w.batch_size, device, mask_id, w.split
             )
             log(fixed | {"prefix_len": p, "prefix_loss": loss, "prefix_acc": acc, "n_eval": n})
             losses.append(loss)

@@ -8,6 +8,9 @@ by training, validation or the pool), ``what.sequences`` sequences in one forwar
 
     test_loss = mean cross-entropy over the scored positions
     test_acc  = share of scored positions whose argmax is the target
+    test_position_loss = mean cross-entropy at each position t of the window, a JSON list
+                (language modelling only, where every position is scored: Kaplan's loss
+                by position, read by the text_positions study; empty otherwise)
 
 Run it with the training job's own sweep (``python -m seqbench.measure -m what=test_set
 +experiment=recall ...``): each job's config minus ``what`` is its training run's config,
@@ -16,6 +19,7 @@ found by content key (measure.common.training_config) and read, never trained, u
 ``failed`` with the command that trains it, so a rerun after training measures it.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -38,7 +42,7 @@ from seqbench.train import trained_model
 COLUMNS = (
     "model family impl d_model n_layers train_run train_key data lr train_steps "
     "steps_to_criterion val_acc val_loss test_acc test_loss test_correct test_scored "
-    "test_sequences"
+    "test_sequences test_position_loss"
 ).split()
 
 
@@ -63,7 +67,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
     tcfg = training_config(cfg)
     model, summary, directory = trained_run(tcfg, task, device, w.train)
     tokens, targets = task.test_examples(w.sequences)  # [n, T] each
-    loss_sum, correct, scored = score(model, tokens, targets, w.batch_size, device)
+    loss_sum, correct, scored, by_position = score(model, tokens, targets, w.batch_size, device)
     row = model_columns(cfg, model) | {
         "train_run": directory.name,
         "train_key": summary.get("key"),
@@ -78,6 +82,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
         "test_correct": correct,
         "test_scored": scored,
         "test_sequences": len(tokens),
+        "test_position_loss": json.dumps(by_position) if by_position else None,
     }
     log(row)
     return {k: row[k] for k in ("train_run", "test_acc", "test_loss", "test_sequences")}
@@ -112,23 +117,28 @@ def _data_problem(task, record) -> str | None:
 
 
 @torch.no_grad()
-def score(model, tokens, targets, batch_size: int, device) -> tuple[float, int, int]:
-    """(summed loss, correct, scored) over the scored positions of tokens/targets [n, T], as
-    seqbench.evaluate.held_out scores a validation batch."""
+def score(model, tokens, targets, batch_size: int, device) -> tuple[float, int, int, list | None]:
+    """(summed loss, correct, scored, mean loss per position) over the scored positions of
+    tokens/targets [n, T], as seqbench.evaluate.held_out scores a validation batch; the
+    per-position list only where every position is scored (None otherwise)."""
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    correct, count, every = 0, 0, True
+    by_position = torch.zeros(tokens.size(1), dtype=torch.float64)  # [T] summed loss
     for a in range(0, len(tokens), batch_size):
         x, y = tokens[a : a + batch_size].to(device), targets[a : a + batch_size].to(device)
         logits, _ = model(x)  # [b, T, V]
+        # [b, T], 0 where ignored
         loss = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=IGNORE,
-                               reduction="sum")  # fmt: skip
+                               reduction="none")  # fmt: skip
         scored = y != IGNORE  # [b, T]
-        loss_sum += float(loss)
+        by_position += loss.double().sum(0).cpu()
         correct += int((logits.argmax(-1) == y)[scored].sum())
         count += int(scored.sum())
+        every = every and bool(scored.all())
     if count == 0:
         raise ValueError("the test split scored no positions: no accuracy or loss to report")
-    return loss_sum, correct, count
+    per_position = [round(v, 5) for v in (by_position / len(tokens)).tolist()] if every else None
+    return float(by_position.sum()), correct, count, per_position
 
 
 def _data(cfg: DictConfig) -> str:
