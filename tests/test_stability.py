@@ -191,3 +191,14 @@ def test_a_section_whose_verdict_was_read_at_4x_draws_the_4x_runs_where_they_exi
     assert v.budget == "4x" and md.endswith("\n\n6 runs") and "read at 4x the step budget" in md
     (v,), md = study_parts(TOY, _tables((1, 0, 0.95), (4, 0, 0.96)), Figures(tmp_path, {}))
     assert v.budget == "1x" and md == "3 runs"  # holds at 4x: drawn at 1x, as read
+
+
+def test_leaving_a_seed_out_keeps_the_count_baselines_measured_as_seed_0():
+    """The n-gram job runs once (seed=0) and scores every data seed's windows: leaving seed 0
+    out drops that replicate's runs, never the baselines every seed is compared with."""
+    tables = _tables((1, 0, 0.95))
+    tables["ngram"] = pd.DataFrame({"run": "ng", "study": "toy", "seed": 0, "order": 2,
+                                    "scope": "test", "sample": [0, 1, 2],
+                                    "test_loss": [2.3, 2.4, 2.5]})  # fmt: skip
+    out = stability.without_seed(tables, 0)
+    assert set(out["runs"].seed) == {1, 2} and out["ngram"].equals(tables["ngram"])

@@ -144,14 +144,21 @@ def _covers(there: pd.DataFrame, base: pd.DataFrame) -> bool:
     return set(keys(base, twin)) <= set(keys(there, twin))
 
 
+NOT_REPLICATES = ("ngram",)  # count baselines: one job (seed 0) measures every data seed
+
+
 def without_seed(tables: dict, seed) -> dict:
+    """Every row of replicate ``seed`` removed: its runs, the rows that read them, and the
+    rows of tables with a seed column, except NOT_REPLICATES (the count baselines' job runs
+    once, as seed 0, and scores each data seed's windows: a study picks the levels of the
+    seeds its runs have, so dropping seed 0 must not drop every baseline)."""
     out = {}
     dropped = set()
     runs = tables.get("runs")
     if runs is not None and not runs.empty and "seed" in runs:
         dropped = set(runs.run[runs.seed == seed])
     for name, df in tables.items():
-        if df is None or df.empty:
+        if df is None or df.empty or name in NOT_REPLICATES:
             out[name] = df
         elif "seed" in df:
             out[name] = df[df.seed != seed]
