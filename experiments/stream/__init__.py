@@ -14,20 +14,22 @@ so tokens, the studies' AdamW recipe), seeds 0-2:
 
 The harness evaluates each arm the way it was trained, so those two figures differ in two
 things at once (issue 22). The verdicts read seqbench.measure.protocols instead: every
-trained model scored under BOTH protocols on the same held-out split (random windows of it,
-fresh state; the whole of it, state carried), both arms of a seed on the same windows. One
-verdict per protocol: does training on the stream (context beyond the window, windows in
-order) buy a lower held-out loss at equal tokens, however the model is then read? Paired by
-seed (same initialisation, same held-out windows). Control: each arm must end below
-RULE.learned x the unigram cross-entropy, or it has not learned enough for the comparison to
-mean anything. The rule names the recurrent family (the claim's); a model of any other family
-gets its own line in the measured column.
+trained model scored under BOTH protocols on the TEST split (random windows of it, fresh
+state: the windows what=test_set scores; the whole of it, state carried), both arms of a seed
+on the same windows. Selection (the learning rate) read validation; a run without its
+test-split scores makes the verdict inconclusive, naming the job that measures them, never a
+fall-back to validation. One verdict per protocol: does training on the stream (context
+beyond the window, windows in order) buy a lower test loss at equal tokens, however the model
+is then read? Paired by seed (same initialisation, same test windows). Control: each arm
+must end below RULE.learned x the unigram cross-entropy, or it has not learned enough for the
+comparison to mean anything. The rule names the recurrent family (the claim's); a model of
+any other family gets its own line in the measured column.
 """
 
 import numpy as np
 import pandas as pd
 
-from seqbench.report import baselines
+from seqbench.report import baselines, stability
 from seqbench.report.axes import axis_label, clipped_yerr, reference
 from seqbench.report.markdown import md_table
 from seqbench.report.stats import estimate, fmt
@@ -44,11 +46,12 @@ CLAIMS = {
     "equal tokens"
 }
 RULE = Rule(
-    "read under each protocol (random held-out windows, fresh state; the whole held-out "
-    "stream, state carried), both arms of a seed scored on the same held-out text: supported "
-    "if the 95% interval over seeds of the per-seed (random - stream) loss lies above 0, not "
-    "supported if below 0, inconclusive if it contains 0, if fewer than {min_seeds} seeds "
-    "have both arms, or if an arm ends above {learned} x the unigram cross-entropy; read for "
+    "read on the test split under each protocol (random test windows, fresh state; the "
+    "whole test stream, state carried), both arms of a seed scored on the same test text: "
+    "supported if the 95% interval over seeds of the per-seed (random - stream) loss lies "
+    "above 0, not supported if below 0, inconclusive if it contains 0, if fewer than "
+    "{min_seeds} seeds have both arms, if a run lacks its test-split score, or if an arm "
+    "ends above {learned} x the unigram cross-entropy; read for "
     "each {family} model (they agree, else nuanced; inconclusive if any is), every other "
     "family named apart",
     min_seeds=2,
@@ -59,17 +62,21 @@ ARMS = {False: "random", True: "stream"}  # data.stream -> the arm
 TABLE = "protocols"  # seqbench.measure.protocols's rows: every model scored both ways
 PROTOCOLS = {"windows": "random windows", "stream": "the whole stream"}  # protocol -> words
 STATE = {"windows": "fresh state", "stream": "state carried"}
+SPLIT = "test"  # the split the verdicts read (what.split); selection read validation
+COUNT_SCOPES = {"windows": "test", "stream": "test_stream"}  # protocol -> what=ngram's scope
 MEASURE = f"python -m seqbench.measure -m what={TABLE} +experiment={STUDY}"
 
 
 # --- the verdict: both arms under one protocol at a time --------------------------------------
-def protocol_rows(tables) -> pd.DataFrame:
-    """The study's complete what=protocols rows whose training run is complete, one per
-    (training run, protocol), each with its run's unigram cross-entropy (the control)."""
+def protocol_rows(tables, split: str = SPLIT) -> pd.DataFrame:
+    """The study's complete what=protocols rows of ``split`` (rows from before what.split
+    scored validation) whose training run is complete, one per (training run, protocol),
+    each with its run's unigram cross-entropy (the control)."""
     rows = complete(tables.get(TABLE), STUDY)
     runs = complete(tables.get("runs"), STUDY)
     if rows.empty or runs.empty or "train_run" not in rows:
         return pd.DataFrame()
+    rows = rows[rows.get("split", pd.Series("val", rows.index)).fillna("val") == split]
     rows = rows[rows.train_run.isin(runs.run)].drop_duplicates(["train_run", "protocol"],
                                                                keep="last")  # fmt: skip
     by_run = runs.drop_duplicates("run", keep="last").set_index("run")
@@ -87,7 +94,7 @@ def protocol_rows(tables) -> pd.DataFrame:
 
 def compare(rows: pd.DataFrame) -> list[dict]:
     """Per model, its rows under ONE protocol: each arm's loss (mean, interval) and the
-    per-seed random - stream difference (the arms of a seed share its held-out windows and
+    per-seed random - stream difference (the arms of a seed share its test windows and
     its initialisation, so the pair removes both from the comparison)."""
     out = []
     for model, g in rows.groupby("model"):
@@ -136,26 +143,55 @@ def _line(c: dict, protocol: str) -> str:
     fresh = ", each window read fresh (its state grows)" if fresh else ""
     return (
         f"{c['model']}: random {fmt(c['random'])}, stream {fmt(c['stream'])} nats; random - "
-        f"stream {fmt(c['diff'])} ({c['seeds']} seeds, {c['tokens']:,} held-out tokens"
+        f"stream {fmt(c['diff'])} ({c['seeds']} seeds, {c['tokens']:,} {SPLIT} tokens"
         f"{fresh}; unigram {c['unigram']:.2f})"
     )
 
 
 def verdicts(tables) -> list[Verdict]:
-    rows, out = protocol_rows(tables), []
+    """One verdict per protocol, read on the test split; inconclusive where a complete run
+    has no test-split score under that protocol (never read on validation instead)."""
+    rows, runs, out = protocol_rows(tables), complete(tables.get("runs"), STUDY), []
     for protocol, words in PROTOCOLS.items():
-        found = compare(rows[rows.protocol == protocol]) if not rows.empty else []
-        if not found:
+        mine = rows[rows.protocol == protocol] if not rows.empty else rows
+        found, missing = compare(mine) if not mine.empty else [], unscored(runs, mine, protocol)
+        if not found and not missing:
             continue
-        mine = [_line(c, protocol) for c in found if c["family"] == RULE.family]
-        others = [
+        lines = [_line(c, protocol) for c in found if c["family"] == RULE.family]
+        lines += [
             f"{c['family']} (not compared by this rule): {_line(c, protocol)}: {decide(c)}"
             for c in found
             if c["family"] != RULE.family
         ]
+        verdict = "inconclusive" if missing else combined(found)
         experiment = f"stream vs random windows (scored on {words})"
-        out.append(Verdict("C1*", experiment, "; ".join(mine + others), RULE, combined(found)))
+        out.append(Verdict("C1*", experiment, "; ".join([missing] * bool(missing) + lines),
+                           RULE, verdict))  # fmt: skip
     return out
+
+
+def unscored(runs: pd.DataFrame, rows: pd.DataFrame, protocol: str) -> str:
+    """'' when every complete run has its test-split score under ``protocol`` (``rows``: that
+    protocol's, protocol_rows'); else what is missing and the job that measures it."""
+    if runs.empty:
+        return ""
+    scored = set(rows.train_run) if "train_run" in rows else set()
+    missing = runs[~runs.run.isin(scored)]
+    if missing.empty:
+        return ""
+    return (
+        f"{SPLIT} split not scored on {PROTOCOLS[protocol]} for {len(missing)} of {len(runs)} "
+        f"runs ({_job(missing)}, swept as the training)"
+    )
+
+
+def _job(runs: pd.DataFrame) -> str:
+    """The bench job (profiles.yaml) that scores these runs, with its command."""
+    budget = float(stability.setting(runs, stability.BUDGET, 1).max())
+    if budget == 1:
+        return f"the {STUDY}_{TABLE} job: `{MEASURE}`"
+    name = f"the {STUDY}_long_{TABLE} job" if budget == stability.LONGER else "what=protocols"
+    return f"{name}: `{MEASURE} train.budget={budget:g}`"
 
 
 # --- the section ------------------------------------------------------------------------------
@@ -178,15 +214,18 @@ def section(tables, figs) -> str:
     scored = [] if rows.empty else [
         (p, c) for p in PROTOCOLS for c in compare(rows[rows.protocol == p])
     ]  # fmt: skip
+    missing = [m for p in PROTOCOLS if (m := unscored(runs, _of(rows, p), p))]
     parts = [
-        "Held-out loss (nats), mean [95% interval] over seeds, of every trained model scored "
-        "under both protocols on the same held-out split (what=protocols): random windows, "
-        "fresh state, and the whole held-out stream, state carried. Both arms saw "
+        f"{SPLIT.capitalize()}-split loss (nats), mean [95% interval] over seeds, of every "
+        f"trained model scored under both protocols on the {SPLIT} split (what=protocols, "
+        f"what.split={SPLIT}; the learning rate was chosen on validation): random {SPLIT} "
+        f"windows, fresh state, and the whole {SPLIT} stream, state carried. Both arms saw "
         f"{', '.join(f'{int(t):,}' for t in sorted(set(tokens)))} training tokens. "
         f"Rule: {RULE}.",
         md_table(pd.DataFrame([_scored_row(p, c) for p, c in scored]))
         if scored
-        else f"_Not scored under both protocols yet (`{MEASURE}`, swept as the training)._",
+        else f"_Not scored on the {SPLIT} split yet (`{MEASURE}`, swept as the training)._",
+        *([f"_{'; '.join(missing)}: the verdicts are inconclusive until then._"] * bool(missing)),
         "As trained (each arm evaluated by the harness as it was trained; no verdict reads "
         "this table, since its two columns come from two protocols):",
         md_table(pd.DataFrame(_as_trained(runs))),
@@ -194,6 +233,10 @@ def section(tables, figs) -> str:
     if scored:
         parts.append(_figure(scored, rows, count_rows(tables, runs), figs))
     return "\n\n".join(parts)
+
+
+def _of(rows: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    return rows[rows.protocol == protocol] if not rows.empty else rows
 
 
 def _scored_row(protocol: str, c: dict) -> dict:
@@ -204,7 +247,7 @@ def _scored_row(protocol: str, c: dict) -> dict:
         "stream_arm": fmt(c["stream"]),
         "random_minus_stream": fmt(c["diff"]),
         "seeds": c["seeds"],
-        "held_out_tokens": c["tokens"],
+        f"{SPLIT}_tokens": c["tokens"],
         "verdict": decide(c),
     }
 
@@ -219,17 +262,19 @@ def _as_trained(runs: pd.DataFrame) -> list[dict]:
 
 
 def count_rows(tables, runs) -> pd.DataFrame:
-    """This study's n-gram rows on its runs' held-out windows (seqbench.measure.ngram)."""
+    """This study's n-gram rows on its runs' windows (seqbench.measure.ngram): the figure
+    draws their test levels (COUNT_SCOPES)."""
     settings = baselines.settings_of(runs)
     return baselines.rows_for(tables, STUDY, **settings) if settings else pd.DataFrame()
 
 
 def _count_levels(ax, rows, spans):
-    """Under each protocol, the count bigram's and trigram's loss scored that way (random
-    windows, or the whole held-out stream read as one sequence): gray segments over that
-    protocol's span of the axis (``spans``: protocol -> (x0, x1)), labelled."""
+    """Under each protocol, the count bigram's and trigram's loss on the test split scored
+    that way (the models' random test windows, averaged over their data seeds; or the whole
+    test stream read as one sequence): gray segments over that protocol's span of the axis
+    (``spans``: protocol -> (x0, x1)), labelled."""
     for protocol, (x0, x1) in spans.items():
-        for order, level in baselines.levels(rows, scope=protocol).items():
+        for order, level in baselines.levels(rows, scope=COUNT_SCOPES[protocol]).items():
             if order < 2:
                 continue  # the unigram is drawn across, from the runs
             name = baselines.order_name(order)
@@ -244,7 +289,7 @@ GAP = 2.6  # x distance between the protocols' groups of two arms
 
 
 def _figure(scored, rows, counts, figs) -> str:
-    """(a) Under each protocol (a group), each arm's held-out loss (every seed a small dot, the
+    """(a) Under each protocol (a group), each arm's test-split loss (every seed a small dot, the
     mean with its 95% interval), the unigram cross-entropy, the control bar and the count
     bigram and trigram scored the same way; (b) per protocol, random - stream with its
     interval, the number each verdict reads, against 0. Protocols and arms are categories,
@@ -277,7 +322,7 @@ def _figure(scored, rows, counts, figs) -> str:
                                enumerate(PROTOCOLS)})  # fmt: skip
     ax.set_xticks(list(ticks), list(ticks.values()), fontsize=7)
     ax.set(xlim=(-0.6, GAP + 1.6), xlabel="the arm that trained the model",
-           ylabel=axis_label("held-out loss", "nats/token"))  # fmt: skip
+           ylabel=axis_label(f"{SPLIT}-split loss", "nats/token"))  # fmt: skip
     ax.set_title("(a) each arm under each protocol", fontsize=9, pad=24)
     ax.margins(y=0.1)
     for j, protocol in enumerate(PROTOCOLS):
@@ -288,7 +333,7 @@ def _figure(scored, rows, counts, figs) -> str:
             dax.annotate(fmt(d), (x, d.mean), xytext=(4, -5), fontsize=6, va="center",
                          textcoords="offset points", color="0.2")  # fmt: skip
             if j == len(PROTOCOLS) - 1:  # named once, left of its last point: clear of the label
-                dax.annotate(c["model"], (x, d.mean), xytext=(-5, -5), fontsize=6, ha="right",
+                dax.annotate(c["model"], (x, d.mean), xytext=(-3.5, -3), fontsize=6, ha="right",
                              va="center", textcoords="offset points", color="0.2")  # fmt: skip
     reference(dax, 0.0, "no difference", kind="threshold")
     dax.set_xticks(range(len(PROTOCOLS)), [f"scored on\n{w}" for w in PROTOCOLS.values()],
@@ -299,8 +344,8 @@ def _figure(scored, rows, counts, figs) -> str:
     dax.margins(y=0.2)
     ax.text(0.01, 0.01, f"{_seeds_said(rows)}; bars: 95% interval; colour: {', '.join(models)}",
             transform=ax.transAxes, fontsize=6, color="0.3")  # fmt: skip
-    figs.claim_title(fig, "C1*", text="does a carried state (truncated BPTT) beat random "
-                     "windows at equal tokens, scored either way?")  # fmt: skip
+    figs.claim_title(fig, "C1*", text="does a carried state (truncated BPTT) beat random windows "
+                     f"at equal tokens, scored either way on the {SPLIT} split?")  # fmt: skip
     return figs.save(fig, "stream_vs_random", decides=DECIDES)
 
 

@@ -24,7 +24,9 @@ so the sampling noise of the text shows beside any figure read from one sample. 
 ``ngram``), per order and sample: ``scope=windows`` the mean loss over every scored position
 (``val_loss``), ``scope=position`` the mean loss at each position t (``loss``; Kaplan's
 loss-by-position curve of a count model), and once per order ``scope=stream`` the loss over
-the whole held-out stream read as one sequence (``val_loss``).
+the whole held-out stream read as one sequence (``val_loss``); where the corpus has a test
+split, once per order ``scope=test_stream``, the same over the whole test stream
+(``test_loss``).
 
 Where the corpus has a test split, the figures a verdict reports are read there: per order
 and per data seed s in ``what.test_seeds`` (sample = s), ``scope=test`` the mean loss
@@ -210,12 +212,21 @@ def measure(cfg: DictConfig, task: Text, log) -> dict:
             if sample == 0:
                 out[f"{name(order)}_loss"] = mean
         ids = task.streams["val"]
-        stream = float(loss(counts, order, w.k, ids[None, :-1], ids[None, 1:]).double().mean())
-        log(row | {"scope": "stream", "val_loss": stream, "count": len(ids) - 1})
+        log(row | {"scope": "stream", "val_loss": _stream(counts, order, w.k, ids),
+                   "count": len(ids) - 1})  # fmt: skip
+        if task.has_test:  # the whole test stream, as what=protocols split=test reads it
+            ids = task.streams["test"]
+            log(row | {"scope": "test_stream", "test_loss": _stream(counts, order, w.k, ids),
+                       "count": len(ids) - 1})  # fmt: skip
     if task.has_test:
         for seed in w.test_seeds:
             _test_rows(w, task, int(seed), counts, common, log)
     return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _stream(counts: Counts, order: int, k: float, ids: torch.Tensor) -> float:
+    """Mean loss over a whole held-out stream ids [N] read as one sequence."""
+    return float(loss(counts, order, k, ids[None, :-1], ids[None, 1:]).double().mean())
 
 
 def _test_rows(w, task: Text, seed: int, counts: Counts, common: dict, log) -> None:

@@ -4,16 +4,21 @@ The stream study trains two arms (random windows, or the corpus read in order wi
 carried) and the harness evaluates each as it was trained, so the two arms' figures come
 from two protocols and their difference mixes training with evaluation (issue 22). This
 measurement scores the model of a complete training run, whichever arm trained it, under
-both, on the same held-out split:
+both, on the same held-out split ``what.split``:
 
-    windows   random windows of the held-out split, each read from the zero state: exactly
-              the windows seqbench.evaluate.held_out scores (``task.batch("val", i, B)`` for
-              i < eval_batches), seeded by data.seed and not by data.stream, so both arms of
-              a seed are scored on the same windows
-    stream    the whole held-out stream in B columns, read window after window with the state
+    windows   random windows of the split, each read from the zero state, seeded by data.seed
+              and not by data.stream, so both arms of a seed are scored on the same windows:
+              test (the default): the first TEST_SEQUENCES windows of ``task.test_examples``,
+                  exactly what what=test_set and what=ngram's ``scope=test`` rows score
+              val: exactly the windows seqbench.evaluate.held_out scores
+                  (``task.batch("val", i, B)`` for i < eval_batches)
+    stream    the whole split's stream in B columns, read window after window with the state
               carried (seqbench.evaluate.stream_loss, the harness's own whole-stream figure),
               for a model whose state keeps its size (step.carries_state); any other model
               reads each window fresh, and its rows say so (``state_carried``)
+
+Reported figures read the test split (issue 22: what chose a model never scores it); val is
+there to compare with what the harness recorded while training.
 
 Run it with the training job's own sweep (``python -m seqbench.measure -m what=protocols
 +experiment=stream ...``): each job's config minus ``what`` is its training run's config,
@@ -24,6 +29,7 @@ seqbench.measure.test_set finds it).
 from omegaconf import DictConfig
 
 from seqbench.config import ConfigError
+from seqbench.data import TEST_SEQUENCES
 from seqbench.data.text import Text
 from seqbench.env import pick_device
 from seqbench.evaluate import MIN_SCORED_TOKENS, held_out, stream_loss, stream_scored
@@ -34,14 +40,15 @@ from seqbench.measure.common import (
     positive_int,
     training_config,
 )
-from seqbench.measure.test_set import trained_run
+from seqbench.measure.test_set import score, trained_run
 from seqbench.step import carries_state
 
 COLUMNS = (
-    "model family impl d_model n_layers seed arm protocol loss acc tokens state_carried "
+    "model family impl d_model n_layers seed arm split protocol loss acc tokens state_carried "
     "windows columns train_run train_key train_steps"
 ).split()
 ARMS = {False: "random", True: "stream"}  # data.stream -> the arm that trained the model
+SPLITS = ("val", "test")  # what.split: what selection reads, and what reports read
 
 
 def check(cfg: DictConfig, task) -> None:
@@ -53,14 +60,31 @@ def check(cfg: DictConfig, task) -> None:
     check_train_study(w)
     need(isinstance(task, Text), "data._target_", cfg.data.get("_target_"),
          "what=protocols scores a text corpus read two ways (data=text)")  # fmt: skip
-    columns, held = _columns(cfg), len(task.streams["val"])
+    split = _split(w, task)
+    columns, held = _columns(cfg), len(task.streams[split])
     if stream_scored(held, columns) < MIN_SCORED_TOKENS:  # a figure over nothing is no figure
-        setting, part = task.held_out_source("val")
+        setting, part = task.held_out_source(split)
         raise ConfigError(
             f"{setting} is not allowed: {part} holds {held} tokens, and the whole-stream "
             f"protocol in {columns} columns scores {stream_scored(held, columns)} of them, "
             f"fewer than {MIN_SCORED_TOKENS}; use a longer held-out split or fewer columns"
         )
+
+
+def _split(w, task: Text) -> str:
+    """what.split, refused unless it is one of SPLITS and the corpus has it: a corpus without
+    a test split has no figure to report, and val in its place would be the selection set."""
+    split = w.get("split")
+    if split not in SPLITS:
+        raise ConfigError(f"what.split={split} is not allowed: one of {', '.join(SPLITS)}")
+    if split == "test" and not task.has_test:
+        setting, _ = task.held_out_source("val")
+        raise ConfigError(
+            f"what.split=test is not allowed: {setting} has no test split (a corpus folder "
+            "with test.txt, or the standard-library corpus, has one); what.split=val scores "
+            "the validation split"
+        )
+    return split
 
 
 def measure(cfg: DictConfig, task, log) -> dict:
@@ -69,6 +93,7 @@ def measure(cfg: DictConfig, task, log) -> dict:
     run = model_columns(cfg, model) | {
         "seed": cfg.seed,
         "arm": ARMS[bool(task.stream)],
+        "split": cfg.what.split,
         "train_run": directory.name,
         "train_key": summary.get("key"),
         "train_steps": summary.get("step"),
@@ -82,22 +107,13 @@ def measure(cfg: DictConfig, task, log) -> dict:
 
 def scores(model, task, cfg: DictConfig, device) -> dict[str, dict]:
     """{protocol: {loss, acc, tokens, state_carried, windows, columns}} of one model on the
-    held-out split, through the harness's own evaluation functions."""
-    w, t = cfg.what, cfg.train
-    batches, size = w.eval_batches or t.eval_batches, w.batch_size or t.batch_size
-    windows, _ = held_out(model, task, batches, size, device)
+    split ``what.split``, through the harness's own evaluation functions."""
+    split = cfg.what.split
     columns, carry = _columns(cfg), carries_state(model, device)
-    ids = task.streams["val"]
+    ids = task.streams[split]
     loss, acc = stream_loss(model, ids, columns, task.seq_len, device, carry)
     return {
-        "windows": {
-            "loss": windows["val_loss"],
-            "acc": windows["val_acc"],
-            "tokens": batches * size * task.seq_len,  # a text window scores every position
-            "state_carried": False,
-            "windows": batches * size,
-            "columns": None,
-        },
+        "windows": _windows(model, task, cfg, device),
         "stream": {
             "loss": loss,
             "acc": acc,
@@ -107,6 +123,25 @@ def scores(model, task, cfg: DictConfig, device) -> dict[str, dict]:
             "columns": columns,
         },
     }
+
+
+def _windows(model, task, cfg: DictConfig, device) -> dict:
+    """The random-windows protocol on ``what.split`` (module docstring): test, the windows
+    what=test_set scores; val, the windows the harness scored while training."""
+    w, t = cfg.what, cfg.train
+    size = w.batch_size or t.batch_size
+    if w.split == "test":
+        tokens, targets = task.test_examples(TEST_SEQUENCES)  # [n, T] each
+        # (summed loss, correct, scored, ...): what=test_set's own scoring
+        loss_sum, correct, scored = score(model, tokens, targets, size, device)[:3]
+        figures, n = {"loss": loss_sum / scored, "acc": correct / scored}, len(tokens)
+    else:
+        batches = w.eval_batches or t.eval_batches
+        held, _ = held_out(model, task, batches, size, device)
+        figures, n = {"loss": held["val_loss"], "acc": held["val_acc"]}, batches * size
+    # a text window scores every position
+    return figures | {"tokens": n * task.seq_len, "state_carried": False, "windows": n,
+                      "columns": None}  # fmt: skip
 
 
 def _columns(cfg: DictConfig) -> int:

@@ -62,13 +62,13 @@ def settings_of(runs: pd.DataFrame, n_train: bool = False) -> dict | None:
 def levels(rows: pd.DataFrame, sample: int = HARNESS, scope: str = "windows") -> dict:
     """order -> mean held-out loss of that count model on ``sample`` of the held-out windows
     (``scope="stream"``: over the whole held-out stream; ``scope="test"``: the test windows
-    what=test_set scores, ``test_loss``), averaged over the data seeds present; {} without
-    rows."""
+    what=test_set scores, ``test_loss``; ``scope="test_stream"``: the whole test stream),
+    averaged over the data seeds present; {} without rows."""
     if rows.empty or "scope" not in rows:
         return {}
     w = rows[rows.scope == scope]
     w = w[w["sample"] == sample] if scope == "windows" else w
-    column = "test_loss" if scope == "test" else "val_loss"
+    column = "test_loss" if scope in ("test", "test_stream") else "val_loss"
     if column not in w:
         return {}
     return {int(o): float(g[column].mean()) for o, g in w.groupby("order")}
