@@ -1,5 +1,7 @@
 """Data efficiency (C7): the gap with intervals, a censored (compute-limited) largest N, steps
-and wall clock to tau, every verdict of both parts, the figure."""
+and wall clock to tau, every verdict of both parts, the figure; the figures and verdicts read
+the test split (test_set rows, the count n-grams' scope=test rows) where it disagrees with
+validation, and a run without its test figure is inconclusive, never read on validation."""
 
 import matplotlib
 import pandas as pd
@@ -27,17 +29,24 @@ PER_STEP = {"lstm": 0.04, "transformer": 0.02}  # wall clock per step (s); other
 
 
 def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01, count=COUNT,
-            device="cpu", per_step=PER_STEP):  # fmt: skip
+            device="cpu", per_step=PER_STEP, test=None, count_test=None):  # fmt: skip
     """Runs at every N and seed (best loss per N from ``best``), with eval curves (every 25
     steps, wall clock ``per_step`` s a step): at the unigram loss until the step where they
     reach the run's best loss and stay: EARLY at the smaller N, ``reach[model]`` (+ 10 per
-    seed) at the largest, only the cap's last step where ``reach`` has no step for it."""
-    runs, curves = [], []
+    seed) at the largest, only the cap's last step where ``reach`` has no step for it. Each
+    run's test loss (table test_set) is its best loss, or ``test[model]`` per N (+ spread per
+    seed) where given; the count n-grams score ``count`` on the validation windows and
+    ``count_test`` (default ``count``) on each data seed's test windows."""
+    runs, curves, tested = [], [], []
     for m, per_n in best.items():
         for n, b in zip(NS, per_n):
             for s in seeds:
                 run = f"{m}-{n}-{s}"
                 loss = b + spread * s
+                at = test[m][NS.index(n)] + spread * s if test and m in test else loss
+                tested.append({"run": f"test-{run}", "train_run": run, "status": "complete",
+                               "study": "data_efficiency", "test_loss": at, "test_acc": 0.5,
+                               "test_sequences": 1024})  # fmt: skip
                 runs.append({"run": run, "study": "data_efficiency", "status": "complete",
                              "model": m, "family": FAMILY[m], "task": "text", "seed": s,
                              "data.n_train": n, "train.steps": STEPS, "train.batch_size": BATCH,
@@ -54,8 +63,20 @@ def _tables(best: dict, reach: dict | None = None, seeds=(0, 1, 2), spread=0.01,
     ngram = [
         ngram_rows.table("data_efficiency", count, n_train=n, batch_size=BATCH) for n in NS if count
     ]
+    ngram += [_test_rows(count if count_test is None else count_test, n) for n in NS]
     ngram = pd.concat(ngram, ignore_index=True) if ngram else pd.DataFrame()
-    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves), "ngram": ngram}
+    return {"runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves), "ngram": ngram,
+            "test_set": pd.DataFrame(tested)}  # fmt: skip
+
+
+def _test_rows(levels: dict, n: int) -> pd.DataFrame:
+    """The count n-grams' scope=test rows at pool N (seqbench.measure.ngram): per order and
+    data seed s (sample = s), the loss on that seed's test windows, ``levels`` + 0.01 s."""
+    rows = [{"study": "data_efficiency", "status": "complete", "scope": "test", "order": o,
+             "sample": s, "data_seed": s, "test_loss": v + 0.01 * s, "n_train": n,
+             "batch_size": BATCH, "seq_len": 256, "eval_batches": 32}
+            for o, v in levels.items() for s in (0, 1, 2)]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 LSTM_SLOW = {"lstm": SLOW, "transformer": FAST}
@@ -165,9 +186,14 @@ def test_tau_is_anchored_on_the_best_model_and_below_the_count_trigram():
 
 
 def test_part_b_without_a_model_below_the_trigram_is_inconclusive_and_says_so():
-    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={2: 2.7, 3: 1.5})
+    # tau is read on the validation curve: the trigram on the validation windows (1.5) sets
+    # it, not the test windows' (2.5, which the models' best losses are below)
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, count={2: 2.7, 3: 1.5},
+                     count_test=COUNT)  # fmt: skip
     v, measured = de.time_verdict(tables)
-    assert v == "inconclusive" and "no model's best loss is below the count trigram" in measured
+    assert v == "inconclusive", measured
+    assert "no model's best validation loss is below the count trigram" in measured
+    assert "trigram 1.50 nats (same validation windows)" in measured
 
 
 def test_part_b_with_both_models_censored_is_undecided():
@@ -238,7 +264,7 @@ def test_section_draws_the_figure(tmp_path):
     md = de.section(_tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW), figs)
     assert (tmp_path / "data_efficiency.png").stat().st_size > 1000
     assert figs.deciding == {"C7": ["data_efficiency.png"]}
-    assert "(data_efficiency.png)" in md and "Measured (a): gap transformer" in md
+    assert "(data_efficiency.png)" in md and "Measured (a): test loss gap transformer" in md
     assert "Measured (b): steps to tau=" in md and "(not measured on cpu)." in md
     assert "| 40 | 2.61 [" in md  # the lstm at N=40, with its interval
     empty = de.section({"runs": pd.DataFrame(), "curves": pd.DataFrame()}, Figures(tmp_path, {}))
@@ -247,11 +273,31 @@ def test_section_draws_the_figure(tmp_path):
 
 def test_bench_jobs():
     for profile in ("smoke", "cpu", "gpu"):
-        job, ngram = study_jobs(de.__name__)[profile]
+        jobs = study_jobs(de.__name__)[profile]
+        job, ngram = jobs[0], jobs[-1]
         assert job.name == "data_efficiency" and "+experiment=data_efficiency" in job.args
         assert "what=ngram" in ngram.args and "+experiment=data_efficiency" in ngram.args
         pools = [a for a in job.args if a.startswith("data.n_train=")]
         assert pools == [a for a in ngram.args if a.startswith("data.n_train=")]  # same N
+
+
+def test_the_test_set_jobs_follow_their_training_jobs_with_the_same_sweep():
+    """Issue 22 item 3: cpu and gpu score every trained run on the test split right after
+    the training job; full scores its 4x runs after them, at their rank."""
+    jobs = study_jobs(de.__name__)
+    for profile in ("cpu", "gpu"):
+        names = [j.name for j in jobs[profile]]
+        assert names[:2] == ["data_efficiency", "data_efficiency_test"], names
+        train, test = jobs[profile][:2]
+        assert test.entry == "measure" and test.args[:2] == ["-m", "what=test_set"]
+        assert test.args[2:] == train.args[1:]  # the same sweep: its runs, by content key
+    by = {j.name: j for j in jobs["full"]}
+    long, test = by["data_efficiency_long"], by["data_efficiency_long_test"]
+    assert [j.name for j in jobs["full"]][-2:] == [
+        "data_efficiency_long",
+        "data_efficiency_long_test",
+    ]
+    assert test.rank == long.rank and test.args[2:] == long.args[1:]
 
 
 def _figure(tables, tmp_path):
@@ -281,3 +327,93 @@ def test_the_figure_marks_the_tau_crossing_and_draws_no_trend_through_two_points
     assert crossings == {f"_{m} reaches tau": pytest.approx(v) for m, v in read.items()}
     assert read["lstm"] > SLOW and read["transformer"] < SLOW  # evaluated every 25 steps
     assert any(t.get_text().startswith("mean steps to tau") for t in steps.figure.legends[0].texts)
+
+
+# --- the test split (issue 22 item 3): reported figures and verdicts read test, not validation
+@pytest.mark.parametrize(
+    "val,test,expected",
+    [
+        (HUNGRY, SATED, "not supported"),  # validation says the gap shrinks; test says < 0
+        (SATED, HUNGRY, "supported"),  # and the other way round
+    ],
+)
+def test_part_a_follows_the_test_split_where_validation_disagrees(val, test, expected):
+    tables = _tables({"transformer": val, "lstm": LSTM}, LSTM_SLOW, test={"transformer": test})
+    v, measured = de.verdict(tables)
+    assert v == expected, measured
+    gap = de.gaps(de.study_runs(tables))[NS[0]][2].mean  # transformer - lstm at N=40, on test
+    assert gap == pytest.approx(test[0] - LSTM[0])
+    assert "test loss gap transformer - best recurrence (lstm)" in measured
+
+
+def test_the_best_recurrence_is_chosen_on_validation_and_scored_on_test():
+    # on validation the lstm is the best recurrence at every N, on test the gru would be
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM, "gru": (2.7, 2.4, 2.1)}, LSTM_SLOW,
+                     test={"gru": (1.0, 1.0, 1.0)})  # fmt: skip
+    g = de.gaps(de.study_runs(tables))
+    assert [r for _, r, _ in g.values()] == ["lstm"] * 3
+    assert [round(d.mean, 6) for _, _, d in g.values()] == [0.3, 0.1, -0.2]  # test losses
+
+
+def test_the_control_reads_test_losses_against_the_test_bigram():
+    stuck = (2.6, 2.6, 2.6)  # below the validation bigram (2.7); on test above its bigram
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM, "rnn": stuck}, LSTM_SLOW,
+                     count_test={2: 2.5, 3: 2.4})  # fmt: skip
+    v, measured = de.verdict(tables)
+    assert v == "inconclusive" and "control (count bigram) not met: rnn" in measured
+    assert "count bigram 2.51, trigram 2.41 nats (same test windows)" in measured
+    fine = _tables({"transformer": HUNGRY, "lstm": LSTM, "rnn": (2.9, 2.9, 2.9)}, LSTM_SLOW,
+                   test={"rnn": stuck})  # fmt: skip
+    assert de.verdict(fine)[0] == "supported"  # above on validation, below on test: passes
+
+
+@pytest.mark.parametrize(
+    "budget,job", [(1, "data_efficiency_test"), (4, "data_efficiency_long_test")]
+)
+def test_a_run_without_its_test_figure_is_inconclusive_and_names_the_job(budget, job):
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, device="cuda")
+    tables["runs"]["train.budget"] = budget
+    tested = tables["test_set"]
+    tables["test_set"] = tested[~tested.train_run.str.startswith("lstm-4000")]  # 3 runs
+    v, measured = de.verdict(tables)
+    assert v == "inconclusive", measured
+    assert f"test set not measured for 3 of 18 runs (job {job}, what=test_set)" in measured
+    v, measured = de.time_verdict(tables)  # its control of (a) reads the test loss
+    assert v == "inconclusive" and "control of (a) not read: test set not measured" in measured
+    tables["runs"]["device"] = "cpu"
+    v, measured = de.time_verdict(tables)
+    assert v == "not measured on cpu" and f"(job {job}, what=test_set)" in measured
+    del tables["test_set"]  # no test_set table at all: never a fallback to validation
+    assert de.verdict(tables)[0] == "inconclusive"
+    assert "test set not measured for 18 of 18 runs" in de.verdict(tables)[1]
+
+
+def test_without_the_count_models_test_rows_c7_is_inconclusive():
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, device="cuda")
+    tables["ngram"] = tables["ngram"][tables["ngram"].scope != "test"]  # validation rows only
+    for judge in (de.verdict, de.time_verdict):
+        v, measured = judge(tables)
+        assert v == "inconclusive" and baselines.NOT_MEASURED in measured
+
+
+def test_the_figure_and_table_draw_test_losses(tmp_path):
+    test = {"transformer": (3.9, 3.4, 2.8), "lstm": (3.6, 3.3, 3.0)}  # 1 nat above validation
+    tables = _tables({"transformer": HUNGRY, "lstm": LSTM}, LSTM_SLOW, test=test)
+    pools, steps = _figure(tables, tmp_path).axes
+    assert pools.get_ylabel() == "test loss (nats/token)" and "test split" in pools.get_title()
+    drawn = {c.get_label(): list(c.lines[0].get_ydata()) for c in pools.containers}
+    assert drawn["lstm"] == pytest.approx([v + 0.01 for v in test["lstm"]])  # mean of 3 seeds
+    assert steps.get_ylabel() == "validation loss (nats/token)"  # the training-time curve
+    md = de.section(tables, Figures(tmp_path, FAMILY))
+    assert "| 40 | 3.61 [" in md  # the lstm's test loss at N=40, with its interval
+
+
+def test_the_count_test_levels_average_the_runs_own_data_seeds():
+    # seed s's count rows score 0.01 s higher: one seed of runs reads seed 0's windows only
+    one = de.study_runs(_tables({"transformer": HUNGRY, "lstm": LSTM}, seeds=(0,)))
+    assert de.count_levels(_tables({"transformer": HUNGRY, "lstm": LSTM}), one) == {
+        o: pytest.approx(v) for o, v in COUNT.items()
+    }
+    three = _tables({"transformer": HUNGRY, "lstm": LSTM})
+    levels = de.count_levels(three, de.study_runs(three))
+    assert levels == {o: pytest.approx(v + 0.01) for o, v in COUNT.items()}

@@ -1,15 +1,18 @@
 """Scale (C10): the power-law fit recovers known parameters, the best-of-grid selection, the
 FLOP count, every verdict on synthetic tables (inconclusive included) read on the
-loss-versus-compute envelope of two budgets, the stated change of depth, and the section."""
+loss-versus-compute envelope of two budgets, the stated change of depth, and the section; the
+verdicts and figures read the test split (test_set rows, the count n-grams' scope=test rows)
+where it disagrees with validation, and a run without its test figure is inconclusive."""
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-from seqbench.report import stability
+from seqbench.report import baselines, stability
 from seqbench.report.plot import Figures
 from seqbench.studies import scaling as sc
+from seqbench.studies import study_jobs
 
 matplotlib.use("Agg")
 
@@ -196,8 +199,19 @@ def test_flops_are_counted_per_row_linear_in_batch_and_growing_with_size():
     assert sc.flops_per_step(row("3xs", 2)) > small
 
 
-def _tables(curves, seeds=(0, 1, 2), budgets=(1,)):
-    runs = pd.concat([_runs(curves, seeds=seeds, budget=b) for b in budgets], ignore_index=True)
+UNIGRAM_TEST = {1: 3.0, 2: 2.5, 3: 2.2}  # the count models on the test windows
+
+
+def _tables(curves, seeds=(0, 1, 2), budgets=(1,), test=None, count=UNIGRAM_TEST, spread=0.01):
+    """Runs at every size, seed and budget with real model configs; each run's test loss
+    (table test_set) is its validation loss, or ``test[model]`` per size where given; the
+    count n-grams' scope=test rows score ``count``."""
+    runs = pd.concat([_runs(curves, seeds=seeds, budget=b, spread=spread) for b in budgets],
+                     ignore_index=True)  # fmt: skip
+    scored = runs.val_loss.copy()
+    if test:
+        other = pd.concat([_runs(test, seeds=seeds, budget=b, spread=spread) for b in budgets])
+        scored = runs.run.map(other.set_index("run").val_loss).fillna(scored)
     # real model configs so the FLOP count can build them
     targets = {"lstm": "seqbench.models.recurrent.LSTM", "gru": "seqbench.models.recurrent.GRU",
                "mingru": "seqbench.models.minrnn.MinGRU",
@@ -206,18 +220,28 @@ def _tables(curves, seeds=(0, 1, 2), budgets=(1,)):
     runs["model.impl"] = runs.model.map({"lstm": "fused", "gru": "fused", "mingru": "scan"})
     runs.loc[runs.model == "transformer", "model.max_len"] = 16
     runs["data.seq_len"], runs["train.batch_size"] = 16, 4
-    return {"runs": runs, "curves": pd.DataFrame()}
+    tested = pd.DataFrame({"run": "test-" + runs.run, "train_run": runs.run, "study": "scaling",
+                           "status": "complete", "test_loss": scored, "test_acc": 0.5,
+                           "train_steps": runs.step, "test_sequences": 1024})  # fmt: skip
+    ngram = pd.DataFrame([{"study": "scaling", "status": "complete", "scope": "test", "order": o,
+                           "sample": s, "test_loss": v, "seq_len": 16, "batch_size": 4}
+                          for o, v in count.items() for s in (0, 1, 2)])  # fmt: skip
+    return {"runs": runs, "curves": pd.DataFrame(), "test_set": tested, "ngram": ngram}
 
 
 def test_verdicts_name_every_family_and_the_kaplan_comparison():
-    tables = _tables({"transformer": STEEP, "lstm": FALLING, "mingru": RISING, "gru": FALLING})
-    tables["runs"].loc[tables["runs"].model == "gru", "unigram_xent"] = 1.0  # failed control
+    # the gru falls on validation but its test loss stays above 0.9 x the count unigram's on
+    # the test windows (3.0): it fails the control
+    tables = _tables({"transformer": STEEP, "lstm": FALLING, "mingru": RISING, "gru": FALLING},
+                     test={"gru": [2.95, 2.9, 2.85, 2.8, 2.75]})  # fmt: skip
     out = sc.verdicts(tables)
     by = {v.experiment: v.verdict for v in out}
     assert by["scaling (lstm, recurrent; text, loss-compute envelope)"] == "supported"
     assert by["scaling (mingru, scan; text, loss-compute envelope)"] == "not supported"
     assert by["scaling (transformer, attention; text, loss-compute envelope)"] == "supported"
     assert by["scaling (gru, recurrent; text, loss-compute envelope)"] == "inconclusive"
+    gru = next(v for v in out if v.experiment.startswith("scaling (gru"))
+    assert gru.measured.startswith("failed the control: best test loss 2.75 >= 0.9 x count")
     lstm = next(v for v in out if v.experiment.startswith("scaling (lstm"))
     assert "5xs 1x 2.6 -> 4xs 1x 2.3 -> 3xs 1x 2 -> 2xs 1x 1.8 -> xs 1x 1.7" in lstm.measured
     assert "FLOPs; 5 sizes at 1x the budget" in lstm.measured
@@ -248,9 +272,9 @@ def test_the_figure_says_nats_per_token_draws_the_unigram_and_the_alpha_interval
     (fig,) = seen
     by_n, by_flops, alphas = fig.axes
     for ax in (by_n, by_flops):
-        assert ax.get_ylabel() == "held-out loss (nats/token)"
-        assert any(t.get_text().startswith("unigram ") for t in ax.texts)
-    t = sc.loss_table(tables["runs"])
+        assert ax.get_ylabel() == "test loss (nats/token)" and "test split" in ax.get_title()
+        assert any(t.get_text() == "count unigram 3.00" for t in ax.texts)
+    t = sc.loss_table(tables)
     a, b = sc.by_size(t, "transformer"), sc.by_size(t, "lstm")
     drawn = {c.get_label(): c.lines[2][0].get_segments()[0][:, 0] for c in alphas.containers}
     for m in ("lstm", "transformer"):  # each model's alpha, its bootstrap interval
@@ -275,3 +299,88 @@ def test_the_report_hands_the_envelope_both_budgets_at_once():
     ones = _tables({"transformer": STEEP, "lstm": FALLING})
     (first, *_) = stability.annotate(sc, "scaling", ones, sc.verdicts(stability.own(sc, ones)))
     assert first.budget == "1x" and first.preliminary  # no 4x runs: preliminary
+
+
+# --- the test split (issue 22 item 3): verdicts read test losses, never validation --------------
+def test_the_envelope_follows_the_test_split_where_validation_disagrees():
+    tables = _tables({"transformer": STEEP, "lstm": FALLING}, test={"lstm": RISING})
+    by = {v.experiment: v for v in sc.verdicts(tables)}
+    lstm = by["scaling (lstm, recurrent; text, loss-compute envelope)"]
+    assert lstm.verdict == "not supported", lstm.measured  # falls on validation, rises on test
+    assert "test-loss envelope (lowest loss at each compute) 5xs 1x 1.8" in lstm.measured
+    flipped = _tables({"transformer": STEEP, "lstm": RISING}, test={"lstm": FALLING})
+    assert sc.verdicts(flipped)[0].verdict == "supported"  # lstm: sorted first by family
+
+
+def test_kaplan_reads_the_test_losses():
+    val = {"transformer": STEEP, "lstm": [2.2, 2.1, 2.0, 1.95, 1.92]}
+    swapped = {"transformer": [2.2, 2.1, 2.0, 1.95, 1.92], "lstm": STEEP}
+    (c10s,) = [v for v in sc.verdicts(_tables(val, test=swapped, spread=0.003))
+               if v.claim == "C10*"]  # fmt: skip
+    assert c10s.verdict == "not supported", c10s.measured  # supported on validation
+    (c10s,) = [v for v in sc.verdicts(_tables(swapped, test=val, spread=0.003))
+               if v.claim == "C10*"]  # fmt: skip
+    assert c10s.verdict == "supported", c10s.measured
+
+
+@pytest.mark.parametrize("budget,job", [(1, "scaling_test"), (4, "scaling_long_test")])
+def test_a_run_without_its_test_figure_is_inconclusive_and_names_the_job(budget, job):
+    tables = _tables({"transformer": STEEP, "lstm": FALLING}, budgets=(1, 4))
+    tested = tables["test_set"]
+    gone = tested.train_run.str.startswith("lstm-50000.0-") & tested.train_run.str.endswith(
+        f"-{budget}"
+    )  # the lstm at 2xs, 3 seeds, at one budget
+    tables["test_set"] = tested[~gone]
+    by = {v.experiment: v for v in sc.verdicts(tables)}
+    lstm = by["scaling (lstm, recurrent; text, loss-compute envelope)"]
+    assert lstm.verdict == "inconclusive"
+    assert lstm.measured == f"test set not measured for 3 of 30 runs (job {job}, what=test_set)"
+    assert (
+        by["scaling (transformer, attention; text, loss-compute envelope)"].verdict == "supported"
+    )
+    (c10s,) = [v for v in by.values() if v.claim == "C10*"]  # alpha is read at 4x the budget
+    if budget == 4:
+        assert c10s.verdict == "inconclusive" and f"(job {job}, what=test_set)" in c10s.measured
+    else:  # the 1x runs only name their verdict beside it
+        assert c10s.verdict == "supported" and "at 1x the budget: inconclusive" in c10s.measured
+    del tables["test_set"]  # no test_set table at all: never a fallback to validation
+    assert {v.verdict for v in sc.verdicts(tables)} == {"inconclusive"}
+
+
+def test_without_the_count_models_test_rows_c10_is_inconclusive():
+    tables = _tables({"transformer": STEEP, "lstm": FALLING}, count={2: 2.5, 3: 2.2})
+    out = [v for v in sc.verdicts(tables) if v.claim == "C10"]
+    assert {(v.verdict, v.measured) for v in out} == {("inconclusive", baselines.NOT_MEASURED)}
+
+
+def test_the_figure_draws_test_losses(tmp_path):
+    val = {"transformer": STEEP, "lstm": FALLING}
+    test = {m: [v + 1.0 for v in losses] for m, losses in val.items()}
+    seen = []
+    tables = _tables(val, test=test)
+    sc.section(tables, Figures(tmp_path, FAMILY, on_save=lambda f, _: seen.append(f)))
+    by_n = seen[0].axes[0]
+    drawn = {c.get_label(): list(c.lines[0].get_ydata()) for c in by_n.containers}
+    assert drawn["lstm"] == pytest.approx([v + 1.0 for v in FALLING])  # seeds centred on it
+
+
+def test_the_test_set_jobs_follow_their_training_jobs_with_the_same_sweep():
+    """Issue 22 item 3: cpu and gpu score every trained run on the test split right after
+    the training job; full scores its 4x runs (read by the envelope) after them, same rank."""
+    jobs = study_jobs(sc.__name__)
+    for profile in ("cpu", "gpu"):
+        names = [j.name for j in jobs[profile]]
+        assert names == ["scaling", "scaling_test", "scaling_ngram"], names
+        train, test = jobs[profile][:2]
+        assert test.entry == "measure" and test.args[:2] == ["-m", "what=test_set"]
+        assert test.args[2:] == train.args[1:]  # the same sweep: its runs, by content key
+    names = [j.name for j in jobs["full"]]
+    assert names[-2:] == ["scaling_long", "scaling_long_test"], names
+    long, test = jobs["full"][-2:]
+    assert test.rank == long.rank and test.args[2:] == long.args[1:]
+
+
+def test_the_count_test_levels_average_the_runs_own_data_seeds():
+    tables = _tables({"transformer": STEEP, "lstm": FALLING}, seeds=(0, 1))
+    tables["ngram"]["test_loss"] += tables["ngram"]["sample"]  # seed 2 would read 2 higher
+    assert sc.count_levels(tables) == {o: pytest.approx(v + 0.5) for o, v in UNIGRAM_TEST.items()}

@@ -1,34 +1,42 @@
-"""Data efficiency (C7): held-out loss against the number of unique training windows N.
+"""Data efficiency (C7): test loss against the number of unique training windows N.
 
 Every family trains on a pool of N unique text windows (``data.n_train``), N over several
 orders of magnitude and never above the draws of the step cap (steps x batch: a larger pool
 would be the same experiment as an unlimited stream). Each run stops early once
-``train.patience`` evaluations pass without a new best held-out loss, and is scored by its
-best held-out loss (the early-stopping estimate: a small pool is not charged for the
-over-fitting after its best step). Three seeds per cell; 95% intervals over seeds.
+``train.patience`` evaluations pass without a new best validation loss. What chose a run
+(early stopping, the lr grid, the best recurrence at an N) reads the validation windows;
+what is reported and decides reads the TEST split (issue 22): each run's ``test_loss``
+(``what=test_set``, job ``data_efficiency_test``: the weights the run ended with, on 1,024
+test windows of its own data seed) and the count n-grams' ``scope=test`` rows (fitted on
+that seed's pool, scored on the same test windows). Three seeds per cell; 95% intervals over
+seeds. A run without its test figure makes a verdict ``inconclusive`` and names the job.
 
 The lecture: Transformers impose less structure, so they need more data before they do
 useful work; LSTMs can do very well but take longer to train. Measured:
 
-- (a) the gap g(N) = attention loss(N) - best recurrent or scan loss(N) (the recurrence with
-  the lowest mean at that N), with its interval. "Needs more data": g > 0 at the smallest N
-  and the gap at the largest N below it (intervals disjoint); refuted by g < 0 at the
-  smallest N or a gap that grows. An N is read only where the step cap does not bind (every
-  compared run's best step at most RULE.bound x the steps it ran, or early stopping ended
-  it): where it binds the loss is compute-limited, not data-limited, so that N is censored
-  and named, never read (the full profile's 4x runs are where the largest N gets read).
+- (a) the gap g(N) = attention test loss(N) - best recurrent or scan test loss(N) (the
+  recurrence with the lowest mean validation loss at that N), with its interval. "Needs more
+  data": g > 0 at the smallest N and the gap at the largest N below it (intervals disjoint);
+  refuted by g < 0 at the smallest N or a gap that grows. An N is read only where the step
+  cap does not bind (every compared run's best validation step at most RULE.bound x the
+  steps it ran, or early stopping ended it; a training-time check, so read on the validation
+  curve): where it binds the loss is compute-limited, not data-limited, so that N is
+  censored and named, never read (the full profile's 4x runs are where the largest N gets
+  read).
 - (b) time to reach tau at the largest N, one threshold for every family and anchored on
   none, below what counting does: tau = best + TIME_RULE.frac x (trigram - best), ``best``
-  the lowest mean best loss of any model, ``trigram`` the add-k count trigram's loss on the
-  same held-out windows, fitted on the same pool (``seqbench.measure.ngram``). "Takes longer
-  to train" is a claim about wall clock on parallel hardware: decided there (LSTM minus
-  attention seconds), ``not measured on cpu`` elsewhere. Steps to tau stand beside it as
-  sample efficiency; a difference within one evaluation interval is no difference. A run
-  that never gets there counts as the budget it had (a lower bound).
+  the lowest mean best validation loss of any model, ``trigram`` the add-k count trigram's
+  loss on the same validation windows, fitted on the same pool (``seqbench.measure.ngram``):
+  a threshold on the validation curve, a training-time curve. "Takes longer to train" is a
+  claim about wall clock on parallel hardware: decided there (LSTM minus attention
+  seconds), ``not measured on cpu`` elsewhere. Steps to tau stand beside it as sample
+  efficiency; a difference within one evaluation interval is no difference. A run that never
+  gets there counts as the budget it had (a lower bound).
 
-Control: at the largest N every model's best loss must lie below the count bigram's (same
-pool, same windows); a model that fails it cannot speak to either part (inconclusive).
-Without this study's n-gram rows both are inconclusive (``baselines.NOT_MEASURED``).
+Control: at the largest N every model's test loss must lie below the count bigram's on the
+same test windows (fitted on the same pools); a model that fails it cannot speak to either
+part (inconclusive). Without this study's n-gram rows both are inconclusive
+(``baselines.NOT_MEASURED``).
 """
 
 import pandas as pd
@@ -37,6 +45,7 @@ from matplotlib.transforms import offset_copy
 from seqbench.report import baselines
 from seqbench.report.axes import clipped_yerr, key_entry, log_axis
 from seqbench.report.markdown import md_table
+from seqbench.report.stability import BUDGET, setting
 from seqbench.report.stats import difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies._common import (
@@ -49,6 +58,7 @@ from seqbench.studies._common import (
     not_parallel,
     study_of,
     unnamed_text,
+    with_test,
 )
 
 TITLE = "Data efficiency (C7)"
@@ -61,28 +71,30 @@ COMPARES = ATTENTION + RECURRENCES  # a model of any other family is named, not 
 # train"); it is looked up among the recurrent family's models, never assumed present
 SLOW = "lstm"
 RULE = Rule(
-    "(a) the Transformer needs more data: supported if its best held-out loss minus the best "
-    "recurrent or scan model's is > 0 at the smallest N and lower at the largest N read (95% "
-    "intervals over seeds, disjoint), not supported if < 0 at the smallest N or the gap "
-    "grows. An N is read only where its step cap does not bind: every compared run's best "
-    "held-out loss came at or before {bound} x the steps it ran, or early stopping ended it; "
-    "an N where the cap binds is censored (compute-limited) and named. Control: every model "
-    "below the count {learned} at the largest N. inconclusive otherwise (an interval "
-    "includes 0, fewer than two N read, a model failed the control, or the count baselines "
-    "were not measured)",
+    "(a) the Transformer needs more data: supported if its test loss minus that of the best "
+    "recurrent or scan model (the lowest mean validation loss at that N) is > 0 at the "
+    "smallest N and lower at the largest N read (test split, 95% intervals over seeds, "
+    "disjoint), not supported if < 0 at the smallest N or the gap grows. An N is read only "
+    "where its step cap does not bind, read on the validation curve: every compared run's "
+    "best validation loss came at or before {bound} x the steps it ran, or early stopping "
+    "ended it; an N where the cap binds is censored (compute-limited) and named. Control: "
+    "every model's test loss below the count {learned}'s on the same test windows at the "
+    "largest N. inconclusive otherwise (an interval includes 0, fewer than two N read, a "
+    "model failed the control, a run's test set or the count baselines were not measured)",
     bound=0.75,
     learned="bigram",
 )
 TIME_RULE = Rule(
     "(b) the LSTM takes longer to train: at the largest N, the time to reach tau = best + "
-    "{frac} x (trigram - best), a held-out loss below the add-k count trigram on the same "
-    "pool and windows (no tau where no model gets below it; a run that never gets there "
-    "counts as its budget). A claim about time on {parallel} hardware: LSTM minus Transformer "
-    "wall clock to tau, 95% interval over seeds beyond one evaluation interval's time: "
-    "supported above, not supported below, inconclusive within it or where a model failed the "
-    "control of (a); timed elsewhere it is `not measured on` that hardware. Steps to tau "
-    "stand beside it as sample efficiency, where a difference within one evaluation interval "
-    "is no difference",
+    "{frac} x (trigram - best) on the validation curve (a training-time curve: best is the "
+    "lowest mean best validation loss, trigram the add-k count trigram fitted on the same "
+    "pool and scored on the same validation windows; no tau where no model gets below it; a "
+    "run that never gets there counts as its budget). A claim about time on {parallel} "
+    "hardware: LSTM minus Transformer wall clock to tau, 95% interval over seeds beyond one "
+    "evaluation interval's time: supported above, not supported below, inconclusive within "
+    "it or where a model failed the control of (a) or its test set was not measured; timed "
+    "elsewhere it is `not measured on` that hardware. Steps to tau stand beside it as sample "
+    "efficiency, where a difference within one evaluation interval is no difference",
     frac=0.5,
     parallel=PARALLEL,
 )
@@ -91,14 +103,16 @@ BIGRAM, TRIGRAM = 2, 3  # the orders of the control (RULE.learned) and of tau's 
 
 def study_runs(tables) -> pd.DataFrame:
     """Complete runs with a pool (``n_train``), N <= their draws, each with ``best`` (its best
-    held-out loss), ``best_step`` (where it came), ``end`` (its last evaluated step) and
+    validation loss), ``best_step`` (where it came), ``end`` (its last evaluated step) and
     ``after`` (evaluations after its best), from its curve where there is one: the half-budget
-    check cuts curves, and all four must follow. The best lr of a swept grid only."""
+    check cuts curves, and all four must follow; and ``test_loss`` (``with_test``: NaN where
+    its test set was not measured). The best lr of a swept grid only, chosen on validation."""
     ok = complete(tables["runs"], STUDY)
     if ok.empty or "data.n_train" not in ok or ok["data.n_train"].isna().all():
         return pd.DataFrame()
     ok = ok[ok["data.n_train"].notna()]
     ok = ok[ok["data.n_train"] <= ok["train.steps"] * ok["train.batch_size"]]
+    ok = with_test(ok, tables, STUDY)
     nan = pd.Series(float("nan"), ok.index)
     seen = {"best": ok.get("best_val_loss", ok.val_loss), "best_step": ok.get("best_step", nan),
             "end": ok.get("step", nan), "after": nan}  # fmt: skip
@@ -117,7 +131,7 @@ def study_runs(tables) -> pd.DataFrame:
 
 
 def binds(runs: pd.DataFrame) -> pd.Series:
-    """Per run: did its step cap bind? Its best held-out loss came after RULE.bound x the
+    """Per run: did its step cap bind? Its best validation loss came after RULE.bound x the
     steps it ran, and early stopping did not end it (fewer than train.patience evaluations
     after its best): the loss was still falling when the steps ran out, so it measures the
     compute, not the data. A run whose best step is unknown is not counted as bound."""
@@ -140,7 +154,9 @@ def censored_ns(runs: pd.DataFrame) -> dict:
 
 
 def gaps(runs: pd.DataFrame) -> dict:
-    """N -> (attention model, best recurrence, Estimate of their difference in best loss)."""
+    """N -> (attention model, best recurrence, Estimate of their difference in test loss).
+    Which of each side is compared is chosen on the validation loss (``best``): the test
+    split scores the choice, never makes it."""
     out = {}
     for n, g in runs.groupby("n_train"):
         attention, recurrent = in_family(g, *ATTENTION), in_family(g, *RECURRENCES)
@@ -148,23 +164,42 @@ def gaps(runs: pd.DataFrame) -> dict:
             continue
         mean = g.groupby("model").best.mean()
         a, r = mean[attention].idxmin(), mean[recurrent].idxmin()
-        out[n] = (a, r, difference(g[g.model == a].best, g[g.model == r].best))
+        out[n] = (a, r, difference(g[g.model == a].test_loss, g[g.model == r].test_loss))
     return dict(sorted(out.items()))
 
 
-def count_levels(tables, runs: pd.DataFrame) -> dict:
-    """order -> the count n-gram's loss at the largest N, fitted on that pool and scored on
-    the runs' held-out windows (this study's ngram rows); {} without them."""
+def untested(runs: pd.DataFrame) -> str:
+    """'test set not measured for 3 of 18 runs (job data_efficiency_test, what=test_set)':
+    the runs without a test figure and the job that measures them (``_long_test`` for the
+    full profile's longer runs); '' when every run has one. Never a fallback to validation."""
+    missing = runs[runs.test_loss.isna()]
+    if missing.empty:
+        return ""
+    jobs = sorted({f"{STUDY}_long_test" if b > 1 else f"{STUDY}_test"
+                   for b in setting(missing, BUDGET, 1)})  # fmt: skip
+    return (f"test set not measured for {len(missing)} of {len(runs)} runs (job "
+            f"{', '.join(jobs)}, what=test_set)")  # fmt: skip
+
+
+def count_levels(tables, runs: pd.DataFrame, scope: str = "test") -> dict:
+    """order -> the count n-gram's loss at the largest N, fitted on that pool (each data
+    seed's own) and scored on the test windows the runs' test figures read (``scope="test"``,
+    averaged over the runs' data seeds), or on their validation windows (``scope="windows"``:
+    the curve tau is read on); {} without this study's ngram rows."""
     big = runs[runs.n_train == runs.n_train.max()] if not runs.empty else runs
     settings = baselines.settings_of(big, n_train=True)
     if big.empty or settings is None:
         return {}
-    return baselines.levels(baselines.rows_for(tables, STUDY, **settings))
+    rows = baselines.rows_for(tables, STUDY, **settings)
+    if scope == "test" and not rows.empty:  # the data seeds these runs were scored on
+        rows = rows[rows["sample"].isin(big.seed)]
+    return baselines.levels(rows, scope=scope)
 
 
 def threshold(runs: pd.DataFrame, trigram: float | None) -> float | None:
-    """tau at the largest N: RULE.frac of the way from the best mean loss up to the count
-    trigram; None without the trigram or when no model's best is below it."""
+    """tau at the largest N, a threshold on the validation curve: TIME_RULE.frac of the way
+    from the best mean validation loss up to the count trigram on the validation windows;
+    None without the trigram or when no model's best is below it."""
     big = runs[runs.n_train == runs.n_train.max()]
     if big.empty or trigram is None:
         return None
@@ -215,9 +250,8 @@ def part_a(g: dict) -> tuple[bool | None, str]:
     if len(g) < 2:
         return None, f"(a) fewer than two N read ({', '.join(f'N={n}' for n in g) or 'none'})"
     (n0, (a0, r0, g0)), (n1, (_, r1, g1)) = list(g.items())[0], list(g.items())[-1]
-    measured = (
-        f"gap {a0} - best recurrence ({r0}) {fmt(g0)} nats at N={n0}, ({r1}) {fmt(g1)} at N={n1}"
-    )
+    measured = (f"test loss gap {a0} - best recurrence ({r0}) {fmt(g0)} nats at N={n0}, "
+                f"({r1}) {fmt(g1)} at N={n1}")  # fmt: skip
     if g0.sign > 0 and g1.hi < g0.lo:
         return True, measured
     if g0.sign < 0 or g1.lo > g0.hi:
@@ -226,30 +260,41 @@ def part_a(g: dict) -> tuple[bool | None, str]:
 
 
 def control(runs: pd.DataFrame, levels: dict) -> list[str]:
-    """The models whose best loss at the largest N is not below the count bigram's."""
+    """The models whose test loss at the largest N is not below the count bigram's on the
+    same test windows (``levels``: scope test)."""
     big = runs[runs.n_train == runs.n_train.max()]
-    return [m for m, x in big.groupby("model") if not estimate(x.best).below(levels[BIGRAM])]
+    bar = levels[BIGRAM]
+    return [m for m, x in big.groupby("model") if not estimate(x.test_loss).below(bar)]
 
 
 def verdict(tables) -> tuple[str, str] | None:
     """Part (a): (verdict, measured); None without an attention model and a recurrence at
-    two N."""
+    two N. Read on the test split: a run without its test figure makes it inconclusive."""
     runs = study_runs(tables)
     if runs.empty or len(gaps(runs)) < 2:
         return None
     g, note = read_ns(runs)
+    missing = untested(runs)
+    if missing:
+        return "inconclusive", f"(a) not read: {missing}{note} ({_seeds(runs)})"
     hungry, measured = part_a(g)
     measured += note
     levels, n1 = count_levels(tables, runs), runs.n_train.max()
     if BIGRAM not in levels or TRIGRAM not in levels:
         return "inconclusive", measured + f" ({_seeds(runs)}); {baselines.NOT_MEASURED}"
-    measured += f"; at N={n1} {baselines.said(levels)} ({_seeds(runs)})"
+    measured += f"; at N={n1} {_said(levels, 'test')} ({_seeds(runs)})"
     failed = control(runs, levels)
     if failed:
         return "inconclusive", measured + f"; control (count {RULE.learned}) not met: " + (
             ", ".join(failed)
         )
     return {True: "supported", False: "not supported"}.get(hungry, "inconclusive"), measured
+
+
+def _said(levels: dict, split: str) -> str:
+    """'count bigram 2.37, trigram 1.83 nats (same test windows)': which split the levels
+    were scored on; NOT_MEASURED without them."""
+    return baselines.said(levels).replace("(same windows)", f"(same {split} windows)")
 
 
 def _beyond(d, resolution) -> int:
@@ -288,24 +333,30 @@ def time_verdict(tables) -> tuple[str, str] | None:
     big = runs[runs.n_train == runs.n_train.max()] if not runs.empty else runs
     if big.empty or SLOW not in in_family(big, "recurrent") or not in_family(big, *ATTENTION):
         return None
-    levels, curves = count_levels(tables, runs), tables.get("curves")
-    if BIGRAM not in levels or TRIGRAM not in levels:
+    curves = tables.get("curves")
+    levels, val = count_levels(tables, runs), count_levels(tables, runs, "windows")
+    if not {BIGRAM, TRIGRAM} <= set(levels) or TRIGRAM not in val:
         return "inconclusive", baselines.NOT_MEASURED
-    tau, said = threshold(runs, levels[TRIGRAM]), baselines.said(levels)
+    tau, said = threshold(runs, val[TRIGRAM]), _said(val, "validation")
     if tau is None:
-        return "inconclusive", f"no model's best loss is below the count trigram: no tau ({said})"
+        return "inconclusive", (f"no model's best validation loss is below the count trigram: "
+                                f"no tau ({said})")  # fmt: skip
     if curves is None or curves.empty:
-        return "inconclusive", f"no held-out curves to read the time to tau={tau:.2f} from"
+        return "inconclusive", f"no validation curves to read the time to tau={tau:.2f} from"
     s = steps_to(runs, curves, tau)
     sign, measured = _timed(runs, s, tau, curves)
     measured += f" ({_seeds(runs)})"
     elsewhere = not_parallel(big) if "device" in big else "unrecorded hardware"
-    failed = [m for m in control(runs, levels) if m in (SLOW, *in_family(s, *ATTENTION))]
+    pair = big[big.model.isin([SLOW, *in_family(s, *ATTENTION)])]
+    missing = untested(pair)  # the control of (a) reads their test loss
+    failed = [] if missing else [m for m in control(runs, levels) if m in set(pair.model)]
+    if missing:
+        measured += f"; control of (a) not read: {missing}"
     if failed:
         measured += f"; control (count {RULE.learned}) not met: {', '.join(failed)}"
     if elsewhere:  # timed on a CPU: the claim is about parallel hardware
         return f"not measured on {elsewhere}", measured
-    if failed:
+    if failed or missing:
         return "inconclusive", measured
     return {1: "supported", -1: "not supported"}.get(sign, "inconclusive"), measured
 
@@ -351,35 +402,41 @@ def section(tables, figs) -> str:
         return "_No completed runs of the data-efficiency study yet._"
     figure, rows = _figure(runs, tables, figs)
     said = [(w, judge(tables)) for w, judge in (("(a)", verdict), ("(b)", time_verdict))]
+    missing = untested(runs)
     parts = [
-        "Best held-out loss (early stopping) against the number of unique training windows N "
-        "(mean and 95% interval over seeds); right: held-out loss against step at the largest "
-        "N, with the threshold tau of part (b) and each model's mean steps to it marked on it. "
-        "Every run has the same step cap and batch (N <= steps x batch); `train.patience` "
-        f"stops a run without a new best; an N where a run's best came after {RULE.bound} x "
-        "its steps is compute-limited, so part (a) does not read it. "
+        "Left: test loss (the test split: each run's weights at its end, scored on test "
+        "windows of its own data seed that no selection saw) against the number of unique "
+        "training windows N (mean and 95% interval over seeds), with the count bigram and "
+        "trigram on the same test windows; right: validation loss against step at the "
+        "largest N (the training-time curve), with the threshold tau of part (b) and each "
+        "model's mean steps to it marked on it. Every run has the same step cap and batch (N "
+        "<= steps x batch); `train.patience` stops a run without a new best validation loss; "
+        f"an N where a run's best came after {RULE.bound} x its steps is compute-limited, so "
+        "part (a) does not read it. "
         + _profile(runs)
+        + (f" Not drawn: {missing}." if missing else "")
         + " The GPU profile: size s, T = 256, N = 300, 3,000, 30,000, the lr swept in every "
         "cell. "
         + " ".join(f"Measured {w}: {r[1]} ({r[0]})." for w, r in said if r),
         figure,
-        md_table(pd.DataFrame(rows).pivot(index="N", columns="model", values="best_val_loss")
-                 .reset_index()),
+        md_table(pd.DataFrame(rows).pivot(index="N", columns="model", values="test_loss")
+                 .reset_index()) if rows else "",
         "Learning rate per model (calibrated once per model on the control, the largest pool, "
         "and reused by every N and seed on the CPU profile; swept in every cell on the GPU "
         "profile, best kept):\n\n" + md_table(lr_table(runs)),
     ]  # fmt: skip
-    return "\n\n".join(parts)
+    return "\n\n".join(p for p in parts if p)
 
 
 def _figure(runs, tables, figs) -> tuple[str, list]:
-    """Left: best loss against N (a trend line only over three or more N); right: held-out
-    loss against step at the largest N with tau and each model's steps to it (part (b))."""
+    """Left: test loss against N (a trend line only over three or more N; runs without a
+    test figure are not drawn); right: validation loss against step at the largest N with
+    tau and each model's steps to it (part (b))."""
     fig, axes = figs.figure(ncols=2, width=4.8)
     rows, ns = [], sorted(runs.n_train.unique())
     models = sorted(runs.model.unique())
-    for i, (model, g) in enumerate(runs.groupby("model")):
-        est = {n: estimate(x.best) for n, x in g.groupby("n_train")}
+    for i, (model, g) in enumerate(runs.dropna(subset=["test_loss"]).groupby("model")):
+        est = {n: estimate(x.test_loss) for n, x in g.groupby("n_train")}
         e = list(est.values())
         mean = [x.mean for x in e]
         dodge = 1.08 ** (i - (len(models) - 1) / 2)  # side by side on the log axis
@@ -388,14 +445,14 @@ def _figure(runs, tables, figs) -> tuple[str, list]:
                          color=figs.color(model), label=model,
                          ls="-" if len(ns) >= 3 else "none")  # fmt: skip
         rows += [
-            {"model": model, "N": n, "best_val_loss": fmt(x), "seeds": x.n} for n, x in est.items()
+            {"model": model, "N": n, "test_loss": fmt(x), "seeds": x.n} for n, x in est.items()
         ]
     _count_lines(axes[0], runs, tables)
     log_axis(axes[0], "x", ticks=ns)
     axes[0].margins(x=0.15)
     axes[0].set(xlabel="unique training windows N (windows)",
-                ylabel="best held-out loss (nats/token)",
-                title=f"best held-out loss at {len(ns)} pool sizes")  # fmt: skip
+                ylabel="test loss (nats/token)",
+                title=f"test split: loss at {len(ns)} pool sizes")  # fmt: skip
     _steps_panel(axes[1], runs, tables, figs)
     keys = [key_entry("error bars: 95% interval over seeds", ls="", marker="|", ms=8)]
     if len(axes[1].containers):
@@ -406,14 +463,15 @@ def _figure(runs, tables, figs) -> tuple[str, list]:
 
 
 def _count_lines(ax, runs, tables):
-    """The count bigram's and trigram's loss at each N (fitted on that pool, scored on the
-    same windows), gray, labelled at their right end: what counting reaches with that data."""
+    """The count bigram's and trigram's test loss at each N (fitted on each seed's pool,
+    scored on the same test windows), gray, labelled at their right end: what counting
+    reaches with that data."""
     for order, ls in ((BIGRAM, ":"), (TRIGRAM, "-.")):
         points = []
         for n, g in runs.groupby("n_train"):
             settings = baselines.settings_of(g, n_train=True)
             rows = baselines.rows_for(tables, STUDY, **settings) if settings else pd.DataFrame()
-            level = baselines.levels(rows).get(order)
+            level = baselines.levels(rows, scope="test").get(order)
             if level is not None:
                 points.append((n, level))
         if points:
@@ -424,10 +482,11 @@ def _count_lines(ax, runs, tables):
 
 
 def _steps_panel(ax, runs, tables, figs):
-    """Loss against step at the largest N, with the count bigram and trigram there; where
-    tau is known, each model's mean steps to it (95% interval over seeds) marked on the tau
-    line: the crossing part (b) reads."""
-    levels, curves = count_levels(tables, runs), tables.get("curves")
+    """Validation loss against step at the largest N (a training-time curve), with the count
+    bigram and trigram on the same validation windows; where tau is known, each model's mean
+    steps to it (95% interval over seeds) marked on the tau line: the crossing part (b)
+    reads."""
+    levels, curves = count_levels(tables, runs, "windows"), tables.get("curves")
     tau = threshold(runs, levels.get(TRIGRAM))
     baselines.draw(ax, levels)
     n1 = int(runs.n_train.max())
@@ -464,5 +523,5 @@ def _steps_panel(ax, runs, tables, figs):
                     ax.transData, ax.figure, y=4 * (i - (k - 1) / 2), units="points"
                 ),
             )  # models at one step side by side
-    ax.set(xlabel="training step (steps)", ylabel="held-out loss (nats/token)",
-           title=f"N = {n1}: steps to reach tau")  # fmt: skip
+    ax.set(xlabel="training step (steps)", ylabel="validation loss (nats/token)",
+           title=f"N = {n1}: steps to reach tau (validation curve)")  # fmt: skip

@@ -1,5 +1,12 @@
-"""Scale (C10): held-out loss against non-embedding parameters N and training compute C, per
+"""Scale (C10): test loss against non-embedding parameters N and training compute C, per
 family (Kaplan et al. 2020: Fig. 7 left, LSTMs against Transformers; the compute envelope).
+
+Every figure and verdict reads the TEST split (issue 22): each run's ``test_loss``
+(``what=test_set``, job ``scaling_test``, ``scaling_long_test`` for the 4x runs: the trained
+weights on 1,024 test windows of the run's data seed), beside the count n-grams' ``scope=test``
+rows on the same windows. Selection (the lr calibrated on the control size, the best of a
+swept grid) reads the validation loss. A run without its test figure makes its model's
+verdict ``inconclusive`` and names the job: never a fallback to validation.
 
 Every size trains on the same number of tokens (steps x batch x seq_len) of the
 character-level text task, at every budget the runs have (1x; the full profile adds 4x the
@@ -18,7 +25,7 @@ each replicate resamples every size's seeds with replacement and refits. Trainin
 step are counted by seqbench.flops on the model as configured (recurrences through their
 unrolled path, same parameters; per batch row, times the batch size: every count is linear
 in it), times the steps the run took. Where a cell was trained at several learning rates
-(``train.lr`` swept, the GPU variant) the best of the grid by mean held-out loss is kept.
+(``train.lr`` swept, the GPU variant) the best of the grid by mean validation loss is kept.
 """
 
 import functools
@@ -30,13 +37,20 @@ import torch
 from omegaconf import OmegaConf
 
 from seqbench.report import baselines
-from seqbench.report.axes import axis_label, clipped_yerr, key_entry, log_axis, reference
+from seqbench.report.axes import axis_label, clipped_yerr, key_entry, log_axis
 from seqbench.report.markdown import md_table
 from seqbench.report.stability import BUDGET, setting
 from seqbench.report.stats import LEVEL, difference, estimate, fmt
 from seqbench.report.verdict import Rule, Verdict
 from seqbench.studies import job_setting
-from seqbench.studies._common import best_of_grid, complete, in_family, study_of, unnamed_text
+from seqbench.studies._common import (
+    best_of_grid,
+    complete,
+    in_family,
+    study_of,
+    unnamed_text,
+    with_test,
+)
 
 TITLE = "Scale: loss against parameters and compute (C10)"
 ORDER = 90
@@ -51,11 +65,13 @@ GPU_SIZES = tuple(job_setting(__name__, "gpu", "model.size").split(","))
 GPU_MODELS = tuple(job_setting(__name__, "gpu", "model").split(","))
 RULE = Rule(
     "per model, its runs at every size and budget read on the loss-versus-compute envelope "
-    "(Kaplan et al. 2020: the (size, budget) cells whose mean loss is below that of every "
-    "cell of less compute), if its best cell learned beyond the unigram (held-out loss < "
-    "{learned:g} x the unigram cross-entropy; else inconclusive): supported if the envelope "
-    "falls (its end below its start: interval of the difference over seeds below 0) and its "
-    "end is made by the largest size, below every smaller size's best cell; nuanced if it "
+    "of their test loss (Kaplan et al. 2020: the (size, budget) cells whose mean loss is "
+    "below that of every cell of less compute), if its best cell learned beyond the unigram "
+    "(test loss < {learned:g} x the count unigram's on the same test windows; else "
+    "inconclusive, as where a run's test set or the count baselines were not measured): "
+    "supported if the envelope falls (its end below its start: interval of the difference "
+    "over seeds below 0) and its end is made by the largest size, below every smaller size's "
+    "best cell; nuanced if it "
     "falls but ends at a smaller size that the largest size's best cell does not reach "
     "(larger is better only up to that size at these budgets); not supported if the cell of "
     "most compute is worse than that of least; inconclusive when an interval contains 0 or "
@@ -66,8 +82,9 @@ RULE = Rule(
 # the claim names the LSTM (Kaplan et al. compare LSTMs with Transformers): it is looked up
 # among the models run, never assumed present
 KAPLAN_RULE = Rule(
-    "the exponent alpha of L = L_inf + a N^-alpha, fitted per family at one token budget (the "
-    "longest at which both were trained at every size), bootstrap over seeds: supported if "
+    "the exponent alpha of L = L_inf + a N^-alpha, L the test loss, fitted per family at one "
+    "token budget (the longest at which both were trained at every size), bootstrap over "
+    "seeds (inconclusive where a run's test set was not measured): supported if "
     "alpha(attention) - alpha({slow}) has its interval above 0, not supported "
     "if below 0, inconclusive if it contains 0",
     slow="lstm",
@@ -169,21 +186,32 @@ def flops_per_step(row) -> int:
                            int(row["data.seq_len"]), int(row["train.batch_size"]))  # fmt: skip
 
 
-def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of the study at its cell's best rate: model, family, size, seed, N,
-    budget (train.budget; 1 before the key), depth (n_layers as built), held-out loss,
-    training FLOPs."""
-    ok = complete(runs, STUDY)
+def loss_table(tables) -> pd.DataFrame:
+    """One row per run of the study at its cell's best rate (chosen on the validation loss):
+    model, family, size, seed, N, budget (train.budget; 1 before the key), depth (n_layers
+    as built), test loss (``loss``: NaN where the run's test set was not measured), training
+    FLOPs."""
+    ok = complete(tables["runs"], STUDY)
     if ok.empty or "model.size" not in ok:
         return pd.DataFrame()
-    ok = ok.assign(budget=setting(ok, BUDGET, 1))
+    ok = with_test(ok.assign(budget=setting(ok, BUDGET, 1)), tables, STUDY)
     ok = best_of_grid(ok[ok.val_loss.notna()], ["model.size", "budget"])
     depth = ok.get("hp_n_layers", ok.get("model.n_layers", pd.Series(np.nan, ok.index)))
-    ok = ok.assign(n=ok.params_non_embedding, loss=ok.val_loss, depth=depth,
+    ok = ok.assign(n=ok.params_non_embedding, loss=ok.test_loss, depth=depth,
                    flops=[flops_per_step(r) * r["step"] for _, r in ok.iterrows()])  # fmt: skip
-    ok["unigram"] = ok["unigram_xent"] if "unigram_xent" in ok else np.nan
-    return ok[["model", "family", "model.size", "seed", "n", "budget", "depth", "loss", "flops",
-               "lr", "unigram"]]  # fmt: skip
+    return ok[["run", "model", "family", "model.size", "seed", "n", "budget", "depth", "loss",
+               "flops", "lr"]]  # fmt: skip
+
+
+def untested(t: pd.DataFrame) -> str:
+    """'test set not measured for 3 of 30 runs (job scaling_long_test, what=test_set)': the
+    rows of ``t`` without a test loss and the job that measures them; '' when none."""
+    missing = t[t.loss.isna()]
+    if missing.empty:
+        return ""
+    jobs = sorted({f"{STUDY}_long_test" if b > 1 else f"{STUDY}_test" for b in missing.budget})
+    return (f"test set not measured for {len(missing)} of {len(t)} runs (job "
+            f"{', '.join(jobs)}, what=test_set)")  # fmt: skip
 
 
 def by_size(t: pd.DataFrame, model: str) -> dict:
@@ -236,19 +264,19 @@ def depth_text(c: pd.DataFrame) -> str:
 def on_envelope(c: pd.DataFrame, unigram: float = math.nan) -> tuple[str, str]:
     """(verdict, measured) for one model's cells (``cells``) read on their loss-versus-
     compute envelope: does it fall, and is its end (the lowest loss) made by the largest
-    size? ``unigram``: the corpus's unigram cross-entropy (the control)."""
+    size? ``unigram``: the count unigram's test loss on the same windows (the control)."""
     ns = sorted(set(c.n))
     if len(ns) < RULE.min_sizes:
         return "inconclusive", f"{len(ns)} sizes"
-    if c["mean"].min() >= RULE.learned * unigram:  # a nan unigram (not recorded) passes
-        return "inconclusive", (f"failed the control: best loss {c['mean'].min():.3g} >= "
-                                f"{RULE.learned:g} x unigram {unigram:.3g}")  # fmt: skip
+    if c["mean"].min() >= RULE.learned * unigram:  # nan: no control asked (verdicts asks one)
+        return "inconclusive", (f"failed the control: best test loss {c['mean'].min():.3g} >= "
+                                f"{RULE.learned:g} x count unigram {unigram:.3g}")  # fmt: skip
     env = envelope(c)
     first, last, most = env.iloc[0], env.iloc[-1], c.iloc[-1]
     seeds = min(len(v) for v in c.losses)
     budgets = ", ".join(_budget(b) for b in sorted(set(c.budget)))
     path = " -> ".join(map(_cell, env.to_dict("records")))
-    measured = (f"envelope (lowest loss at each compute) {path}, "
+    measured = (f"test-loss envelope (lowest loss at each compute) {path}, "
                 f"{first.flops:.2g} -> {last.flops:.2g} FLOPs; {len(ns)} sizes at {budgets} the "
                 f"budget, {seeds} seeds{depth_text(c)}")  # fmt: skip
     if difference(most.losses, first.losses).sign > 0:
@@ -296,7 +324,11 @@ def kaplan(t: pd.DataFrame) -> tuple[str, str] | None:
 
 
 def _kaplan_at(t: pd.DataFrame, fast: str, slow: str) -> tuple[str, str]:
-    """C10* at one budget: the bootstrap interval of alpha(fast) - alpha(slow)."""
+    """C10* at one budget: the bootstrap interval of alpha(fast) - alpha(slow); inconclusive
+    where a run of either lacks its test figure."""
+    missing = untested(t[t.model.isin([fast, slow])])
+    if missing:
+        return "inconclusive", missing
     a, b = by_size(t, fast), by_size(t, slow)
     da, db = bootstrap_alpha(a), bootstrap_alpha(b, seed=1)
     lo, hi = interval(da - db)
@@ -315,14 +347,25 @@ def _kaplan_at(t: pd.DataFrame, fast: str, slow: str) -> tuple[str, str]:
     return ("supported" if lo > 0 else "not supported" if hi < 0 else "inconclusive"), measured
 
 
+def model_verdict(t: pd.DataFrame, model: str, levels: dict) -> tuple[str, str]:
+    """C10 for one model on its test losses: inconclusive, naming what is missing, where a run
+    has no test figure or the count unigram (the control) was not measured."""
+    missing = untested(t[t.model == model])
+    if missing:
+        return "inconclusive", missing
+    if 1 not in levels:
+        return "inconclusive", baselines.NOT_MEASURED
+    return on_envelope(cells(t, model), levels[1])
+
+
 def verdicts(tables) -> list[Verdict]:
-    t = loss_table(tables["runs"])
+    t = loss_table(tables)
     if t.empty:
         return []
-    out = []
+    out, levels = [], count_levels(tables)
     for fam in sorted(set(t.family)):
         for m in in_family(t, fam):
-            v, measured = on_envelope(cells(t, m), float(t[t.model == m].unigram.median()))
+            v, measured = model_verdict(t, m, levels)
             out.append(Verdict("C10", f"{STUDY} ({m}, {fam}; text, loss-compute envelope)",
                                measured, RULE, v))  # fmt: skip
     k = kaplan(t)
@@ -335,20 +378,26 @@ def verdicts(tables) -> list[Verdict]:
 
 # --- section ---------------------------------------------------------------------------------
 def section(tables, figs) -> str:
-    t = loss_table(tables["runs"])
+    t = loss_table(tables)
     if t.empty:
         return "_No completed scaling runs._"
+    missing, t = untested(t), t.dropna(subset=["loss"])
+    if t.empty:
+        return f"_No scaling run with a test figure yet: {missing}._"
     figure, rows = _figure(t, count_levels(tables), figs)
     budget = _budget(_fit_budget(t))
     parts = [
-        f"Held-out loss (mean over seeds, 95% interval) of every model at each size, every "
+        f"Test loss (the test split: each run's trained weights on test windows of its own "
+        f"data seed that no selection saw; mean over seeds, 95% interval) of every model at "
+        f"each size, every "
         f"size trained on the same tokens at each budget ({_tokens(tables['runs'])} tokens of "
         f"character-level text); left, at {budget} the budget, the line through the points: "
         "the fit L_inf + a N^-alpha. Middle: every (size, budget) cell against the training "
         "FLOPs counted by seqbench.flops (filled: the longest budget, hollow: shorter ones), "
         "and each model's envelope, the lowest loss reached at each compute, that C10 reads. "
         f"Right: each model's fitted alpha at {budget} the budget and the attention - LSTM "
-        "difference C10* reads, with 95% bootstrap intervals.",
+        "difference C10* reads, with 95% bootstrap intervals. Count unigram, bigram and trigram: "
+        "their loss on the same test windows." + (f" Not drawn: {missing}." if missing else ""),
         figure,
         md_table(pd.DataFrame(rows)),
         _profile_note(t),
@@ -357,17 +406,23 @@ def section(tables, figs) -> str:
 
 
 def count_levels(tables) -> dict:
-    """order -> the count n-gram's loss on the held-out windows of this study's runs (its
-    ngram rows, seqbench.measure.ngram); {} without them or where the runs' windows differ."""
+    """order -> the count n-gram's loss on the test windows this study's runs are scored on
+    (its ngram rows, ``scope=test``, averaged over the runs' data seeds; seqbench.measure.
+    ngram); {} without them or where the runs' settings differ."""
     runs = complete(tables["runs"], STUDY)
     settings = baselines.settings_of(runs) if not runs.empty else None
-    return baselines.levels(baselines.rows_for(tables, STUDY, **settings)) if settings else {}
+    if settings is None:
+        return {}
+    rows = baselines.rows_for(tables, STUDY, **settings)
+    if not rows.empty:  # the data seeds the runs were scored on
+        rows = rows[rows["sample"].isin(runs.seed)]
+    return baselines.levels(rows, scope="test")
 
 
 def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
-    """Loss against N (points and the fitted law) and against compute, with the text's
-    unigram cross-entropy and the count bigram's and trigram's loss on the same held-out
-    windows; the fitted exponents alpha with their 95% intervals (C10*)."""
+    """Test loss against N (points and the fitted law) and against compute, with the count
+    unigram's, bigram's and trigram's loss on the same test windows; the fitted exponents
+    alpha with their 95% intervals (C10*)."""
     fig, axes = figs.figure(ncols=3, width=4.0)
     rows, whole, t = [], t, t[t.budget == _fit_budget(t)]
     for m, g in t.groupby("model"):
@@ -390,19 +445,17 @@ def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
                      "alpha 95%": f"[{boot[0]:.3g}, {boot[1]:.3g}]", "L_inf": f"{fit['l_inf']:.3g}",
                      "lr": ", ".join(f"{v:g}" for v in sorted(set(g.lr)))})  # fmt: skip
         rows[-1] |= {"_alpha": fit["alpha"], "_lo": boot[0], "_hi": boot[1]}
-    unigram = t.unigram.dropna()
     for ax, what, unit in zip(axes, ("non-embedding parameters N", "training compute"),
                               ("count", "FLOPs")):  # fmt: skip
         log_axis(ax, "x")
         ax.set(
             xlabel=axis_label(what, unit),
-            ylabel=axis_label("held-out loss", "nats/token"),
+            ylabel=axis_label("test loss", "nats/token"),
         )
-        if len(unigram):  # the best a model without context can do
-            reference(ax, float(unigram.median()), f"unigram {unigram.median():.2f}")
-        baselines.draw(ax, levels)  # what counting one or two tokens of context reaches
-    axes[0].set_title("against parameters (1 token = 1 character)", fontsize=10)
-    axes[1].set_title("against training compute: the envelope", fontsize=10)
+        # what counting reaches with no context (the control), one or two tokens of it
+        baselines.draw(ax, levels, orders=(1, 2, 3))
+    axes[0].set_title("test split: against parameters (1 token = 1 character)", fontsize=10)
+    axes[1].set_title("test split: against training compute, the envelope", fontsize=10)
     _compute_panel(axes[1], whole, figs)
     _alpha_panel(axes[2], t, rows, figs)
     keys = [key_entry("fit L∞ + a N^-α (left); envelope (middle)", lw=1.0),
