@@ -202,3 +202,14 @@ def test_leaving_a_seed_out_keeps_the_count_baselines_measured_as_seed_0():
                                     "test_loss": [2.3, 2.4, 2.5]})  # fmt: skip
     out = stability.without_seed(tables, 0)
     assert set(out["runs"].seed) == {1, 2} and out["ngram"].equals(tables["ngram"])
+
+
+def test_a_study_read_on_test_figures_is_not_cut_at_half_its_budget():
+    """what=test_set scores each run's final model: at half the budget there is none, so the
+    check would always read 'not measured'; the column leaves it out (4x checks the budget)."""
+    tables = _tables((1, 0, 0.95), (4, 0, 0.97))
+    assert "at half the budget" in _annotated(tables).stability
+    runs = tables["runs"]
+    tables["test_set"] = pd.DataFrame({"run": "m-" + runs.run, "train_run": runs.run})
+    v = _annotated(tables)
+    assert v.stability == "stable; holds at 4x the budget"

@@ -13,7 +13,9 @@ and the claims table's stability column says ``stable`` or what flips the verdic
 seed 1: inconclusive"). A perturbation that changes none of a study's rows, or a setting
 with no runs of the study (or of a study it READS), does not apply to it; when none applies
 the column says so. Position-loss curves exist only for the final evaluation, so the
-half-budget check leaves them as they are.
+half-budget check leaves them as they are; a study whose verdicts read test figures (what=
+test_set scores the model a run ended with, which a run cut at half its budget never was)
+skips it: its 4x runs check the budget instead.
 
 A verdict that differs at 4x the budget was never a verdict: it is reported from the longer
 budget (its verdict and measured figures), the seeds and half budget are perturbed there, and
@@ -30,6 +32,7 @@ from seqbench.report.verdict import VERDICTS, Verdict
 METRICS = ("val_loss", "val_acc", "val_ppl")
 BUDGET, LR_STEP = "train.budget", "train.lr_step"  # run columns (NaN in older runs: 1 and 0)
 LONGER = 4  # the full profile's <study>_long jobs: train.budget=4
+HALF = "at half the budget"
 NEIGHBOURS = ((-1, "at the next smaller lr"), (1, "at the next larger lr"))
 
 
@@ -234,7 +237,7 @@ def perturbations(tables: dict, seeds=()):
     if len(seeds) >= 2:
         for s in seeds:
             yield f"without seed {int(s)}", without_seed(tables, s)
-    yield "at half the budget", half_budget(tables)
+    yield HALF, half_budget(tables)
 
 
 def recompute(module, tables: dict, verdicts: list) -> dict:
@@ -258,12 +261,23 @@ def _checks(module, tables: dict, reads: set, verdicts: list) -> tuple[list, int
     """([(label, recomputed verdicts)] of the seed and half-budget perturbations that touch
     these studies' rows, the number of seeds)."""
     seeds = seeds_of(tables, reads)
+    final = _tested(tables, reads)
     done = [
         (label, recompute(module, perturbed, verdicts))
         for label, perturbed in perturbations(tables, seeds)
-        if _touches(tables, perturbed, reads)
+        if _touches(tables, perturbed, reads) and not (final and label == HALF)
     ]
     return done, len(seeds)
+
+
+def _tested(tables: dict, reads: set) -> bool:
+    """Do these studies' verdicts read test figures (what=test_set rows of their runs)? Those
+    score the model each run ended with: a run read at half its budget has none, so the
+    half-budget check cannot be made (the 4x runs check the budget in the other direction)."""
+    runs, test = tables.get("runs"), tables.get("test_set")
+    if runs is None or runs.empty or test is None or test.empty or "train_run" not in test:
+        return False
+    return bool(test.train_run.isin(set(runs.run[runs.study.isin(reads)])).any())
 
 
 def _adopt(v: Verdict, longer) -> bool:
