@@ -253,3 +253,18 @@ def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(make_
     assert s["step"] < 2000 and s["best_step"] == int(rows[losses.index(min(losses))]["step"])
     assert len(rows) - 1 - losses.index(min(losses)) == 3  # three evaluations past the best
     assert s["stop_reason"] == "converged" and s["censored"] is False  # patience ran out
+
+
+def test_early_stopping_keeps_the_weights_of_its_best_evaluation(make_cfg):
+    """model.pt is the model the held-out set chose, not the one patience evaluations later:
+    scored again on the same validation batches it gives the best held-out loss."""
+    from seqbench.evaluate import held_out
+
+    cfg = make_cfg(*SMALL_POOL, "train.steps=2000", "train.eval_every=10", "train.patience=3")
+    s = train(cfg)
+    assert s["best_step"] < s["step"] and s["best_val_loss"] < s["val_loss"]
+    task = build_task(cfg.data)
+    model = build_model(cfg.model, task.vocab_size, "cpu")
+    model.load_state_dict(torch.load(Path(s["run_dir"]) / "model.pt", weights_only=True))
+    got, _ = held_out(model, task, cfg.train.eval_batches, cfg.train.batch_size, "cpu")
+    assert got["val_loss"] == pytest.approx(s["best_val_loss"], rel=1e-5)

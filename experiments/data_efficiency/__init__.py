@@ -6,9 +6,10 @@ would be the same experiment as an unlimited stream). Each run stops early once
 ``train.patience`` evaluations pass without a new best validation loss. What chose a run
 (early stopping, the lr grid, the best recurrence at an N) reads the validation windows;
 what is reported and decides reads the TEST split (issue 22): each run's ``test_loss``
-(``what=test_set``, job ``data_efficiency_test``: the weights the run ended with, on 1,024
-test windows of its own data seed) and the count n-grams' ``scope=test`` rows (fitted on
-that seed's pool, scored on the same test windows). Three seeds per cell; 95% intervals over
+(``what=test_set``, job ``data_efficiency_test``: the weights of its best validation loss,
+which early stopping keeps as model.pt, on 1,024 test windows of its own data seed) and the
+count n-grams' ``scope=test`` rows (fitted on that seed's pool, scored on the same test
+windows). Three seeds per cell; 95% intervals over
 seeds. A run without its test figure makes a verdict ``inconclusive`` and names the job.
 
 The lecture: Transformers impose less structure, so they need more data before they do

@@ -137,6 +137,7 @@ class Run:
         self.stop_signal = None
         self.step, self.resumed_from, self.tokens_seen, self.wall_before = 0, None, 0, 0.0
         self.best, self.since_best = math.inf, 0  # early stopping (train.patience)
+        self.best_weights = None  # with train.patience: the weights of the best evaluation
         self.anneal, self.anneals = 1.0, 0  # lr multiplier from plateaus (train.plateau_factor)
         self.state = None  # what the last training window left (data.stream=true)
         self.start_loss = None  # the loss of the first step: the divergence limit scales with it
@@ -164,8 +165,8 @@ class Run:
         self.metrics = store.MetricsLog(self.dir / "metrics.csv", COLUMNS)
         self.metrics.truncate_after(self.step)
         for row in store.read_metrics_rows(self.dir / "metrics.csv")[0]:  # patience, plateaus
-            if row.get("val_loss"):
-                self.observe(float(row["val_loss"]))
+            if row.get("val_loss"):  # the weights of those steps are gone: the checkpoint's
+                self.observe(float(row["val_loss"]), keep=False)  # best_weights stand
         data = self.task.fingerprint()
         self.record.fields |= describe_model(self.model, self.cfg.model) | {
             "params": param_counts(self.model),
@@ -283,7 +284,7 @@ class Run:
                     f"{self.loss_limit():.4g} = {DIVERGED_ABOVE:g} x max(ln vocab, the first "
                     f"step's loss {self.start_loss:.4g})"
                 )
-            if eval_now and (self.reached(row) or self.observe(row["val_loss"])):
+            if eval_now and (self.reached(row) or self.observe(row["val_loss"], keep=True)):
                 break  # a criterion reached, or no new best for train.patience evaluations
             if self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.save()
@@ -294,6 +295,10 @@ class Run:
             self.save()
             return
         self.finished = True
+        if self.best_weights is not None:  # early stopping: the model is its best evaluation's
+            self.model.load_state_dict(self.best_weights)
+            self.last_stream_val = None  # the last evaluation scored later weights
+            self.record.fields["weights"] = "best held-out loss (train.patience)"
         # the trained weights, for generation and measurements on trained models
         store.save_torch(self.model.state_dict(), self.dir / "model.pt")
         if self.text and (self.stream or self.text.has_splits):
@@ -306,12 +311,17 @@ class Run:
         of ln(vocab), a uniform guess's loss, and the loss the run started from."""
         return DIVERGED_ABOVE * max(math.log(self.task.vocab_size), self.start_loss or 0.0)
 
-    def observe(self, val_loss) -> bool:
-        """One held-out loss: track the best; without a new best, divide the lr by
+    def observe(self, val_loss, keep: bool) -> bool:
+        """One held-out loss: track the best (with train.patience and ``keep``, a copy of its
+        weights: model.pt is the best evaluation's, as early stopping means, so a test figure
+        scores the model the held-out set chose); without a new best, divide the lr by
         train.plateau_factor (pytorch/examples divides by 4); True once train.patience
         evaluations passed without a new best (early stopping)."""
         if val_loss < self.best:
             self.best, self.since_best = val_loss, 0
+            if keep and self.t.patience is not None:
+                self.best_weights = {k: v.detach().to("cpu", copy=True)
+                                     for k, v in self.model.state_dict().items()}  # fmt: skip
         else:
             self.since_best += 1
             if self.t.plateau_factor:
@@ -397,6 +407,7 @@ class Run:
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
                 "state": self.state,  # the carried state (data.stream=true), or None
+                "best_weights": self.best_weights,  # train.patience: the best evaluation's
                 "wall_s": self.wall_now(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -416,6 +427,7 @@ class Run:
             ckpt["wall_s"],
         )
         self.state = ckpt.get("state")  # absent in checkpoints from before data.stream
+        self.best_weights = ckpt.get("best_weights")  # absent before early stopping kept them
         self.start_loss = ckpt["start_loss"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if ckpt["cuda_rng"]:
