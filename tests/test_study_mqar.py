@@ -307,7 +307,7 @@ def test_the_full_profile_sweeps_zoologys_grid_in_the_t64_cells():
         assert full[job.name].args == job.args and full[job.name].rank == job.rank
     for name in ("mqar_long", "mqar_long_attention", "mqar_long_test", "mqar_long_attention_test"):
         job, args = full[name], " ".join(full[name].args)
-        assert job.rank == 42 and "train.lr_grid=null" in job.args  # swept, not calibrated
+        assert job.rank == 43 and "train.lr_grid=null" in job.args  # swept, not calibrated
         rates = next(a for a in job.args if a.startswith("train.lr="))
         assert [float(v) for v in rates.split("=")[1].split(",")] == list(ZOOLOGY)[1:]
         assert "{seq_len:64,num_kv_pairs:4},{seq_len:64,num_kv_pairs:8}" in args

@@ -295,7 +295,7 @@ def test_profiles_read_every_model_untrained_train_both_families_and_full_adds_4
     assert {n: full[n].args for n in cpu} == cpu  # the same runs, reused by content key
     for long, base in (("path_length_long", "path_length_trained"),
                        ("path_length_long_test", "path_length_test")):  # fmt: skip
-        assert full[long].rank == 43 and "train.budget=4" in full[long].args
+        assert full[long].rank == 42 and "train.budget=4" in full[long].args
         assert [a for a in full[long].args if a != "train.budget=4"] == cpu[base]
     assert set(full) == {*cpu, "path_length_long", "path_length_long_test"}
 
