@@ -155,7 +155,9 @@ def test_the_verdict_runs_on_the_perturbed_tables_of_the_stability_column():
     # at half the budget nothing has converged yet: the cells are undecided
     assert study.verdicts(half_budget(tables))[0].verdict == "inconclusive"
     (annotated,) = annotate(study, "mqar", tables, [v])
-    assert "at half the budget: inconclusive" in annotated.stability
+    # the verdict reads test figures, which score each run's final model: the stability
+    # column does not cut it at half its budget (stability._tested; the 4x runs check that)
+    assert "at half the budget" not in annotated.stability
 
 
 @pytest.mark.parametrize("widths", [(64,), (64, 128)])

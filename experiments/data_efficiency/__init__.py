@@ -525,4 +525,4 @@ def _steps_panel(ax, runs, tables, figs):
                 ),
             )  # models at one step side by side
     ax.set(xlabel="training step (steps)", ylabel="validation loss (nats/token)",
-           title=f"N = {n1}: steps to reach tau (validation curve)")  # fmt: skip
+           title=f"N = {n1}: steps to reach tau")  # fmt: skip
