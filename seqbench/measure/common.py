@@ -249,3 +249,23 @@ def training_config(cfg: DictConfig) -> DictConfig:
     node.pop("hydra", None)
     node["study"], node["fresh"] = cfg.what.train_study, False
     return OmegaConf.create(node)
+
+
+SPLITS = ("val", "test")  # what.split of a text measurement: selection's, or the reports'
+
+
+def held_out_split(w, task) -> str:
+    """``what.split``, refused unless it is one of SPLITS and the corpus has it: a corpus
+    without a test split has no figure to report, and val in its place would be the data
+    that selected (the lr, the stopping step)."""
+    split = w.get("split")
+    if split not in SPLITS:
+        raise ConfigError(f"what.split={split} is not allowed: one of {', '.join(SPLITS)}")
+    if split == "test" and not task.has_test:
+        setting, _ = task.held_out_source("val")
+        raise ConfigError(
+            f"what.split=test is not allowed: {setting} has no test split (a corpus folder "
+            "with test.txt, or the standard-library corpus, has one); what.split=val scores "
+            "the validation split"
+        )
+    return split

@@ -43,6 +43,7 @@ from seqbench.config import ConfigError, build_task
 from seqbench.data import IGNORE, TEST_SEQUENCES
 from seqbench.env import pick_device
 from seqbench.flops import train_step_flops
+from seqbench.measure.common import held_out_split
 from seqbench.train import trained_model
 
 COLUMNS = (
@@ -51,7 +52,6 @@ COLUMNS = (
     " val_loss own_loss own_n unigram_xent params_total train_run split"
 ).split()
 OBJECTIVES = ("causal", "masked")
-SPLITS = ("val", "test")  # what.split: where the reported figures are read
 
 
 def held_out(task, split: str, n_batches: int, batch_size: int):
@@ -167,16 +167,7 @@ def check(cfg: DictConfig, task) -> None:
             f"data._target_={cfg.data._target_!r} is not allowed: prefix_eval "
             "needs data=text (the masked task is derived from it)"
         )
-    split = w.get("split")
-    if split not in SPLITS:
-        raise ConfigError(f"what.split={split!r} is not allowed: one of {', '.join(SPLITS)}")
-    if split == "test" and not task.has_test:
-        setting, _ = task.held_out_source("test")
-        raise ConfigError(
-            f"what.split=test is not allowed: {setting} has no test split (a corpus folder "
-            "with test.txt has one, as does the standard-library corpus); what.split=val "
-            "reads the validation windows"
-        )
+    held_out_split(w, task)
     rate = w.get("mask_rate")
     if not (isinstance(rate, int | float) and 0 < rate < 1):
         raise ConfigError(f"what.mask_rate={rate!r} is not allowed: a number in (0, 1)")

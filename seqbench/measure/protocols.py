@@ -35,6 +35,7 @@ from seqbench.env import pick_device
 from seqbench.evaluate import MIN_SCORED_TOKENS, held_out, stream_loss, stream_scored
 from seqbench.measure.common import (
     check_train_study,
+    held_out_split,
     model_columns,
     need,
     positive_int,
@@ -48,7 +49,6 @@ COLUMNS = (
     "windows columns train_run train_key train_steps"
 ).split()
 ARMS = {False: "random", True: "stream"}  # data.stream -> the arm that trained the model
-SPLITS = ("val", "test")  # what.split: what selection reads, and what reports read
 
 
 def check(cfg: DictConfig, task) -> None:
@@ -60,7 +60,7 @@ def check(cfg: DictConfig, task) -> None:
     check_train_study(w)
     need(isinstance(task, Text), "data._target_", cfg.data.get("_target_"),
          "what=protocols scores a text corpus read two ways (data=text)")  # fmt: skip
-    split = _split(w, task)
+    split = held_out_split(w, task)
     columns, held = _columns(cfg), len(task.streams[split])
     if stream_scored(held, columns) < MIN_SCORED_TOKENS:  # a figure over nothing is no figure
         setting, part = task.held_out_source(split)
@@ -69,22 +69,6 @@ def check(cfg: DictConfig, task) -> None:
             f"protocol in {columns} columns scores {stream_scored(held, columns)} of them, "
             f"fewer than {MIN_SCORED_TOKENS}; use a longer held-out split or fewer columns"
         )
-
-
-def _split(w, task: Text) -> str:
-    """what.split, refused unless it is one of SPLITS and the corpus has it: a corpus without
-    a test split has no figure to report, and val in its place would be the selection set."""
-    split = w.get("split")
-    if split not in SPLITS:
-        raise ConfigError(f"what.split={split} is not allowed: one of {', '.join(SPLITS)}")
-    if split == "test" and not task.has_test:
-        setting, _ = task.held_out_source("val")
-        raise ConfigError(
-            f"what.split=test is not allowed: {setting} has no test split (a corpus folder "
-            "with test.txt, or the standard-library corpus, has one); what.split=val scores "
-            "the validation split"
-        )
-    return split
 
 
 def measure(cfg: DictConfig, task, log) -> dict:
