@@ -339,3 +339,19 @@ def test_the_figure_never_joins_settings_and_draws_chance(tmp_path, widths):
         assert ax.get_title() and ax.get_title() != "every setting"
     if len(widths) == 1:
         assert "one width measured" in fig.axes[0].get_title()
+
+
+def test_a_verdict_read_on_the_full_profiles_t64_cells_is_not_preliminary():
+    """MQAR's full profile adds cells (T=64, the rate swept per cell), not a 4x budget: read
+    there, the verdict is the full profile's; read on the quick profile's T=16 cells alone,
+    it is preliminary."""
+    table = {"transformer": SOLVED, "gru": {CELLS[0]: 0.5, CELLS[1]: 0.3},
+             "lstm": {CELLS[0]: 0.4, CELLS[1]: 0.2}}  # fmt: skip
+    runs = _runs(_acc(table)).assign(step=CAP)
+    tables = {"runs": runs.drop(columns="test_acc"), "test_set": measured_test_set(runs)}
+    (v,) = annotate(study, "mqar", tables, study.verdicts(tables))
+    assert study.confirmed(tables) and not v.preliminary
+    short = runs[runs["data.seq_len"] < 64]
+    quick = {"runs": short.drop(columns="test_acc"), "test_set": measured_test_set(short)}
+    (q,) = annotate(study, "mqar", quick, study.verdicts(quick))
+    assert not study.confirmed(quick) and q.preliminary

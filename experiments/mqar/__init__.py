@@ -308,6 +308,14 @@ def _measured(cells, found, passed) -> str:
     return out + left_out(passed, control) + censored_text(notes)
 
 
+def confirmed(tables) -> bool:
+    """Is the verdict read on the full profile's cells (T >= RULE.long, the rate swept per
+    cell) rather than the quick profile's T=16 ones? Then it is not preliminary, though no run
+    trained at 4x the budget (seqbench.report.stability)."""
+    ok = mqar_runs(tables["runs"])
+    return not ok.empty and bool((ok.seq_len >= RULE.long).any())
+
+
 def verdicts(tables) -> list[Verdict]:
     ok = with_test(mqar_runs(tables["runs"]), tables, STUDY)
     result = verdict(cell_table(ok)) if not ok.empty else None

@@ -21,7 +21,8 @@ A verdict that differs at 4x the budget was never a verdict: it is reported from
 budget (its verdict and measured figures), the seeds and half budget are perturbed there, and
 the column names the 1x verdict ("at 1x the budget: inconclusive"). One that holds says so;
 one of a study with training runs but none at 4x is ``preliminary`` (the quick profile's
-budget).
+budget), unless the study's ``confirmed(tables)`` says its verdict was read on the cells its
+full profile adds instead (MQAR: T=64 with the rate swept per cell).
 """
 
 import numpy as np
@@ -307,6 +308,10 @@ def annotate(module, study: str, tables: dict, verdicts: list) -> list:
     if whole and has_runs(tables, reads, LONGER):  # read on both budgets: not preliminary
         for v in verdicts:
             v.budget, v.preliminary = f"1x+{LONGER}x", False
+    confirmed = getattr(module, "confirmed", None)  # a study whose full profile adds cells,
+    if confirmed is not None and confirmed(at(tables)):  # not budgets (MQAR's T=64 sweep)
+        for v in verdicts:
+            v.preliminary = False
     neighbours = [  # at 1x the budget: the full profile trains lr neighbours at budget 1
         (label, recompute(module, at(tables, 1, step), verdicts))
         for step, label in NEIGHBOURS
