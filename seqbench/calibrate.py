@@ -39,6 +39,8 @@ def calibration_config(cfg: DictConfig, lr: float) -> DictConfig:
     node.train.criterion, node.train.target = None, None  # the loss at the end decides
     node.train.budget, node.train.lr_step = 1, 0
     node.seed, node.study, node.fresh = 0, f"{cfg.study}.lr", False
+    if "seed" in node.data:  # seed 0's data too, also where a caller resolved ${seed} (the
+        node.data.seed = 0  # masked task of prefix_eval): one calibration for every seed
     return node
 
 

@@ -138,3 +138,16 @@ def test_the_sections_say_how_the_rate_was_calibrated_and_under_which_schedule()
     assert "gru 0.003, lstm 0.03" in text and "Still at an edge of the extended grid: lstm" in text
     plain = lr_sentence(runs.drop(columns="train.criterion"), "distance")
     assert "under the run's own schedule;" in plain
+
+
+def test_every_seed_shares_the_calibration_of_seed_0_even_with_its_data_seed_resolved(make_cfg):
+    """A caller that resolves ${seed} into data.seed (prefix_eval builds its masked task so)
+    must still reuse seed 0's calibration runs: data seed 0, the same content keys."""
+    from seqbench.calibrate import calibration_config
+    from seqbench.store import content_key
+
+    grid = ("train.lr_grid=[1e-3,3e-3]", "++train.lr_control={train.steps:20}")
+    zero = calibration_config(make_cfg(*RUN, *grid, "seed=0"), 1e-3)
+    for seed in (1, 2):
+        two = make_cfg(*RUN, *grid, f"seed={seed}", f"data.seed={seed}")  # resolved literal
+        assert content_key(calibration_config(two, 1e-3)) == content_key(zero)
