@@ -455,7 +455,7 @@ def _figure(t: pd.DataFrame, levels: dict, figs) -> tuple[str, list]:
         # what counting reaches with no context (the control), one or two tokens of it
         baselines.draw(ax, levels, orders=(1, 2, 3))
     axes[0].set_title("against parameters (test split)", fontsize=10)
-    axes[1].set_title("against compute: the envelope", fontsize=10)
+    axes[1].set_title("against compute (test split)", fontsize=10)
     _compute_panel(axes[1], whole, figs)
     _alpha_panel(axes[2], t, rows, figs)
     keys = [key_entry("fit L∞ + a N^-α (left); envelope (middle)", lw=1.0),
