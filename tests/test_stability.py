@@ -213,3 +213,17 @@ def test_a_study_read_on_test_figures_is_not_cut_at_half_its_budget():
     tables["test_set"] = pd.DataFrame({"run": "m-" + runs.run, "train_run": runs.run})
     v = _annotated(tables)
     assert v.stability == "stable; holds at 4x the budget"
+
+
+def test_the_claims_table_states_the_steps_of_the_runs_each_verdict_was_read_on(tmp_path):
+    """A verdict reported from its 4x runs says their steps, not the quick profile's."""
+    from seqbench.report.write import budgets
+
+    tables = _tables((1, 0, 0.5), (4, 0, 0.95))
+    tables["runs"] = tables["runs"].assign(device="cpu", model="m")
+    (v,), _ = study_parts(TOY, tables, Figures(tmp_path, {}))
+    assert v.budget == "4x" and budgets(TOY, tables, [v]) == ["400 steps, 3 seeds, cpu"]
+    (w,), _ = study_parts(TOY, _tables((1, 0, 0.95), (4, 0, 0.96)), Figures(tmp_path, {}))
+    one = _tables((1, 0, 0.95), (4, 0, 0.96))
+    one["runs"] = one["runs"].assign(device="cpu", model="m")
+    assert w.budget == "1x" and budgets(TOY, one, [w]) == ["100 steps, 3 seeds, cpu"]

@@ -100,6 +100,17 @@ def study_parts(module, tables, figs):
     return verdicts, md
 
 
+def budgets(module, tables, verdicts: list) -> list[str]:
+    """What trained the runs each verdict was read on ('800 steps, 3 seeds, cpu'): the
+    study's own budget, or the longer one for a verdict reported from its 4x runs."""
+    reads = (studies.study_name(module), *getattr(module, "READS", ()))
+    longer = f"{stability.LONGER}x"
+    spent = {"": generic.budget(stability.own(module, tables), *reads)}
+    if any(v.budget == longer for v in verdicts):
+        spent[longer] = generic.budget(stability.at(tables, stability.LONGER), *reads)
+    return [spent.get(v.budget, spent[""]) for v in verdicts]
+
+
 def _drawn_longer(md: str, claims: list) -> str:
     """The section, after a note that its figures and tables show the 4x runs."""
     note = (
@@ -155,8 +166,7 @@ def build(runs_root: Path, results: Path, out: Path, compare, previous: dict) ->
         before = len(figs.written)
         v, md = study_parts(module, tables, figs)
         made_by |= dict.fromkeys(figs.written[before:], name)
-        spent = generic.budget(stability.own(module, tables), name, *getattr(module, "READS", ()))
-        evidence += [Evidence(x, name, spent) for x in v]
+        evidence += [Evidence(x, name, spent) for x, spent in zip(v, budgets(module, tables, v))]
         if md or v:
             pages[page(name)] = study_page(module, v, md, extra)
         if md:
